@@ -1,0 +1,1 @@
+//! `allocdb-wal` is AllocDB's durable storage (work in progress).
