@@ -10,8 +10,10 @@ pub mod command;
 pub mod config;
 pub mod ids;
 pub mod result_code;
+pub mod wire;
 
 pub use command::{BUNDLE_SIZE_LIMIT, Bundle, Command, DEADLINE_NONE, Outcome, Request};
 pub use config::{Config, ConfigError};
 pub use ids::{HolderId, LeaseId, Op, OperationId, PoolId, ResourceId, Slot};
 pub use result_code::ResultCode;
+pub use wire::{DecodeError, Reader, Writer};

@@ -35,27 +35,25 @@ pub enum ResultCode {
     LeaseNotFound = 13,
     /// The lease existed but has left the history window; its outcome is no longer queryable.
     LeaseRetired = 14,
-    /// No free entry in the expiry index.
-    ExpiryIndexFull = 15,
     /// No free row in the operation (dedupe) table.
-    OperationTableFull = 16,
+    OperationTableFull = 15,
     /// The operation id was already used, inside the dedupe window, for a different command.
-    OperationConflict = 17,
+    OperationConflict = 16,
     /// The lease is not in a state that allows this command.
-    InvalidState = 18,
+    InvalidState = 17,
     /// The holder does not match the lease's holder.
-    HolderMismatch = 19,
+    HolderMismatch = 18,
     /// The epoch does not match the lease's current epoch (the caller was fenced off).
-    StaleEpoch = 20,
+    StaleEpoch = 19,
     /// `slot + ttl` does not fit in a slot.
-    SlotOverflow = 21,
+    SlotOverflow = 20,
     /// A client write carried operation id 0, which is reserved for internal commands.
-    InvalidOperationId = 22,
+    InvalidOperationId = 21,
 }
 
 impl ResultCode {
     /// Every code, in numeric order.
-    pub const ALL: [ResultCode; 23] = [
+    pub const ALL: [ResultCode; 22] = [
         ResultCode::Ok,
         ResultCode::AlreadyExists,
         ResultCode::ResourceTableFull,
@@ -71,7 +69,6 @@ impl ResultCode {
         ResultCode::MemberTableFull,
         ResultCode::LeaseNotFound,
         ResultCode::LeaseRetired,
-        ResultCode::ExpiryIndexFull,
         ResultCode::OperationTableFull,
         ResultCode::OperationConflict,
         ResultCode::InvalidState,
@@ -99,7 +96,6 @@ impl ResultCode {
             ResultCode::MemberTableFull => "member_table_full",
             ResultCode::LeaseNotFound => "lease_not_found",
             ResultCode::LeaseRetired => "lease_retired",
-            ResultCode::ExpiryIndexFull => "expiry_index_full",
             ResultCode::OperationTableFull => "operation_table_full",
             ResultCode::OperationConflict => "operation_conflict",
             ResultCode::InvalidState => "invalid_state",
