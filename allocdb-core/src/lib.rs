@@ -6,14 +6,40 @@
 //! perform I/O, and never allocate after construction: every table is sized from [`Config`]
 //! once, and a full table is a [`ResultCode`], not growth.
 
+mod allocator;
+pub mod codec;
 pub mod command;
+mod commands;
 pub mod config;
+mod digest;
+mod expiry_index;
+mod fifo;
+mod fingerprint;
+mod hash;
+mod id_map;
 pub mod ids;
+mod invariants;
+mod lease_table;
+mod member_table;
+mod operation_table;
+mod pool_table;
+mod resource_table;
 pub mod result_code;
+pub mod snapshot;
+pub mod views;
 pub mod wire;
 
+pub use codec::{
+    OUTCOME_ENCODED_BYTES, REQUEST_ENCODED_BYTES_MAX, RequestOrigin, decode_batch, decode_outcome,
+    decode_outcomes, decode_request, encode_batch, encode_outcome, encode_outcomes, encode_request,
+};
 pub use command::{BUNDLE_SIZE_LIMIT, Bundle, Command, DEADLINE_NONE, Outcome, Request};
 pub use config::{Config, ConfigError};
 pub use ids::{HolderId, LeaseId, Op, OperationId, PoolId, ResourceId, Slot};
 pub use result_code::ResultCode;
 pub use wire::{DecodeError, Reader, Writer};
+
+pub use allocator::Allocator;
+pub use invariants::InvariantViolation;
+pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION, SnapshotError};
+pub use views::{LeaseState, LeaseView, PoolStats, ResourceState, ResourceView};

@@ -1,0 +1,387 @@
+//! The allocator: the tables, `apply_batch` with its dedupe preamble and retirement passes,
+//! and the queries. The commands themselves are in `commands.rs`; the digest, the invariant
+//! checks and the snapshot codec each have their own module.
+
+use crate::command::{Bundle, Command, Outcome, Request};
+use crate::config::{Config, ConfigError};
+use crate::expiry_index::ExpiryIndex;
+use crate::fifo::Fifo;
+use crate::fingerprint::fingerprint;
+use crate::id_map::ROW_NONE;
+use crate::ids::{LeaseId, Op, PoolId, ResourceId, Slot};
+use crate::lease_table::LeaseTable;
+use crate::member_table::MemberTable;
+use crate::operation_table::{OperationRow, OperationTable};
+use crate::pool_table::PoolTable;
+use crate::resource_table::ResourceTable;
+use crate::result_code::ResultCode;
+use crate::views::{LeaseView, PoolStats, ResourceView};
+
+/// The allocator state machine. Every table is allocated once by [`Allocator::new`]; applying
+/// commands never allocates, never reads a clock and never depends on hash iteration order.
+///
+/// ```
+/// use allocdb_core::{Allocator, Bundle, Command, Config, Outcome, Request, ResultCode};
+///
+/// let mut allocator = Allocator::new(Config::small()).unwrap();
+/// let requests = [
+///     Request { operation_id: 1, command: Command::CreateResource { resource: 7, pool: None } },
+///     Request {
+///         operation_id: 2,
+///         command: Command::Reserve {
+///             resources: Bundle::from_slice(&[7]).unwrap(),
+///             holder: 42,
+///             ttl_slots: 10,
+///         },
+///     },
+/// ];
+/// let mut outcomes = [Outcome::code(ResultCode::Ok); 2];
+/// allocator.apply_batch(1, 100, &requests, &mut outcomes);
+/// assert_eq!(outcomes[1].code, ResultCode::Ok);
+/// assert_eq!(outcomes[1].deadline_slot, 110);
+/// assert_eq!(allocator.get_resource(7).unwrap().lease, Some(outcomes[1].lease));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Allocator {
+    pub(crate) config: Config,
+    pub(crate) resources: ResourceTable,
+    pub(crate) pools: PoolTable,
+    pub(crate) leases: LeaseTable,
+    pub(crate) members: MemberTable,
+    pub(crate) expiry: ExpiryIndex,
+    pub(crate) operations: OperationTable,
+    /// Terminal lease rows in the order they became terminal (so in `retire_slot` order).
+    pub(crate) history: Fifo<u32>,
+    pub(crate) last_op: Op,
+    pub(crate) last_slot: Slot,
+    /// The largest lease id ever retired; 0 while none has.
+    pub(crate) retired_watermark: u128,
+}
+
+/// Where a request sits: the lease id it would create and the batch's effective slot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Position {
+    pub(crate) lease: LeaseId,
+    pub(crate) slot: Slot,
+}
+
+impl Allocator {
+    /// Validates `config` and allocates every table.
+    ///
+    /// # Errors
+    /// The [`ConfigError`] naming the first invalid field.
+    pub fn new(config: Config) -> Result<Allocator, ConfigError> {
+        config.validate()?;
+        let allocator = Allocator {
+            config,
+            resources: ResourceTable::new(config.resources_max),
+            pools: PoolTable::new(config.pools_max),
+            leases: LeaseTable::new(config.leases_max),
+            members: MemberTable::new(config.lease_members_max),
+            expiry: ExpiryIndex::new(config.leases_max),
+            operations: OperationTable::new(config.operations_max),
+            history: Fifo::new(config.leases_max),
+            last_op: 0,
+            last_slot: 0,
+            retired_watermark: 0,
+        };
+        assert_eq!(allocator.leases.len(), 0);
+        assert_eq!(allocator.members.free_count(), config.lease_members_max);
+        Ok(allocator)
+    }
+
+    /// The configuration the tables were sized from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The bytes reserved by every table at construction (capacities times element sizes).
+    pub fn memory_bytes_reserved(&self) -> u64 {
+        self.resources.memory_bytes()
+            + self.pools.memory_bytes()
+            + self.leases.memory_bytes()
+            + self.members.memory_bytes()
+            + self.expiry.memory_bytes()
+            + self.operations.memory_bytes()
+            + self.history.memory_bytes()
+    }
+
+    /// The op of the last applied batch; 0 before any.
+    pub fn last_op(&self) -> Op {
+        self.last_op
+    }
+
+    /// The effective slot of the last applied batch; 0 before any.
+    pub fn last_slot(&self) -> Slot {
+        self.last_slot
+    }
+
+    /// Applies one committed batch: `outcomes[i]` receives the outcome of `requests[i]`.
+    ///
+    /// `op` must exceed every earlier op (replication guarantees it). A `slot` below the last
+    /// one is clamped up to it, so logical time never goes backwards.
+    pub fn apply_batch(
+        &mut self,
+        op: Op,
+        slot: Slot,
+        requests: &[Request],
+        outcomes: &mut [Outcome],
+    ) {
+        assert_eq!(requests.len(), outcomes.len(), "one outcome per request");
+        assert!(
+            requests.len() <= self.config.batch_requests_max as usize,
+            "batch of {} requests exceeds batch_requests_max {}",
+            requests.len(),
+            self.config.batch_requests_max
+        );
+        assert!(
+            op > self.last_op,
+            "op {op} does not follow {}",
+            self.last_op
+        );
+        let slot_effective = slot.max(self.last_slot);
+        self.last_op = op;
+        self.last_slot = slot_effective;
+        self.operations
+            .retire(slot_effective, self.config.dedupe_window_slots);
+        self.retire_leases(slot_effective);
+        self.warm(requests);
+        for (index, (request, outcome)) in requests.iter().zip(outcomes.iter_mut()).enumerate() {
+            let index = u32::try_from(index).expect("batch_requests_max fits in u32");
+            let position = Position {
+                lease: LeaseId::from_position(op, index),
+                slot: slot_effective,
+            };
+            *outcome = self.apply_request(position, request);
+            debug_assert!(!outcome.retry || request.operation_id != 0);
+        }
+        assert_eq!(self.last_slot, slot_effective);
+    }
+
+    /// Touches the table rows the batch will use before executing it. The lookups of one
+    /// batch are independent, so issuing them back to back lets the CPU overlap their cache
+    /// misses instead of paying one after the other inside each command. Reads only: it cannot
+    /// change any outcome.
+    fn warm(&self, requests: &[Request]) {
+        let mut touched: u64 = 0;
+        for request in requests {
+            match request.command {
+                Command::Reserve { resources, .. } => {
+                    for &id in resources.as_slice() {
+                        if let Some(row) = self.resources.find(id) {
+                            touched += self.resources.row(row).version;
+                        }
+                    }
+                }
+                Command::Activate { lease, .. }
+                | Command::Renew { lease, .. }
+                | Command::Release { lease, .. }
+                | Command::Revoke { lease }
+                | Command::Reclaim { lease }
+                | Command::Expire { lease, .. } => {
+                    if let Some(row) = self.leases.find(lease) {
+                        touched += self.leases.row(row).epoch;
+                    }
+                }
+                Command::CreateResource { .. } | Command::ReserveAny { .. } => {}
+            }
+        }
+        std::hint::black_box(touched);
+    }
+
+    /// The dedupe preamble around one command.
+    fn apply_request(&mut self, position: Position, request: &Request) -> Outcome {
+        if let Command::Expire {
+            lease,
+            deadline_slot,
+        } = request.command
+        {
+            // Internal: never deduplicated or recorded, and its operation id must be 0.
+            if request.operation_id != 0 {
+                return Outcome::code(ResultCode::InvalidOperationId);
+            }
+            return self.expire(position, lease, deadline_slot);
+        }
+        if request.operation_id == 0 {
+            return Outcome::code(ResultCode::InvalidOperationId);
+        }
+        let fingerprint = fingerprint(&request.command);
+        if let Some(record) = self.operations.find(request.operation_id) {
+            if record.fingerprint != fingerprint {
+                return Outcome::code(ResultCode::OperationConflict);
+            }
+            return Outcome {
+                retry: true,
+                ..record.outcome
+            };
+        }
+        if self.operations.is_full() {
+            return Outcome::code(ResultCode::OperationTableFull);
+        }
+        let outcome = self.execute(position, &request.command);
+        self.operations.insert(OperationRow {
+            id: request.operation_id,
+            fingerprint,
+            outcome,
+            created_slot: position.slot,
+        });
+        outcome
+    }
+
+    fn execute(&mut self, position: Position, command: &Command) -> Outcome {
+        match *command {
+            Command::CreateResource { resource, pool } => self.create_resource(resource, pool),
+            Command::Reserve {
+                resources,
+                holder,
+                ttl_slots,
+            } => self.reserve(position, &resources, holder, ttl_slots),
+            Command::ReserveAny {
+                pool,
+                count,
+                holder,
+                ttl_slots,
+            } => self.reserve_any(position, pool, count, holder, ttl_slots),
+            Command::Activate {
+                lease,
+                holder,
+                epoch,
+                ttl_slots,
+            } => self.activate(position, lease, holder, epoch, ttl_slots),
+            Command::Renew {
+                lease,
+                holder,
+                epoch,
+                ttl_slots,
+            } => self.renew(position, lease, holder, epoch, ttl_slots),
+            Command::Release {
+                lease,
+                holder,
+                epoch,
+            } => self.release(position, lease, holder, epoch),
+            Command::Revoke { lease } => self.revoke(lease),
+            Command::Reclaim { lease } => self.reclaim(position, lease),
+            Command::Expire { .. } => unreachable!("expire bypasses the dedupe preamble"),
+        }
+    }
+
+    /// Frees terminal leases whose history window has ended, oldest first.
+    fn retire_leases(&mut self, slot: Slot) {
+        while let Some(row) = self.history.front() {
+            let lease = *self.leases.row(row);
+            assert!(
+                !lease.state.is_live(),
+                "live lease {} in history",
+                lease.id.0
+            );
+            if lease.retire_slot > slot {
+                break;
+            }
+            self.history.pop_front();
+            self.members.free_chain(lease.members, lease.member_count);
+            self.leases.remove(row);
+            self.retired_watermark = self.retired_watermark.max(lease.id.0);
+        }
+    }
+
+    /// Fills `out` with `Expire` requests (operation id 0) for the live leases whose deadline
+    /// is at most `slot`, in `(deadline, lease id)` order, at most
+    /// `min(out.len(), expirations_per_batch_max)`. Returns how many. Allocation-free.
+    pub fn due_expirations(&self, slot: Slot, out: &mut [Request]) -> usize {
+        let limit = out
+            .len()
+            .min(self.config.expirations_per_batch_max as usize);
+        let count = self.expiry.due(slot, limit, out);
+        debug_assert!(out[..count].iter().all(|request| request.operation_id == 0));
+        count
+    }
+
+    /// Resolves a lease id to its row: found (live or terminal inside the history window),
+    /// retired (at or below the watermark), or never issued.
+    pub(crate) fn lookup(&self, lease: LeaseId) -> Result<u32, ResultCode> {
+        if let Some(row) = self.leases.find(lease) {
+            debug_assert_eq!(self.leases.row(row).id, lease);
+            return Ok(row);
+        }
+        // The watermark is 0 until a lease retires, and no lease id is 0.
+        if self.retired_watermark != 0 && lease.0 <= self.retired_watermark {
+            Err(ResultCode::LeaseRetired)
+        } else {
+            Err(ResultCode::LeaseNotFound)
+        }
+    }
+
+    /// One resource.
+    ///
+    /// # Errors
+    /// [`ResultCode::ResourceNotFound`].
+    pub fn get_resource(&self, id: ResourceId) -> Result<ResourceView, ResultCode> {
+        let row = self
+            .resources
+            .find(id)
+            .ok_or(ResultCode::ResourceNotFound)?;
+        let resource = self.resources.row(row);
+        let pool = (resource.pool != ROW_NONE).then(|| self.pools.row(resource.pool).id);
+        let lease = (resource.lease != ROW_NONE).then(|| self.leases.row(resource.lease).id);
+        Ok(ResourceView {
+            id,
+            pool,
+            state: resource.state,
+            lease,
+            version: resource.version,
+        })
+    }
+
+    /// One lease, live or terminal inside the history window.
+    ///
+    /// # Errors
+    /// [`ResultCode::LeaseRetired`] for an id at or below the retired watermark,
+    /// [`ResultCode::LeaseNotFound`] for one never issued.
+    pub fn get_lease(&self, id: LeaseId) -> Result<LeaseView, ResultCode> {
+        let row = self.lookup(id)?;
+        let lease = self.leases.row(row);
+        Ok(LeaseView {
+            id,
+            holder: lease.holder,
+            state: lease.state,
+            epoch: lease.epoch,
+            resources: self.lease_bundle(row),
+            deadline_slot: lease.deadline,
+            retire_slot: lease.retire_slot,
+        })
+    }
+
+    /// The resource ids of a lease, in member order.
+    pub(crate) fn lease_bundle(&self, row: u32) -> Bundle {
+        let lease = self.leases.row(row);
+        let mut rows = [ROW_NONE; crate::command::BUNDLE_SIZE_LIMIT];
+        let count = self
+            .members
+            .read_chain(lease.members, lease.member_count, &mut rows);
+        assert_eq!(
+            count, lease.member_count as usize,
+            "lease {} chain",
+            lease.id.0
+        );
+        let mut bundle = Bundle::EMPTY;
+        for &resource in &rows[..count] {
+            bundle.push(self.resources.row(resource).id);
+        }
+        bundle
+    }
+
+    /// A pool's size and availability.
+    ///
+    /// # Errors
+    /// [`ResultCode::PoolNotFound`].
+    pub fn pool_stats(&self, pool: PoolId) -> Result<PoolStats, ResultCode> {
+        let row = self.pools.find(pool).ok_or(ResultCode::PoolNotFound)?;
+        let entry = self.pools.row(row);
+        debug_assert!(entry.free <= entry.total);
+        Ok(PoolStats {
+            pool,
+            total: entry.total,
+            free: entry.free,
+        })
+    }
+}

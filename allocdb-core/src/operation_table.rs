@@ -1,0 +1,133 @@
+//! The operation (dedupe) table: the outcome of every executed client write, keyed by its
+//! operation id, kept for `dedupe_window_slots`. Records retire in insertion order through a
+//! FIFO: their creation slots never decrease and the window is constant, so the oldest record
+//! is always the first to expire.
+
+use crate::command::Outcome;
+use crate::fifo::Fifo;
+use crate::id_map::{IdMap, ROW_NONE};
+use crate::ids::{OperationId, Slot};
+use crate::result_code::ResultCode;
+
+/// One remembered write.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OperationRow {
+    pub(crate) id: OperationId,
+    pub(crate) fingerprint: u128,
+    pub(crate) outcome: Outcome,
+    pub(crate) created_slot: Slot,
+}
+
+const ROW_EMPTY: OperationRow = OperationRow {
+    id: 0,
+    fingerprint: 0,
+    outcome: Outcome {
+        code: ResultCode::Ok,
+        retry: false,
+        lease: crate::ids::LeaseId(0),
+        epoch: 0,
+        deadline_slot: 0,
+    },
+    created_slot: 0,
+};
+
+#[derive(Debug)]
+pub(crate) struct OperationTable {
+    rows: Vec<OperationRow>,
+    free: Vec<u32>,
+    map: IdMap,
+    /// Rows in insertion order.
+    pub(crate) fifo: Fifo<u32>,
+}
+
+impl OperationTable {
+    pub(crate) fn new(rows_max: u32) -> OperationTable {
+        assert!(rows_max > 0 && rows_max < ROW_NONE);
+        OperationTable {
+            rows: vec![ROW_EMPTY; rows_max as usize],
+            free: (0..rows_max).rev().collect(),
+            map: IdMap::new(rows_max),
+            fifo: Fifo::new(rows_max),
+        }
+    }
+
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        (self.rows.capacity() * size_of::<OperationRow>() + self.free.capacity() * size_of::<u32>())
+            as u64
+            + self.map.memory_bytes()
+            + self.fifo.memory_bytes()
+    }
+
+    pub(crate) fn len(&self) -> u32 {
+        self.map.len()
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    pub(crate) fn find(&self, id: OperationId) -> Option<&OperationRow> {
+        self.map.get(id).map(|row| &self.rows[row as usize])
+    }
+
+    pub(crate) fn find_row(&self, id: OperationId) -> Option<u32> {
+        self.map.get(id)
+    }
+
+    pub(crate) fn row(&self, row: u32) -> &OperationRow {
+        &self.rows[row as usize]
+    }
+
+    /// Records an outcome. The caller checked `is_full` and that the id is not recorded.
+    pub(crate) fn insert(&mut self, record: OperationRow) {
+        assert!(record.id != 0, "operation id 0 is never recorded");
+        assert!(!record.outcome.retry, "a stored outcome is never a retry");
+        if let Some(last) = self.fifo.len().checked_sub(1) {
+            let newest = self.rows[self.fifo.get(last) as usize].created_slot;
+            assert!(
+                newest <= record.created_slot,
+                "operation slots went backwards"
+            );
+        }
+        let row = self.free.pop().expect("operation table over capacity");
+        self.rows[row as usize] = record;
+        self.map.insert(record.id, row);
+        self.fifo.push_back(row);
+    }
+
+    /// Retires records with `created_slot + window_slots <= slot`, oldest first.
+    pub(crate) fn retire(&mut self, slot: Slot, window_slots: u64) {
+        while let Some(row) = self.fifo.front() {
+            let created_slot = self.rows[row as usize].created_slot;
+            assert!(created_slot <= slot, "operation record from the future");
+            // `slot - created_slot` cannot overflow, unlike `created_slot + window_slots`.
+            if slot - created_slot < window_slots {
+                break;
+            }
+            self.fifo.pop_front();
+            let id = self.rows[row as usize].id;
+            assert_eq!(
+                self.map.remove(id),
+                Some(row),
+                "operation {id} row mismatch"
+            );
+            self.rows[row as usize] = ROW_EMPTY;
+            // Within the reserved capacity: this push never reallocates.
+            assert!(self.free.len() < self.rows.len());
+            self.free.push(row);
+        }
+    }
+}
+
+/// `Vec::clone` keeps only the length; a clone must keep the free stack's reserved capacity so
+/// that it, too, never allocates when a row is freed.
+impl Clone for OperationTable {
+    fn clone(&self) -> OperationTable {
+        OperationTable {
+            rows: self.rows.clone(),
+            free: crate::fifo::clone_reserved(&self.free),
+            map: self.map.clone(),
+            fifo: self.fifo.clone(),
+        }
+    }
+}

@@ -1,0 +1,806 @@
+//! One test per command and per result code: each asserts the exact outcome and the state the
+//! queries show afterwards. The harness checks every invariant after every batch.
+
+mod support;
+
+use allocdb_core::{
+    Allocator, Config, ConfigError, DEADLINE_NONE, LeaseId, LeaseState, Outcome, PoolStats,
+    Request, ResourceState, ResultCode,
+};
+use support::{
+    Harness, activate, create, expire, reclaim, release, renew, reserve, reserve_any, revoke,
+};
+
+fn code(outcome: Outcome) -> ResultCode {
+    outcome.code
+}
+
+fn harness() -> Harness {
+    Harness::new(Config::small())
+}
+
+#[test]
+fn config_is_validated_and_memory_is_reported() {
+    let mut config = Config::small();
+    config.operations_max = 0;
+    assert_eq!(
+        Allocator::new(config).unwrap_err(),
+        ConfigError::Zero {
+            field: "operations_max"
+        }
+    );
+    let small = Allocator::new(Config::small()).unwrap();
+    let mut bigger = Config::small();
+    bigger.resources_max *= 4;
+    let big = Allocator::new(bigger).unwrap();
+    assert!(small.memory_bytes_reserved() > 100_000);
+    assert!(big.memory_bytes_reserved() > small.memory_bytes_reserved() + 3 * 1_024 * 48);
+    assert_eq!(small.last_op(), 0);
+    assert_eq!(small.last_slot(), 0);
+}
+
+#[test]
+fn create_resource_outcomes() {
+    let mut config = Config::small();
+    config.resources_max = 3;
+    config.pools_max = 1;
+    let mut h = Harness::new(config);
+    assert_eq!(h.run(1, create(10, None)), Outcome::code(ResultCode::Ok));
+    assert_eq!(
+        code(h.run(1, create(10, Some(5)))),
+        ResultCode::AlreadyExists
+    );
+    assert_eq!(code(h.run(1, create(11, Some(5)))), ResultCode::Ok);
+    // The pool table (one row) is full: a second pool cannot be created.
+    assert_eq!(
+        code(h.run(1, create(12, Some(6)))),
+        ResultCode::PoolTableFull
+    );
+    assert_eq!(code(h.run(1, create(12, Some(5)))), ResultCode::Ok);
+    assert_eq!(
+        code(h.run(1, create(13, None))),
+        ResultCode::ResourceTableFull
+    );
+    // An existing id is reported as such even when the table is full.
+    assert_eq!(code(h.run(1, create(12, None))), ResultCode::AlreadyExists);
+    let view = h.allocator.get_resource(11).unwrap();
+    assert_eq!(view.pool, Some(5));
+    assert_eq!(view.state, ResourceState::Available);
+    assert_eq!(view.lease, None);
+    assert_eq!(view.version, 1);
+    assert_eq!(h.allocator.get_resource(12).unwrap().pool, Some(5));
+    assert_eq!(
+        h.allocator.get_resource(13),
+        Err(ResultCode::ResourceNotFound)
+    );
+    assert_eq!(
+        h.allocator.pool_stats(5),
+        Ok(PoolStats {
+            pool: 5,
+            total: 2,
+            free: 2
+        })
+    );
+    assert_eq!(h.allocator.pool_stats(6), Err(ResultCode::PoolNotFound));
+}
+
+#[test]
+fn reserve_creates_a_lease_with_a_position_derived_id() {
+    let mut h = harness();
+    h.run(1, create(1, None));
+    h.run(1, create(2, None));
+    let lease = h.next_lease();
+    let outcome = h.run(100, reserve(&[2, 1], 7, 50));
+    assert_eq!(
+        outcome,
+        Outcome {
+            code: ResultCode::Ok,
+            retry: false,
+            lease,
+            epoch: 1,
+            deadline_slot: 150
+        }
+    );
+    assert_eq!(lease.op(), h.op);
+    assert_eq!(lease.index(), 0);
+    let view = h.allocator.get_lease(lease).unwrap();
+    assert_eq!(view.holder, 7);
+    assert_eq!(view.state, LeaseState::Reserved);
+    assert_eq!(view.resources.as_slice(), &[2, 1]);
+    assert_eq!(view.deadline_slot, 150);
+    assert_eq!(view.retire_slot, 0);
+    for id in [1, 2] {
+        let resource = h.allocator.get_resource(id).unwrap();
+        assert_eq!(resource.state, ResourceState::Reserved);
+        assert_eq!(resource.lease, Some(lease));
+        assert_eq!(resource.version, 2);
+    }
+}
+
+#[test]
+fn reserve_rejections_in_order() {
+    let mut h = harness();
+    h.run(1, create(1, None));
+    h.run(1, create(2, None));
+    let too_many: Vec<u128> = (0..9).collect();
+    assert_eq!(
+        code(h.run(1, reserve(&[], 1, 5))),
+        ResultCode::BundleTooLarge
+    );
+    assert_eq!(
+        code(h.run(1, reserve(&too_many, 1, 5))),
+        ResultCode::BundleTooLarge
+    );
+    assert_eq!(
+        code(h.run(1, reserve(&[1], 1, 0))),
+        ResultCode::TtlOutOfRange
+    );
+    assert_eq!(
+        code(h.run(1, reserve(&[1], 1, 1_000_001))),
+        ResultCode::TtlOutOfRange
+    );
+    // The ttl check comes before the duplicate check, which comes before existence.
+    assert_eq!(
+        code(h.run(1, reserve(&[9, 9], 1, 0))),
+        ResultCode::TtlOutOfRange
+    );
+    assert_eq!(
+        code(h.run(1, reserve(&[9, 9], 1, 5))),
+        ResultCode::BundleDuplicateResource
+    );
+    assert_eq!(
+        code(h.run(1, reserve(&[1, 9], 1, 5))),
+        ResultCode::ResourceNotFound
+    );
+    assert_eq!(code(h.run(1, reserve(&[1], 1, 5))), ResultCode::Ok);
+    // Not-found is checked for every id before busy.
+    assert_eq!(
+        code(h.run(1, reserve(&[1, 9], 2, 5))),
+        ResultCode::ResourceNotFound
+    );
+    assert_eq!(
+        code(h.run(1, reserve(&[2, 1], 2, 5))),
+        ResultCode::ResourceBusy
+    );
+    // A failed reserve changed nothing.
+    assert_eq!(
+        h.allocator.get_resource(2).unwrap().state,
+        ResourceState::Available
+    );
+    assert_eq!(h.allocator.get_resource(2).unwrap().version, 1);
+}
+
+#[test]
+fn slot_overflow_near_the_end_of_time() {
+    let mut h = harness();
+    h.run(1, create(1, None));
+    let last = DEADLINE_NONE - 10;
+    assert_eq!(
+        code(h.run(last, reserve(&[1], 1, 10))),
+        ResultCode::SlotOverflow
+    );
+    assert_eq!(
+        code(h.run(last, reserve(&[1], 1, 11))),
+        ResultCode::SlotOverflow
+    );
+    let outcome = h.run(last, reserve(&[1], 1, 9));
+    assert_eq!(outcome.deadline_slot, DEADLINE_NONE - 1);
+    let lease = outcome.lease;
+    assert_eq!(
+        code(h.run(last, renew(lease, 1, 1, 10))),
+        ResultCode::SlotOverflow
+    );
+    assert_eq!(
+        code(h.run(last, activate(lease, 1, 1, Some(10)))),
+        ResultCode::SlotOverflow
+    );
+    assert_eq!(
+        code(h.run(last, reserve_any(1, 1, 1, 10))),
+        ResultCode::SlotOverflow
+    );
+}
+
+#[test]
+fn lease_and_member_tables_fill() {
+    let mut config = Config::small();
+    config.leases_max = 2;
+    config.lease_members_max = 8;
+    let mut h = Harness::new(config);
+    for id in 0..12 {
+        h.run(1, create(id, Some(77)));
+    }
+    let ids: Vec<u128> = (0..7).collect();
+    assert_eq!(code(h.run(1, reserve(&ids, 1, 5))), ResultCode::Ok);
+    // One member row left: a pair does not fit, in either form of reserve.
+    assert_eq!(
+        code(h.run(1, reserve(&[8, 9], 1, 5))),
+        ResultCode::MemberTableFull
+    );
+    assert_eq!(
+        code(h.run(1, reserve_any(77, 2, 1, 5))),
+        ResultCode::MemberTableFull
+    );
+    assert_eq!(code(h.run(1, reserve(&[8], 1, 5))), ResultCode::Ok);
+    assert_eq!(
+        code(h.run(1, reserve(&[9], 1, 5))),
+        ResultCode::LeaseTableFull
+    );
+    assert_eq!(
+        code(h.run(1, reserve_any(77, 1, 1, 5))),
+        ResultCode::LeaseTableFull
+    );
+}
+
+#[test]
+fn reserve_any_takes_the_head_of_the_free_list() {
+    let mut h = harness();
+    for id in [30, 10, 20, 40] {
+        h.run(1, create(id, Some(5)));
+    }
+    h.run(1, create(50, Some(6)));
+    let first = h.run(2, reserve_any(5, 2, 9, 10));
+    assert_eq!(first.code, ResultCode::Ok);
+    let view = h.allocator.get_lease(first.lease).unwrap();
+    assert_eq!(view.resources.as_slice(), &[30, 10]);
+    assert_eq!(h.allocator.pool_stats(5).unwrap().free, 2);
+    // `reserve` of a member takes it out of the middle of the list.
+    let middle = h.run(2, reserve(&[40], 9, 10));
+    assert_eq!(middle.code, ResultCode::Ok);
+    // Released members go to the tail, in member order.
+    assert_eq!(code(h.run(3, release(first.lease, 9, 1))), ResultCode::Ok);
+    let second = h.run(4, reserve_any(5, 3, 9, 10));
+    let view = h.allocator.get_lease(second.lease).unwrap();
+    assert_eq!(view.resources.as_slice(), &[20, 30, 10]);
+    assert_eq!(
+        code(h.run(4, reserve_any(5, 1, 9, 10))),
+        ResultCode::PoolExhausted
+    );
+    assert_eq!(
+        code(h.run(4, reserve_any(8, 1, 9, 10))),
+        ResultCode::PoolNotFound
+    );
+    assert_eq!(
+        code(h.run(4, reserve_any(5, 0, 9, 10))),
+        ResultCode::BundleTooLarge
+    );
+    assert_eq!(
+        code(h.run(4, reserve_any(5, 9, 9, 10))),
+        ResultCode::BundleTooLarge
+    );
+    assert_eq!(
+        code(h.run(4, reserve_any(5, 1, 9, 0))),
+        ResultCode::TtlOutOfRange
+    );
+    // Ttl is checked before the pool exists.
+    assert_eq!(
+        code(h.run(4, reserve_any(8, 1, 9, 0))),
+        ResultCode::TtlOutOfRange
+    );
+    assert_eq!(
+        h.allocator.pool_stats(5),
+        Ok(PoolStats {
+            pool: 5,
+            total: 4,
+            free: 0
+        })
+    );
+    assert_eq!(h.allocator.pool_stats(6).unwrap().free, 1);
+}
+
+#[test]
+fn activate_checks_holder_epoch_and_state() {
+    let mut h = harness();
+    h.run(1, create(1, None));
+    let lease = h.run(1, reserve(&[1], 4, 10)).lease;
+    assert_eq!(
+        code(h.run(2, activate(lease, 4, 1, Some(0)))),
+        ResultCode::TtlOutOfRange
+    );
+    let missing = LeaseId::from_position(999, 0);
+    assert_eq!(
+        code(h.run(2, activate(missing, 4, 1, None))),
+        ResultCode::LeaseNotFound
+    );
+    assert_eq!(
+        code(h.run(2, activate(lease, 5, 1, None))),
+        ResultCode::HolderMismatch
+    );
+    assert_eq!(
+        code(h.run(2, activate(lease, 4, 2, None))),
+        ResultCode::StaleEpoch
+    );
+    let outcome = h.run(2, activate(lease, 4, 1, Some(30)));
+    assert_eq!(
+        (outcome.code, outcome.epoch, outcome.deadline_slot),
+        (ResultCode::Ok, 1, 32)
+    );
+    assert_eq!(
+        h.allocator.get_resource(1).unwrap().state,
+        ResourceState::Active
+    );
+    assert_eq!(h.allocator.get_resource(1).unwrap().version, 3);
+    assert_eq!(
+        code(h.run(3, activate(lease, 4, 1, None))),
+        ResultCode::InvalidState
+    );
+    // Activating without a ttl holds the lease with no deadline: it is never due.
+    h.run(1, create(2, None));
+    let held = h.run(3, reserve(&[2], 4, 10)).lease;
+    let outcome = h.run(3, activate(held, 4, 1, None));
+    assert_eq!(outcome.deadline_slot, DEADLINE_NONE);
+    assert_eq!(
+        h.allocator.get_lease(held).unwrap().state,
+        LeaseState::Active
+    );
+    let due = h.expire_due(1_000_000);
+    assert_eq!(due.len(), 1, "only the first lease has a deadline");
+    assert_eq!(
+        h.allocator.get_lease(held).unwrap().state,
+        LeaseState::Active
+    );
+    assert_eq!(
+        h.allocator.get_lease(lease).unwrap().state,
+        LeaseState::Expired
+    );
+}
+
+#[test]
+fn renew_moves_the_deadline() {
+    let mut h = harness();
+    h.run(1, create(1, None));
+    let lease = h.run(10, reserve(&[1], 4, 10)).lease;
+    let outcome = h.run(15, renew(lease, 4, 1, 100));
+    assert_eq!(
+        (outcome.code, outcome.epoch, outcome.deadline_slot),
+        (ResultCode::Ok, 1, 115)
+    );
+    assert_eq!(
+        h.allocator.get_resource(1).unwrap().version,
+        2,
+        "renew keeps the version"
+    );
+    let mut out = [expire(LeaseId(0), 0); 2];
+    assert_eq!(h.allocator.due_expirations(114, &mut out), 0);
+    assert_eq!(h.allocator.due_expirations(115, &mut out), 1);
+    assert_eq!(
+        code(h.run(20, renew(lease, 3, 1, 5))),
+        ResultCode::HolderMismatch
+    );
+    assert_eq!(
+        code(h.run(20, renew(lease, 4, 0, 5))),
+        ResultCode::StaleEpoch
+    );
+    assert_eq!(
+        code(h.run(20, renew(lease, 4, 1, 0))),
+        ResultCode::TtlOutOfRange
+    );
+    h.run(20, activate(lease, 4, 1, None));
+    assert_eq!(h.run(21, renew(lease, 4, 1, 5)).deadline_slot, 26);
+    let revoked = h.run(22, revoke(lease));
+    assert_eq!(
+        code(h.run(22, renew(lease, 4, revoked.epoch, 5))),
+        ResultCode::InvalidState
+    );
+    assert_eq!(h.allocator.get_lease(lease).unwrap().deadline_slot, 26);
+}
+
+#[test]
+fn release_bumps_the_epoch_and_frees() {
+    let mut h = harness();
+    h.run(1, create(1, Some(3)));
+    h.run(1, create(2, None));
+    let lease = h.run(1, reserve(&[1, 2], 4, 10)).lease;
+    assert_eq!(
+        code(h.run(2, release(lease, 5, 1))),
+        ResultCode::HolderMismatch
+    );
+    let outcome = h.run(2, release(lease, 4, 1));
+    assert_eq!(
+        outcome,
+        Outcome {
+            code: ResultCode::Ok,
+            retry: false,
+            lease,
+            epoch: 2,
+            deadline_slot: 0
+        }
+    );
+    let view = h.allocator.get_lease(lease).unwrap();
+    assert_eq!(view.state, LeaseState::Released);
+    assert_eq!(view.deadline_slot, 0);
+    assert_eq!(view.retire_slot, 2 + Config::small().lease_history_slots);
+    assert_eq!(view.resources.as_slice(), &[1, 2]);
+    let resource = h.allocator.get_resource(1).unwrap();
+    assert_eq!(
+        (resource.state, resource.lease, resource.version),
+        (ResourceState::Available, None, 3)
+    );
+    assert_eq!(h.allocator.pool_stats(3).unwrap().free, 1);
+    // The old holder is fenced off; with the new epoch the state is wrong.
+    assert_eq!(code(h.run(3, release(lease, 4, 1))), ResultCode::StaleEpoch);
+    assert_eq!(
+        code(h.run(3, release(lease, 4, 2))),
+        ResultCode::InvalidState
+    );
+    assert_eq!(code(h.run(3, reserve(&[1, 2], 6, 10))), ResultCode::Ok);
+}
+
+#[test]
+fn revoke_fences_and_reclaim_frees() {
+    let mut h = harness();
+    h.run(1, create(1, None));
+    let lease = h.run(1, reserve(&[1], 4, 10)).lease;
+    assert_eq!(code(h.run(2, reclaim(lease))), ResultCode::InvalidState);
+    let outcome = h.run(2, revoke(lease));
+    assert_eq!(
+        (outcome.code, outcome.epoch, outcome.deadline_slot),
+        (ResultCode::Ok, 2, 11)
+    );
+    assert_eq!(
+        h.allocator.get_resource(1).unwrap().state,
+        ResourceState::Revoking
+    );
+    assert_eq!(code(h.run(2, revoke(lease))), ResultCode::InvalidState);
+    assert_eq!(
+        code(h.run(2, reserve(&[1], 5, 10))),
+        ResultCode::ResourceBusy
+    );
+    assert_eq!(code(h.run(2, release(lease, 4, 1))), ResultCode::StaleEpoch);
+    assert_eq!(
+        code(h.run(2, release(lease, 4, 2))),
+        ResultCode::InvalidState
+    );
+    assert_eq!(
+        code(h.run(2, activate(lease, 4, 2, None))),
+        ResultCode::InvalidState
+    );
+    let outcome = h.run(3, reclaim(lease));
+    assert_eq!(
+        (outcome.code, outcome.epoch, outcome.deadline_slot),
+        (ResultCode::Ok, 2, 0)
+    );
+    assert_eq!(
+        h.allocator.get_lease(lease).unwrap().state,
+        LeaseState::Revoked
+    );
+    assert_eq!(
+        h.allocator.get_resource(1).unwrap().state,
+        ResourceState::Available
+    );
+    assert_eq!(code(h.run(3, reclaim(lease))), ResultCode::InvalidState);
+    let missing = LeaseId::from_position(500, 1);
+    assert_eq!(code(h.run(3, revoke(missing))), ResultCode::LeaseNotFound);
+    assert_eq!(code(h.run(3, reclaim(missing))), ResultCode::LeaseNotFound);
+}
+
+#[test]
+fn expire_is_internal_and_exact() {
+    let mut h = harness();
+    h.run(1, create(1, None));
+    h.run(1, create(2, None));
+    let lease = h.run(10, reserve(&[1], 4, 10)).lease;
+    let revoking = h.run(10, reserve(&[2], 4, 15)).lease;
+    h.run(10, revoke(revoking));
+    // A client-style expire (operation id set) is refused.
+    let mut request = expire(lease, 20);
+    request.operation_id = 5;
+    assert_eq!(
+        h.batch(30, &[request])[0].code,
+        ResultCode::InvalidOperationId
+    );
+    // Wrong deadline, not yet due, never issued.
+    assert_eq!(
+        h.batch(30, &[expire(lease, 21)])[0].code,
+        ResultCode::InvalidState
+    );
+    assert_eq!(
+        h.batch(30, &[expire(lease, DEADLINE_NONE)])[0].code,
+        ResultCode::InvalidState
+    );
+    let missing = LeaseId::from_position(900, 0);
+    assert_eq!(
+        h.batch(30, &[expire(missing, 1)])[0].code,
+        ResultCode::LeaseNotFound
+    );
+    let mut out = [expire(LeaseId(0), 0); 4];
+    assert_eq!(h.allocator.due_expirations(19, &mut out), 0);
+    assert_eq!(h.allocator.due_expirations(30, &mut out), 2);
+    assert_eq!(out[0], expire(lease, 20));
+    assert_eq!(out[1], expire(revoking, 25));
+    let outcomes = h.batch(30, &out[..2]);
+    assert_eq!((outcomes[0].code, outcomes[0].epoch), (ResultCode::Ok, 2));
+    assert_eq!((outcomes[1].code, outcomes[1].epoch), (ResultCode::Ok, 3));
+    assert_eq!(
+        h.allocator.get_lease(revoking).unwrap().state,
+        LeaseState::Expired
+    );
+    assert_eq!(
+        h.allocator.get_resource(2).unwrap().state,
+        ResourceState::Available
+    );
+    // Expiring twice is refused: the lease is terminal.
+    assert_eq!(
+        h.batch(30, &[expire(lease, 20)])[0].code,
+        ResultCode::InvalidState
+    );
+    // A renewal after the primary listed a lease makes its expire stale.
+    let renewed = h.run(40, reserve(&[1], 4, 5)).lease;
+    assert_eq!(h.allocator.due_expirations(45, &mut out), 1);
+    h.run(44, renew(renewed, 4, 1, 10));
+    assert_eq!(h.batch(45, &out[..1])[0].code, ResultCode::InvalidState);
+    assert_eq!(
+        h.allocator.get_lease(renewed).unwrap().state,
+        LeaseState::Reserved
+    );
+}
+
+#[test]
+fn due_expirations_are_ordered_and_bounded() {
+    let mut config = Config::small();
+    config.expirations_per_batch_max = 5;
+    let mut h = Harness::new(config);
+    let mut requests = Vec::new();
+    for id in 0..12_u64 {
+        requests.push(Request {
+            operation_id: u128::from(id) + 1_000,
+            command: create(u128::from(id), None),
+        });
+    }
+    h.batch(1, &requests);
+    // One batch: deadlines 20, 19, 18, ... so id order and deadline order disagree.
+    let reserves: Vec<Request> = (0..12_u64)
+        .map(|id| Request {
+            operation_id: u128::from(id) + 2_000,
+            command: reserve(&[u128::from(id)], 1, 20 - id % 4),
+        })
+        .collect();
+    let leases: Vec<Outcome> = h.batch(1, &reserves);
+    let mut out = [expire(LeaseId(0), 0); 16];
+    let count = h.allocator.due_expirations(100, &mut out);
+    assert_eq!(count, 5, "capped by expirations_per_batch_max");
+    let mut expected: Vec<(u64, LeaseId)> =
+        leases.iter().map(|o| (o.deadline_slot, o.lease)).collect();
+    expected.sort();
+    let listed: Vec<Request> = expected[..5]
+        .iter()
+        .map(|&(deadline, lease)| expire(lease, deadline))
+        .collect();
+    assert_eq!(&out[..5], &listed[..]);
+    assert_eq!(
+        h.allocator.due_expirations(100, &mut out[..2]),
+        2,
+        "capped by out.len()"
+    );
+    assert_eq!(
+        h.allocator.due_expirations(18, &mut out),
+        3,
+        "only deadlines <= slot"
+    );
+    let mut expired = 0;
+    while expired < 12 {
+        let outcomes = h.expire_due(100);
+        assert!(!outcomes.is_empty());
+        assert!(outcomes.iter().all(|o| o.code == ResultCode::Ok));
+        expired += outcomes.len();
+    }
+    assert_eq!(h.allocator.due_expirations(u64::MAX, &mut out), 0);
+}
+
+#[test]
+fn retries_return_the_stored_outcome() {
+    let mut h = harness();
+    h.run(1, create(1, None));
+    let command = reserve(&[1], 4, 10);
+    let first = h.run_as(2, 77, command);
+    assert_eq!(first.code, ResultCode::Ok);
+    let retry = h.run_as(3, 77, command);
+    assert_eq!(
+        retry,
+        Outcome {
+            retry: true,
+            ..first
+        }
+    );
+    // Failures are remembered too: the retry does not re-execute.
+    let busy = h.run_as(3, 78, command);
+    assert_eq!(busy.code, ResultCode::ResourceBusy);
+    h.run(4, release(first.lease, 4, 1));
+    let busy_again = h.run_as(4, 78, command);
+    assert_eq!(
+        busy_again,
+        Outcome {
+            retry: true,
+            ..busy
+        }
+    );
+    assert_eq!(
+        code(h.run_as(4, 77, reserve(&[1], 4, 11))),
+        ResultCode::OperationConflict
+    );
+    assert!(
+        h.run_as(4, 77, command).retry,
+        "a conflict leaves the record"
+    );
+    assert_eq!(
+        code(h.run_as(4, 0, command)),
+        ResultCode::InvalidOperationId
+    );
+    // After the dedupe window the id is forgotten and executes afresh.
+    let window = Config::small().dedupe_window_slots;
+    let later = h.run_as(2 + window, 77, command);
+    assert_eq!(later.code, ResultCode::Ok);
+    assert!(!later.retry);
+    assert_ne!(later.lease, first.lease);
+}
+
+#[test]
+fn operation_table_fills_and_drains() {
+    let mut config = Config::small();
+    config.operations_max = 2;
+    config.dedupe_window_slots = 10;
+    let mut h = Harness::new(config);
+    assert_eq!(code(h.run(1, create(1, None))), ResultCode::Ok);
+    assert_eq!(code(h.run(5, create(2, None))), ResultCode::Ok);
+    assert_eq!(
+        code(h.run(6, create(3, None))),
+        ResultCode::OperationTableFull
+    );
+    assert_eq!(
+        h.allocator.get_resource(3),
+        Err(ResultCode::ResourceNotFound)
+    );
+    // A retry of a recorded operation still works while the table is full.
+    assert!(h.run_as(6, 1, create(1, None)).retry);
+    // Expire needs no record, so a full table does not stop it.
+    let never_issued = LeaseId::from_position(1, 0);
+    assert_eq!(
+        h.batch(6, &[expire(never_issued, 1)])[0].code,
+        ResultCode::LeaseNotFound
+    );
+    // At slot 11 the first record (slot 1) retires; the one from slot 5 stays until 15.
+    assert_eq!(code(h.run(11, create(3, None))), ResultCode::Ok);
+    assert_eq!(
+        code(h.run(11, create(4, None))),
+        ResultCode::OperationTableFull
+    );
+    assert_eq!(code(h.run(15, create(4, None))), ResultCode::Ok);
+}
+
+#[test]
+fn terminal_leases_retire_after_the_history_window() {
+    let mut config = Config::small();
+    config.lease_history_slots = 100;
+    let mut h = Harness::new(config);
+    h.run(1, create(1, None));
+    let older = h.run(1, reserve(&[1], 4, 10)).lease;
+    h.run(1, create(2, None));
+    let newer = h.run(1, reserve(&[2], 4, 10)).lease;
+    h.run(5, release(newer, 4, 1));
+    h.run(8, release(older, 4, 1));
+    assert_eq!(h.allocator.get_lease(newer).unwrap().retire_slot, 105);
+    h.batch(104, &[]);
+    assert!(h.allocator.get_lease(newer).is_ok());
+    h.batch(105, &[]);
+    assert_eq!(h.allocator.get_lease(newer), Err(ResultCode::LeaseRetired));
+    // The older lease is below the watermark but still in its window: found.
+    assert_eq!(
+        h.allocator.get_lease(older).unwrap().state,
+        LeaseState::Released
+    );
+    assert_eq!(
+        code(h.run(105, release(newer, 4, 2))),
+        ResultCode::LeaseRetired
+    );
+    assert_eq!(code(h.run(105, revoke(newer))), ResultCode::LeaseRetired);
+    h.batch(108, &[]);
+    assert_eq!(h.allocator.get_lease(older), Err(ResultCode::LeaseRetired));
+    // Ids above the watermark that were never issued are not found.
+    let future = LeaseId::from_position(h.op + 10, 0);
+    assert_eq!(
+        h.allocator.get_lease(future),
+        Err(ResultCode::LeaseNotFound)
+    );
+    assert_eq!(
+        h.allocator.get_lease(LeaseId(1)),
+        Err(ResultCode::LeaseRetired)
+    );
+}
+
+#[test]
+fn lease_zero_is_not_found_before_any_retirement() {
+    let h = harness();
+    assert_eq!(
+        h.allocator.get_lease(LeaseId(0)),
+        Err(ResultCode::LeaseNotFound)
+    );
+}
+
+#[test]
+fn slots_never_go_backwards() {
+    let mut h = harness();
+    h.run(1, create(1, None));
+    h.batch(100, &[]);
+    assert_eq!(h.allocator.last_slot(), 100);
+    // An older stamp is clamped: the deadline counts from slot 100.
+    let outcome = h.run(50, reserve(&[1], 4, 10));
+    assert_eq!(outcome.deadline_slot, 110);
+    assert_eq!(h.allocator.last_slot(), 100);
+    assert_eq!(h.allocator.last_op(), h.op);
+}
+
+#[test]
+fn lease_ids_follow_batch_positions() {
+    let mut h = harness();
+    let creates: Vec<Request> = (0..3)
+        .map(|id| Request {
+            operation_id: 100 + id,
+            command: create(id, None),
+        })
+        .collect();
+    h.batch(1, &creates);
+    let reserves: Vec<Request> = (0..3)
+        .map(|id| Request {
+            operation_id: 200 + id,
+            command: reserve(&[id], 1, 5),
+        })
+        .collect();
+    let outcomes = h.batch(1, &reserves);
+    for (index, outcome) in (0_u32..).zip(&outcomes) {
+        assert_eq!(outcome.lease, LeaseId::from_position(h.op, index));
+    }
+    assert!(outcomes[0].lease < outcomes[1].lease && outcomes[1].lease < outcomes[2].lease);
+}
+
+#[test]
+#[should_panic(expected = "does not follow")]
+fn ops_must_increase() {
+    let mut allocator = Allocator::new(Config::small()).unwrap();
+    allocator.apply_batch(5, 1, &[], &mut []);
+    allocator.apply_batch(5, 1, &[], &mut []);
+}
+
+#[test]
+fn digest_ignores_layout_but_not_state() {
+    let mut one = harness();
+    let mut two = harness();
+    // Same resources, created in different orders and batches: different rows, same state.
+    for id in [1, 2, 3] {
+        one.run_as(1, 10 + id, create(id, None));
+    }
+    two.batch(
+        1,
+        &[3, 1, 2].map(|id| Request {
+            operation_id: 10 + id,
+            command: create(id, None),
+        }),
+    );
+    one.batch(1, &[]);
+    one.batch(1, &[]);
+    two.op = one.op - 1;
+    two.batch(1, &[]);
+    assert_eq!(one.allocator.state_digest(), two.allocator.state_digest());
+    let before = one.allocator.state_digest();
+    one.run(1, reserve(&[2], 1, 5));
+    assert_ne!(one.allocator.state_digest(), before);
+    // Pool free-list order is part of the state.
+    let mut three = harness();
+    let mut four = harness();
+    three.batch(
+        1,
+        &[1, 2].map(|id| Request {
+            operation_id: 10 + id,
+            command: create(id, Some(9)),
+        }),
+    );
+    four.batch(
+        1,
+        &[2, 1].map(|id| Request {
+            operation_id: 10 + id,
+            command: create(id, Some(9)),
+        }),
+    );
+    assert_ne!(
+        three.allocator.state_digest(),
+        four.allocator.state_digest()
+    );
+}

@@ -1,0 +1,204 @@
+//! [`Storage`] on real files in one directory.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::storage::{Handle, Storage, StorageError, StorageErrorKind, StorageOp, validate_name};
+
+/// How many files one `FileStorage` keeps open at once (segments, superblock, checkpoint).
+pub const FILES_OPEN_MAX: usize = 1024;
+
+struct OpenFile {
+    name: String,
+    file: File,
+    // Cached so `append` needs no `fstat`; every write through this handle updates it.
+    len: u64,
+}
+
+/// Real files under one directory: `sync` is `fdatasync`, `sync_directory` is `fsync` of the
+/// directory, and the directory is synced after it is created.
+pub struct FileStorage {
+    dir: PathBuf,
+    files: BTreeMap<u64, OpenFile>,
+    handle_next: u64,
+}
+
+impl FileStorage {
+    /// Uses `dir`, creating it (and syncing its parent) if missing.
+    ///
+    /// # Errors
+    /// A [`StorageError`] naming the directory.
+    pub fn open_dir(dir: impl Into<PathBuf>) -> Result<FileStorage, StorageError> {
+        let dir = dir.into();
+        let label = dir.display().to_string();
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|error| StorageError::io(StorageOp::Create, &label, &error))?;
+            if let Some(parent) = dir.parent() {
+                sync_path(parent)
+                    .map_err(|error| StorageError::io(StorageOp::SyncDirectory, &label, &error))?;
+            }
+        }
+        Ok(FileStorage {
+            dir,
+            files: BTreeMap::new(),
+            handle_next: 1,
+        })
+    }
+
+    /// The directory this storage works in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn insert(&mut self, op: StorageOp, name: &str, file: File) -> Result<Handle, StorageError> {
+        if self.files.len() >= FILES_OPEN_MAX {
+            return Err(StorageError::new(op, name, StorageErrorKind::TooManyOpen));
+        }
+        let len = file
+            .metadata()
+            .map_err(|error| StorageError::io(op, name, &error))?
+            .len();
+        let number = self.handle_next;
+        self.handle_next += 1;
+        let previous = self.files.insert(
+            number,
+            OpenFile {
+                name: name.to_owned(),
+                file,
+                len,
+            },
+        );
+        assert!(previous.is_none(), "handle numbers are never reused");
+        Ok(Handle::new(number))
+    }
+
+    fn get(&mut self, op: StorageOp, handle: Handle) -> Result<&mut OpenFile, StorageError> {
+        self.files
+            .get_mut(&handle.number())
+            .ok_or_else(|| StorageError::new(op, "?", StorageErrorKind::BadHandle))
+    }
+}
+
+fn sync_path(path: &Path) -> std::io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+impl Storage for FileStorage {
+    fn create(&mut self, name: &str) -> Result<Handle, StorageError> {
+        validate_name(StorageOp::Create, name)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(self.dir.join(name))
+            .map_err(|error| StorageError::io(StorageOp::Create, name, &error))?;
+        self.insert(StorageOp::Create, name, file)
+    }
+
+    fn open(&mut self, name: &str) -> Result<Handle, StorageError> {
+        validate_name(StorageOp::Open, name)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.dir.join(name))
+            .map_err(|error| StorageError::io(StorageOp::Open, name, &error))?;
+        self.insert(StorageOp::Open, name, file)
+    }
+
+    fn close(&mut self, handle: Handle) {
+        self.files.remove(&handle.number());
+    }
+
+    fn len(&mut self, handle: Handle) -> Result<u64, StorageError> {
+        Ok(self.get(StorageOp::Len, handle)?.len)
+    }
+
+    fn read_at(&mut self, handle: Handle, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
+        let open = self.get(StorageOp::Read, handle)?;
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|end| end > open.len) {
+            let kind = StorageErrorKind::OutOfRange {
+                offset,
+                len: buf.len() as u64,
+                file_len: open.len,
+            };
+            return Err(StorageError::new(StorageOp::Read, &open.name, kind));
+        }
+        open.file
+            .read_exact_at(buf, offset)
+            .map_err(|error| StorageError::io(StorageOp::Read, &open.name, &error))
+    }
+
+    fn write_at(&mut self, handle: Handle, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        let open = self.get(StorageOp::Write, handle)?;
+        open.file
+            .write_all_at(data, offset)
+            .map_err(|error| StorageError::io(StorageOp::Write, &open.name, &error))?;
+        open.len = open.len.max(offset + data.len() as u64);
+        Ok(())
+    }
+
+    fn append(&mut self, handle: Handle, data: &[u8]) -> Result<u64, StorageError> {
+        let open = self.get(StorageOp::Append, handle)?;
+        let offset = open.len;
+        open.file
+            .write_all_at(data, offset)
+            .map_err(|error| StorageError::io(StorageOp::Append, &open.name, &error))?;
+        open.len = offset + data.len() as u64;
+        Ok(offset)
+    }
+
+    fn sync(&mut self, handle: Handle) -> Result<(), StorageError> {
+        let open = self.get(StorageOp::Sync, handle)?;
+        open.file
+            .sync_data()
+            .map_err(|error| StorageError::io(StorageOp::Sync, &open.name, &error))
+    }
+
+    fn truncate(&mut self, handle: Handle, len: u64) -> Result<(), StorageError> {
+        let open = self.get(StorageOp::Truncate, handle)?;
+        open.file
+            .set_len(len)
+            .map_err(|error| StorageError::io(StorageOp::Truncate, &open.name, &error))?;
+        open.len = len;
+        Ok(())
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), StorageError> {
+        validate_name(StorageOp::Rename, from)?;
+        validate_name(StorageOp::Rename, to)?;
+        std::fs::rename(self.dir.join(from), self.dir.join(to))
+            .map_err(|error| StorageError::io(StorageOp::Rename, from, &error))
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), StorageError> {
+        validate_name(StorageOp::Remove, name)?;
+        std::fs::remove_file(self.dir.join(name))
+            .map_err(|error| StorageError::io(StorageOp::Remove, name, &error))
+    }
+
+    fn list(&mut self) -> Result<Vec<String>, StorageError> {
+        let label = self.dir.display().to_string();
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|error| StorageError::io(StorageOp::List, &label, &error))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|error| StorageError::io(StorageOp::List, &label, &error))?;
+            // Names that are not valid UTF-8 cannot be ours; skip them rather than fail.
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn sync_directory(&mut self) -> Result<(), StorageError> {
+        let label = self.dir.display().to_string();
+        sync_path(&self.dir)
+            .map_err(|error| StorageError::io(StorageOp::SyncDirectory, &label, &error))
+    }
+}

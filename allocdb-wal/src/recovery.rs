@@ -1,0 +1,315 @@
+//! Formatting a data directory and opening (recovering) it.
+//!
+//! The decision table is in `docs/storage.md`; in short: the newest valid superblock copy is
+//! the root of trust; the checkpoint it names must be intact; segments wholly covered by the
+//! checkpoint are deleted unread; the rest must form one hash chain from the checkpoint; an
+//! invalid record at the end of the last segment is a torn tail and is cut off; any other
+//! invalid record stops the replica with an error naming file, offset and op.
+
+use std::collections::VecDeque;
+
+use allocdb_core::Op;
+
+use crate::checkpoint::{CHECKPOINT_TEMP_FILE, parse_checkpoint_file_name, read_checkpoint_file};
+use crate::checksum::Checksum;
+use crate::config::{ReplicaIdentity, WalConfig};
+use crate::error::WalError;
+use crate::segment::valid_record_after;
+use crate::segment::{ScanContext, parse_segment_file_name, scan_segment, segment_file_name};
+use crate::storage::Storage;
+use crate::superblock::{SUPERBLOCK_FILE, Superblock};
+use crate::wal::{IndexEntry, Recovery, Segment, Wal, remove_if_present, root_checkpoint};
+
+const SUPERBLOCK_TEMP_FILE: &str = "superblock.tmp";
+
+impl<S: Storage> Wal<S> {
+    /// Formats an empty data directory: both superblock copies (view 0, no checkpoint) and
+    /// an empty first segment. Leftovers of an earlier, interrupted format are removed.
+    ///
+    /// # Errors
+    /// `AlreadyFormatted` if a superblock exists, `InvalidConfig`, or a storage error.
+    pub fn format(
+        mut storage: S,
+        config: WalConfig,
+        identity: ReplicaIdentity,
+    ) -> Result<Wal<S>, WalError> {
+        config.validate()?;
+        if identity.replica_count == 0 || identity.replica_index >= identity.replica_count {
+            return Err(WalError::InvalidConfig(
+                "replica_index must be below replica_count",
+            ));
+        }
+        let names = storage.list()?;
+        if names.iter().any(|name| name == SUPERBLOCK_FILE) {
+            return Err(WalError::AlreadyFormatted);
+        }
+        for name in &names {
+            let ours = name == SUPERBLOCK_TEMP_FILE
+                || name == CHECKPOINT_TEMP_FILE
+                || parse_segment_file_name(name).is_some()
+                || parse_checkpoint_file_name(name).is_some();
+            if ours {
+                storage.remove(name)?;
+            }
+        }
+        let segment_name = segment_file_name(1);
+        let segment_handle = storage.create(&segment_name)?;
+        // The superblock appears under its final name only complete: it is the "formatted" bit.
+        let handle = storage.create(SUPERBLOCK_TEMP_FILE)?;
+        let mut superblock = Superblock {
+            sequence: 1,
+            cluster_id: config.cluster_id,
+            replica_index: identity.replica_index,
+            replica_count: identity.replica_count,
+            view: 0,
+            log_view: 0,
+            commit_op: 0,
+            checkpoint_op: 0,
+            checkpoint_checksum: 0,
+        };
+        superblock.write(&mut storage, handle)?;
+        superblock.sequence = 2;
+        superblock.write(&mut storage, handle)?;
+        storage.rename(SUPERBLOCK_TEMP_FILE, SUPERBLOCK_FILE)?;
+        storage.sync_directory()?;
+        let segments = VecDeque::from([Segment {
+            name: segment_name,
+            first_op: 1,
+            handle: segment_handle,
+            len: 0,
+            dirty: false,
+        }]);
+        let wal = Wal {
+            storage,
+            config,
+            superblock,
+            superblock_handle: handle,
+            segments,
+            index: VecDeque::new(),
+            checkpoint: root_checkpoint(config.cluster_id),
+            durable_op: 0,
+            poisoned: false,
+            recovery: Recovery {
+                first_op: 1,
+                ..Recovery::default()
+            },
+            buffer: Vec::new(),
+        };
+        assert_eq!(wal.last_op(), 0);
+        Ok(wal)
+    }
+
+    /// Opens a formatted directory and recovers the log (see the module documentation).
+    ///
+    /// # Errors
+    /// `NotFormatted`, `ClusterMismatch`, `SuperblockCorrupt`, `CheckpointCorrupt`,
+    /// `RecordCorrupt` (naming file, offset, op), `LogGap`, `InvalidConfig`, or a storage error.
+    pub fn open(mut storage: S, config: WalConfig) -> Result<Wal<S>, WalError> {
+        config.validate()?;
+        let names = storage.list()?;
+        if !names.iter().any(|name| name == SUPERBLOCK_FILE) {
+            return Err(WalError::NotFormatted);
+        }
+        let superblock_handle = storage.open(SUPERBLOCK_FILE)?;
+        let superblock = Superblock::read_newest(&mut storage, superblock_handle)?;
+        if superblock.cluster_id != config.cluster_id {
+            return Err(WalError::ClusterMismatch {
+                expected: config.cluster_id,
+                found: superblock.cluster_id,
+            });
+        }
+        let checkpoint = if superblock.checkpoint_op == 0 {
+            root_checkpoint(config.cluster_id)
+        } else {
+            let op = superblock.checkpoint_op;
+            read_checkpoint_file(
+                &mut storage,
+                config.cluster_id,
+                op,
+                superblock.checkpoint_checksum,
+            )?
+            .info
+        };
+        let mut wal = Wal {
+            storage,
+            config,
+            superblock,
+            superblock_handle,
+            segments: VecDeque::new(),
+            index: VecDeque::new(),
+            checkpoint,
+            durable_op: 0,
+            poisoned: false,
+            recovery: Recovery::default(),
+            buffer: Vec::new(),
+        };
+        wal.remove_leftovers(&names)?;
+        wal.load_segments(&names)?;
+        if !wal.log_chains_from_checkpoint() {
+            wal.recovery.stale_ops_dropped = wal.last_op().saturating_sub(wal.checkpoint.op);
+            wal.reset_log()?;
+        }
+        wal.storage.sync_directory()?;
+        wal.durable_op = wal.last_op();
+        wal.recovery.checkpoint_op = wal.checkpoint.op;
+        wal.recovery.first_op = wal.first_op();
+        wal.recovery.last_op = wal.last_op();
+        assert!(wal.first_op() <= wal.checkpoint.op + 1);
+        assert!(wal.last_op() >= wal.checkpoint.op);
+        Ok(wal)
+    }
+
+    /// Deletes files an interrupted checkpoint or format left behind.
+    fn remove_leftovers(&mut self, names: &[String]) -> Result<(), WalError> {
+        for name in names {
+            let stale_checkpoint =
+                parse_checkpoint_file_name(name).is_some_and(|op| op != self.checkpoint.op);
+            if stale_checkpoint || name == CHECKPOINT_TEMP_FILE || name == SUPERBLOCK_TEMP_FILE {
+                remove_if_present(&mut self.storage, name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens and scans the segments after the checkpoint, building the index; cuts a torn tail.
+    fn load_segments(&mut self, names: &[String]) -> Result<(), WalError> {
+        let mut segment_names: Vec<(Op, &String)> = names
+            .iter()
+            .filter_map(|name| parse_segment_file_name(name).map(|op| (op, name)))
+            .collect();
+        segment_names.sort_unstable();
+        // A segment is wholly covered when the next one starts at or before checkpoint + 1.
+        let covered = segment_names
+            .windows(2)
+            .take_while(|pair| pair[1].0 <= self.checkpoint.op + 1)
+            .count();
+        for (_, name) in &segment_names[..covered] {
+            self.storage.remove(name)?;
+        }
+        let retained = &segment_names[covered..];
+        let mut parent: Option<(Op, Checksum)> = None;
+        for (position, &(first_op, name)) in retained.iter().enumerate() {
+            if let Some((last_op, _)) = parent {
+                if first_op != last_op + 1 {
+                    return Err(WalError::LogGap {
+                        file: name.clone(),
+                        expected_op: last_op + 1,
+                        found_op: first_op,
+                    });
+                }
+            }
+            let is_last = position + 1 == retained.len();
+            let segment_end = self.load_segment(
+                name,
+                first_op,
+                parent.map(|(_, checksum)| checksum),
+                is_last,
+            )?;
+            match segment_end {
+                Some(end) => parent = Some(end),
+                None if is_last => {}
+                None => {
+                    return Err(WalError::RecordCorrupt {
+                        file: name.clone(),
+                        offset: 0,
+                        op: first_op,
+                        reason: "empty segment before the last one",
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Scans one segment; returns its last record's (op, checksum), `None` if it is empty.
+    fn load_segment(
+        &mut self,
+        name: &str,
+        first_op: Op,
+        parent: Option<Checksum>,
+        is_last: bool,
+    ) -> Result<Option<(Op, Checksum)>, WalError> {
+        let handle = self.storage.open(name)?;
+        let len = self.storage.len(handle)?;
+        let mut bytes = std::mem::take(&mut self.buffer);
+        bytes.clear();
+        bytes.resize(usize::try_from(len).expect("segment fits in memory"), 0);
+        self.storage.read_at(handle, 0, &mut bytes)?;
+        let context = ScanContext {
+            cluster_id: self.config.cluster_id,
+            body_bytes_max: self.config.body_bytes_max,
+            first_op,
+            parent,
+        };
+        let scan = scan_segment(&bytes, context);
+        let mut segment_len = len;
+        if let Some(failure) = scan.failure {
+            let torn = is_last
+                && !failure.out_of_sequence
+                && !valid_record_after(
+                    &bytes,
+                    failure.offset,
+                    context.cluster_id,
+                    context.body_bytes_max,
+                );
+            if !torn {
+                return Err(WalError::RecordCorrupt {
+                    file: name.to_owned(),
+                    offset: failure.offset,
+                    op: failure.op,
+                    reason: failure.reason,
+                });
+            }
+            self.storage.truncate(handle, failure.offset)?;
+            self.recovery.torn_bytes_truncated = len - failure.offset;
+            self.recovery.torn_file = Some(name.to_owned());
+            segment_len = failure.offset;
+        }
+        if is_last {
+            // Whatever a killed process left in the page cache becomes durable before we
+            // report it as such.
+            self.storage.sync(handle)?;
+        }
+        self.buffer = bytes;
+        if self.index.len() as u64 + scan.records.len() as u64 > self.config.log_ops_max {
+            return Err(WalError::InvalidConfig(
+                "the log holds more ops than log_ops_max",
+            ));
+        }
+        for &(header, offset) in &scan.records {
+            let segment_first_op = first_op;
+            self.index.push_back(IndexEntry {
+                header,
+                segment_first_op,
+                offset,
+            });
+        }
+        self.segments.push_back(crate::wal::Segment {
+            name: name.to_owned(),
+            first_op,
+            handle,
+            len: segment_len,
+            dirty: false,
+        });
+        Ok(scan
+            .records
+            .last()
+            .map(|(header, _)| (header.op, header.checksum)))
+    }
+
+    /// True when the retained log continues the checkpoint's history.
+    fn log_chains_from_checkpoint(&self) -> bool {
+        let anchor = &self.checkpoint;
+        let Some(front) = self.index.front() else {
+            // Empty log: fine if its one segment starts right after the checkpoint.
+            return self.segments.len() == 1 && self.segments[0].first_op == anchor.op + 1;
+        };
+        if front.header.op == anchor.op + 1 {
+            return front.header.parent == anchor.record_checksum;
+        }
+        front.header.op <= anchor.op
+            && self
+                .header(anchor.op)
+                .is_some_and(|header| header.checksum == anchor.record_checksum)
+    }
+}
