@@ -231,6 +231,16 @@ impl<S: Storage> Wal<S> {
     ) -> Result<Option<(Op, Checksum)>, WalError> {
         let handle = self.storage.open(name)?;
         let len = self.storage.len(handle)?;
+        // The writer never lets a segment grow past the limit, so a longer file is damage (or a
+        // config that shrank the limit): refuse it before sizing a buffer from its length.
+        if len > self.config.segment_bytes_max {
+            return Err(WalError::RecordCorrupt {
+                file: name.to_string(),
+                offset: self.config.segment_bytes_max,
+                op: first_op,
+                reason: "segment is longer than segment_bytes_max",
+            });
+        }
         let mut bytes = std::mem::take(&mut self.buffer);
         bytes.clear();
         bytes.resize(usize::try_from(len).expect("segment fits in memory"), 0);

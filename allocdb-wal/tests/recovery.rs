@@ -403,3 +403,24 @@ fn random_faults_never_yield_wrong_data() {
     }
     assert!(ok > 1000 && failed > 100, "ok {ok} failed {failed}");
 }
+
+#[test]
+fn a_segment_longer_than_the_limit_is_refused_before_it_is_read() {
+    let disk = SimStorage::new(SimConfig::new(SEED));
+    drop(filled(&disk, small_config(), 3, 100));
+    let name = segment_file_name(1);
+    let mut bytes = disk.file_bytes(&name).unwrap();
+    let limit = usize::try_from(small_config().segment_bytes_max).unwrap();
+    bytes.resize(limit + 1, 0);
+    disk.set_file_bytes(&name, &bytes);
+    match Wal::open(disk.clone(), small_config()) {
+        Err(WalError::RecordCorrupt {
+            file, op, reason, ..
+        }) => {
+            assert_eq!(file, name);
+            assert_eq!(op, 1);
+            assert!(reason.contains("segment_bytes_max"), "{reason}");
+        }
+        other => panic!("expected RecordCorrupt, got {:?}", other.map(|_| ())),
+    }
+}
