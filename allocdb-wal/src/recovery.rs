@@ -66,6 +66,7 @@ impl<S: Storage> Wal<S> {
             commit_op: 0,
             checkpoint_op: 0,
             checkpoint_checksum: 0,
+            recovering: false,
         };
         superblock.write(&mut storage, handle)?;
         superblock.sequence = 2;

@@ -5,7 +5,8 @@
 //!  0 u32 magic "ADBS"   16 u128 cluster id       40 u64 view          72 u128 checkpoint checksum
 //!  4 u16 version (1)    32 u8   replica index    48 u64 log view      88 u32  copy index
 //!  6 u16 reserved       33 u8   replica count    56 u64 commit op     92 u32  crc32c of 0..92
-//!  8 u64 sequence       34 ..40 reserved, zero   64 u64 checkpoint op
+//!  8 u64 sequence       34 u16  flags            64 u64 checkpoint op
+//!                       36 u32  reserved, zero
 //! ```
 //! Each update increments `sequence` and overwrites copy `sequence % 2`, then syncs, so the
 //! other copy always holds the previous state: a torn write of one copy loses nothing that was
@@ -30,6 +31,8 @@ pub const SUPERBLOCK_SIZE: u32 = 96;
 const SUPERBLOCK_MAGIC: u32 = u32::from_le_bytes(*b"ADBS");
 const SUPERBLOCK_VERSION: u16 = 1;
 const CRC_OFFSET: usize = 92;
+/// Flag bit: the replica must catch up from its peers before it votes again.
+const FLAG_RECOVERING: u16 = 1;
 
 /// The durable replica metadata.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +55,9 @@ pub struct Superblock {
     pub checkpoint_op: Op,
     /// `checksum128` of the current checkpoint's snapshot (0 when `checkpoint_op` is 0).
     pub checkpoint_checksum: Checksum,
+    /// Set by the replication layer when its log may lack ops it once acknowledged: until it
+    /// clears the flag, the replica must not vote. Durable so a second crash cannot hide it.
+    pub recovering: bool,
 }
 
 impl Superblock {
@@ -71,7 +77,7 @@ impl Superblock {
         writer.u128(self.cluster_id);
         writer.u8(self.replica_index);
         writer.u8(self.replica_count);
-        writer.u16(0);
+        writer.u16(if self.recovering { FLAG_RECOVERING } else { 0 });
         writer.u32(0);
         writer.u64(self.view);
         writer.u64(self.log_view);
@@ -109,8 +115,11 @@ impl Superblock {
         let cluster_id = reader.u128("cluster id").map_err(unreadable)?;
         let replica_index = reader.u8("replica index").map_err(unreadable)?;
         let replica_count = reader.u8("replica count").map_err(unreadable)?;
-        let padding = u64::from(reader.u16("reserved").map_err(unreadable)?)
-            | u64::from(reader.u32("reserved").map_err(unreadable)?);
+        let flags = reader.u16("flags").map_err(unreadable)?;
+        let padding = reader.u32("reserved").map_err(unreadable)?;
+        if flags & !FLAG_RECOVERING != 0 {
+            return Err("unknown flag bits");
+        }
         let superblock = Superblock {
             sequence,
             cluster_id,
@@ -121,6 +130,7 @@ impl Superblock {
             commit_op: reader.u64("commit op").map_err(unreadable)?,
             checkpoint_op: reader.u64("checkpoint op").map_err(unreadable)?,
             checkpoint_checksum: reader.u128("checkpoint checksum").map_err(unreadable)?,
+            recovering: flags & FLAG_RECOVERING != 0,
         };
         let stored_copy = reader.u32("copy index").map_err(unreadable)?;
         reader.finish().map_err(unreadable)?;
@@ -199,6 +209,7 @@ mod tests {
             commit_op: 10,
             checkpoint_op: 4,
             checkpoint_checksum: 99,
+            recovering: sequence % 2 == 0,
         }
     }
 

@@ -434,6 +434,29 @@ impl<S: Storage> Wal<S> {
         Ok(())
     }
 
+    /// Durably sets or clears the superblock's `recovering` flag: the replication layer sets
+    /// it when its log may lack ops it acknowledged and clears it once it has caught up from
+    /// its peers. Writing the same value again does nothing.
+    ///
+    /// # Errors
+    /// `Poisoned`, or a storage error (poisons).
+    pub fn set_recovering(&mut self, recovering: bool) -> Result<(), WalError> {
+        self.check_usable()?;
+        if self.superblock.recovering == recovering {
+            return Ok(());
+        }
+        let next = Superblock {
+            sequence: self.superblock.sequence + 1,
+            recovering,
+            ..self.superblock
+        };
+        let result = next.write(&mut self.storage, self.superblock_handle);
+        self.poison_on_error(result)?;
+        self.superblock = next;
+        assert_eq!(self.superblock.recovering, recovering);
+        Ok(())
+    }
+
     /// Writes the replication protocol's state to the superblock; durable on return.
     ///
     /// # Errors

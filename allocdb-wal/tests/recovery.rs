@@ -424,3 +424,21 @@ fn a_segment_longer_than_the_limit_is_refused_before_it_is_read() {
         other => panic!("expected RecordCorrupt, got {:?}", other.map(|_| ())),
     }
 }
+
+#[test]
+fn the_recovering_flag_is_durable_across_crashes() {
+    let disk = SimStorage::new(SimConfig::new(SEED));
+    let mut wal = filled(&disk, small_config(), 2, 50);
+    assert!(!wal.superblock().recovering);
+    wal.set_recovering(true).unwrap();
+    drop(wal);
+    disk.crash();
+    let mut wal = Wal::open(disk.clone(), small_config()).unwrap();
+    assert!(wal.superblock().recovering);
+    assert_eq!(wal.last_op(), 2);
+    wal.set_recovering(false).unwrap();
+    drop(wal);
+    disk.crash();
+    let wal = Wal::open(disk.clone(), small_config()).unwrap();
+    assert!(!wal.superblock().recovering);
+}
