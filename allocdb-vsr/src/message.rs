@@ -1,0 +1,280 @@
+//! The messages replicas exchange, and the requests and replies of clients.
+//!
+//! A message's `view` is always the sender's current view; a record header's `view` is the
+//! view in which that op was first prepared. Encoding lives in `message_codec.rs`.
+
+use allocdb_core::{
+    LeaseId, LeaseView, Op, Outcome, PoolId, PoolStats, Request, ResourceId, ResourceView,
+    ResultCode,
+};
+use allocdb_wal::{CheckpointInfo, Checksum, RecordHeader, View};
+
+/// One log entry in flight: a record header and the body it describes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The record's header (op, view, slot, parent and chain checksum).
+    pub header: RecordHeader,
+    /// The encoded batch.
+    pub body: Vec<u8>,
+}
+
+/// A peer-to-peer protocol message (VR Revisited, shaped like `TigerBeetle`'s).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Primary → backups: append this op. `commit` piggybacks the primary's commit point.
+    Prepare {
+        /// Sender's view.
+        view: View,
+        /// Sender's commit point.
+        commit: Op,
+        /// The op.
+        entry: Entry,
+    },
+    /// Backup → primary: I hold every op up to `op` of this view's log, durably.
+    PrepareOk {
+        /// Sender's view.
+        view: View,
+        /// Cumulative: every op up to this one.
+        op: Op,
+        /// The checksum of `op`, so the primary counts only its own record.
+        checksum: Checksum,
+    },
+    /// Primary → backups heartbeat: the commit point, the head of the log, and a round id
+    /// that backups echo so the primary can prove it still leads a majority.
+    Commit {
+        /// Sender's view.
+        view: View,
+        /// Sender's commit point.
+        commit: Op,
+        /// The primary's last op.
+        head_op: Op,
+        /// Heartbeat round.
+        heartbeat: u64,
+    },
+    /// Backup → primary: answers a heartbeat and repeats the cumulative acknowledgement.
+    CommitAck {
+        /// Sender's view.
+        view: View,
+        /// The heartbeat round answered.
+        heartbeat: u64,
+        /// Cumulative acknowledgement (0 while the backup is still joining the view).
+        op: Op,
+        /// The checksum of `op`.
+        checksum: Checksum,
+    },
+    /// Any → all: I vote to leave view `view - 1` for `view`.
+    StartViewChange {
+        /// The proposed view.
+        view: View,
+    },
+    /// Any → the new primary: my log, for the new primary to choose from.
+    DoViewChange {
+        /// The new view.
+        view: View,
+        /// The view in which the sender's log was last brought up to date.
+        log_view: View,
+        /// The sender's last op.
+        op: Op,
+        /// The checksum of `op` (needed when the suffix is empty, after a checkpoint).
+        checksum: Checksum,
+        /// The sender's commit point.
+        commit: Op,
+        /// The sender's last entries (at most `suffix_ops_max`, ending at `op`).
+        suffix: Vec<Entry>,
+    },
+    /// New primary → all: the view has started; this is the head of its log.
+    StartView {
+        /// The new view.
+        view: View,
+        /// The last op of the view's log when it started.
+        op: Op,
+        /// Its checksum.
+        checksum: Checksum,
+        /// The primary's commit point.
+        commit: Op,
+        /// The log's last entries (at most `suffix_ops_max`, ending at `op`).
+        suffix: Vec<Entry>,
+    },
+    /// Any → primary: send me the start of your view (a replica that joins late or recovers).
+    RequestStartView {
+        /// The sender's view.
+        view: View,
+    },
+    /// Backup → primary: send me these ops.
+    RequestPrepares {
+        /// Sender's view.
+        view: View,
+        /// First op wanted.
+        op_min: Op,
+        /// Last op wanted.
+        op_max: Op,
+    },
+    /// Backup → primary: send me the headers of these ops (to find where my log diverges).
+    RequestHeaders {
+        /// Sender's view.
+        view: View,
+        /// First op wanted.
+        op_min: Op,
+        /// Last op wanted.
+        op_max: Op,
+    },
+    /// Primary → backup: the headers asked for (ascending, contiguous).
+    Headers {
+        /// Sender's view.
+        view: View,
+        /// The headers.
+        headers: Vec<RecordHeader>,
+    },
+    /// Primary → backup: state transfer, sent when the backup asked for ops the primary no
+    /// longer retains.
+    Checkpoint {
+        /// Sender's view.
+        view: View,
+        /// Describes the snapshot and anchors the log after it.
+        info: CheckpointInfo,
+        /// The encoded allocator state after `info.op`.
+        snapshot: Vec<u8>,
+    },
+}
+
+impl Message {
+    /// The sender's view carried by every message.
+    pub fn view(&self) -> View {
+        match self {
+            Message::Prepare { view, .. }
+            | Message::PrepareOk { view, .. }
+            | Message::Commit { view, .. }
+            | Message::CommitAck { view, .. }
+            | Message::StartViewChange { view }
+            | Message::DoViewChange { view, .. }
+            | Message::StartView { view, .. }
+            | Message::RequestStartView { view }
+            | Message::RequestPrepares { view, .. }
+            | Message::RequestHeaders { view, .. }
+            | Message::Headers { view, .. }
+            | Message::Checkpoint { view, .. } => *view,
+        }
+    }
+
+    /// A short name for traces and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Prepare { .. } => "prepare",
+            Message::PrepareOk { .. } => "prepare_ok",
+            Message::Commit { .. } => "commit",
+            Message::CommitAck { .. } => "commit_ack",
+            Message::StartViewChange { .. } => "start_view_change",
+            Message::DoViewChange { .. } => "do_view_change",
+            Message::StartView { .. } => "start_view",
+            Message::RequestStartView { .. } => "request_start_view",
+            Message::RequestPrepares { .. } => "request_prepares",
+            Message::RequestHeaders { .. } => "request_headers",
+            Message::Headers { .. } => "headers",
+            Message::Checkpoint { .. } => "checkpoint",
+        }
+    }
+}
+
+/// A client's identity: replies are routed to it.
+pub type ClientId = u128;
+
+/// A query, answered from the primary's applied state once it is proven current.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// `get_resource`.
+    Resource(ResourceId),
+    /// `get_lease`.
+    Lease(LeaseId),
+    /// Pool availability counts.
+    Pool(PoolId),
+}
+
+/// What a client asks for.
+// Fixed-size and `Copy` on purpose: these sit in bounded, pre-sized queues and cross the
+// codec without heap allocation; the size difference between variants is the price.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientOperation {
+    /// A write, ordered through the log. Retries reuse the request's `operation_id`.
+    Write(Request),
+    /// A linearizable read, served after every op up to `min_op` is applied.
+    Read {
+        /// What to read.
+        query: Query,
+        /// Wait until at least this op is applied (read-your-writes after a reply at `op`).
+        min_op: Op,
+    },
+}
+
+/// A client request as the replica receives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientRequest {
+    /// Who asked (replies go there).
+    pub client_id: ClientId,
+    /// The client's number for this request, echoed in the reply.
+    pub request_id: u64,
+    /// What it asks.
+    pub operation: ClientOperation,
+}
+
+/// The answer to a read.
+// Fixed-size and `Copy` on purpose: these sit in bounded, pre-sized queues and cross the
+// codec without heap allocation; the size difference between variants is the price.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadResult {
+    /// A resource, or why not.
+    Resource(Result<ResourceView, ResultCode>),
+    /// A lease, or why not.
+    Lease(Result<LeaseView, ResultCode>),
+    /// A pool's counts, or why not.
+    Pool(Result<PoolStats, ResultCode>),
+}
+
+/// What the replica tells a client.
+// Fixed-size and `Copy` on purpose: these sit in bounded, pre-sized queues and cross the
+// codec without heap allocation; the size difference between variants is the price.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyBody {
+    /// The write committed at `op`, position `index` of the batch, with this outcome.
+    Committed {
+        /// The op of the batch holding the write.
+        op: Op,
+        /// The write's position in the batch.
+        index: u32,
+        /// The core's outcome (`retry` set when this repeats an earlier execution).
+        outcome: Outcome,
+    },
+    /// The read's answer, from the state after `op`.
+    Read {
+        /// The applied op the answer reflects.
+        op: Op,
+        /// The answer.
+        result: ReadResult,
+    },
+    /// This replica is not the primary; try `primary` (which leads `view`, as far as known).
+    NotPrimary {
+        /// The newest view this replica knows.
+        view: View,
+        /// That view's primary.
+        primary: u8,
+    },
+    /// A queue is full: retry later (same operation id).
+    Overloaded,
+    /// The read could not be confirmed in time: retry.
+    ReadTimeout,
+    /// The request can never be accepted (an internal command from a client).
+    Invalid,
+}
+
+/// A reply to one client request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The client.
+    pub client_id: ClientId,
+    /// Echo of the request's id.
+    pub request_id: u64,
+    /// The answer.
+    pub body: ReplyBody,
+}

@@ -1,0 +1,588 @@
+//! The replica: one deterministic state machine per cluster member.
+//!
+//! Inputs are [`Replica::on_message`], [`Replica::on_request`] and [`Replica::on_tick`];
+//! outputs go to a caller-owned [`Outbox`]. Storage is synchronous through the [`Wal`]: an op
+//! is durable when `wal.sync()` returns, and every message that depends on durable state is
+//! produced only after that state was written. This file holds the state, the constructors,
+//! the dispatch and the paths every role shares (applying commits, checkpoints). The roles'
+//! steps of the VR paper live in `replica_primary.rs`, `replica_backup.rs` and
+//! `replica_view_change.rs`.
+
+use std::collections::VecDeque;
+
+use allocdb_core::{Allocator, Op, Outcome, Request, ResultCode, Slot, codec};
+use allocdb_wal::{
+    Checksum, RecordHeader, ReplicaIdentity, Storage, View, VsrState, Wal, WalError,
+};
+
+use crate::config::{ConfigError, REPLICAS_MAX, ReplicaConfig};
+use crate::message::{ClientRequest, Message};
+use crate::message_codec::MessageLimits;
+use crate::outbox::Outbox;
+use crate::prng::Prng;
+use crate::replica_primary::PrimaryState;
+use crate::view_change::ViewChangeState;
+
+/// Where a replica stands in the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Serving in `view`: as its primary, or as a backup following it.
+    Normal,
+    /// Between views: collecting votes and logs for `view`.
+    ViewChange,
+    /// The log was found damaged at start-up: the replica may have lost ops it had
+    /// acknowledged, so it takes no part in any quorum until it has caught up with the
+    /// primary of a view at least as new as its own (protocol-aware recovery).
+    Recovering,
+}
+
+/// Why a replica could not be created.
+#[derive(Debug)]
+pub enum ReplicaError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// The log could not be formatted or opened.
+    Wal(WalError),
+    /// The core refused its configuration.
+    Core(allocdb_core::ConfigError),
+    /// The checkpoint's snapshot could not be decoded.
+    Snapshot(allocdb_core::SnapshotError),
+    /// The log on disk belongs to another replica or cluster shape.
+    IdentityMismatch {
+        /// What differs.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for ReplicaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplicaError::Config(e) => write!(f, "{e}"),
+            ReplicaError::Wal(e) => write!(f, "log: {e}"),
+            ReplicaError::Core(e) => write!(f, "core: {e}"),
+            ReplicaError::Snapshot(e) => write!(f, "checkpoint snapshot: {e:?}"),
+            ReplicaError::IdentityMismatch { reason } => write!(f, "data directory: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ReplicaError {}
+
+/// One applied op, kept for an observer when `applied_trace_max > 0`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedOp {
+    /// The op's header (its checksum identifies the batch).
+    pub header: RecordHeader,
+    /// The batch.
+    pub body: Vec<u8>,
+}
+
+/// A Viewstamped Replication replica owning the allocator and the log.
+pub struct Replica<S: Storage> {
+    pub(crate) config: ReplicaConfig,
+    pub(crate) limits: MessageLimits,
+    pub(crate) wal: Wal<S>,
+    pub(crate) core: Allocator,
+    pub(crate) prng: Prng,
+    pub(crate) status: Status,
+    pub(crate) view: View,
+    pub(crate) log_view: View,
+    /// Every op up to here is applied to the core.
+    pub(crate) commit_min: Op,
+    /// Every op up to here is known to be committed.
+    pub(crate) commit_max: Op,
+    /// Every op up to here in the local log is known to equal the current view's log.
+    pub(crate) verified_op: Op,
+    /// The `start_view` head (op, checksum) this backup is catching up to, while joining.
+    pub(crate) join: Option<(Op, Checksum)>,
+    /// The highest op the primary is known to hold.
+    pub(crate) head_known: Op,
+    pub(crate) tick: u64,
+    pub(crate) clock_slot: Slot,
+    pub(crate) timer_contact_tick: u64,
+    pub(crate) timer_resend_tick: u64,
+    pub(crate) timeout_jitter: u64,
+    pub(crate) primary: Option<PrimaryState>,
+    pub(crate) view_change: ViewChangeState,
+    pub(crate) halted: Option<String>,
+    pub(crate) applied: VecDeque<AppliedOp>,
+    pub(crate) scratch_requests: Vec<Request>,
+    pub(crate) scratch_outcomes: Vec<Outcome>,
+    pub(crate) scratch_body: Vec<u8>,
+}
+
+impl<S: Storage> Replica<S> {
+    /// Formats `storage` (a new, empty data directory) and starts in view 0.
+    ///
+    /// # Errors
+    /// Invalid configuration, or the log cannot be formatted.
+    pub fn format(storage: S, config: ReplicaConfig) -> Result<Replica<S>, ReplicaError> {
+        config.validate().map_err(ReplicaError::Config)?;
+        let identity = ReplicaIdentity {
+            replica_index: config.replica_index,
+            replica_count: config.replica_count,
+        };
+        let wal = Wal::format(storage, config.wal, identity).map_err(ReplicaError::Wal)?;
+        let core = Allocator::new(config.core).map_err(ReplicaError::Core)?;
+        let mut replica = Replica::assemble(config, wal, core);
+        // Every replica starts in view 0 with an empty log: the logs agree, so view 0 needs
+        // no view change and replica 0 leads it.
+        replica.status = Status::Normal;
+        if replica.is_primary_of(0) {
+            replica.become_primary_state();
+        }
+        Ok(replica)
+    }
+
+    /// Reopens `storage` after a restart and rejoins from the durable state.
+    ///
+    /// # Errors
+    /// Invalid configuration; the log cannot be opened (corruption in its middle); the data
+    /// belongs to another replica; the checkpoint cannot be decoded.
+    pub fn open(storage: S, config: ReplicaConfig) -> Result<Replica<S>, ReplicaError> {
+        config.validate().map_err(ReplicaError::Config)?;
+        let mut wal = Wal::open(storage, config.wal).map_err(ReplicaError::Wal)?;
+        let superblock = *wal.superblock();
+        if superblock.replica_index != config.replica_index
+            || superblock.replica_count != config.replica_count
+        {
+            return Err(ReplicaError::IdentityMismatch {
+                reason: format!(
+                    "superblock is replica {} of {}, configured as {} of {}",
+                    superblock.replica_index,
+                    superblock.replica_count,
+                    config.replica_index,
+                    config.replica_count
+                ),
+            });
+        }
+        let core = match wal.read_checkpoint().map_err(ReplicaError::Wal)? {
+            Some(checkpoint) => Allocator::decode_snapshot(config.core, &checkpoint.snapshot)
+                .map_err(ReplicaError::Snapshot)?,
+            None => Allocator::new(config.core).map_err(ReplicaError::Core)?,
+        };
+        let recovery = wal.recovery().clone();
+        let mut replica = Replica::assemble(config, wal, core);
+        replica.view = superblock.view;
+        replica.log_view = superblock.log_view;
+        replica.commit_min = replica.wal.checkpoint_op();
+        replica.commit_max = superblock.commit_op.max(replica.commit_min);
+        replica.verified_op = replica.commit_min;
+        let damaged =
+            recovery.torn_bytes_truncated > 0 || replica.wal.last_op() < superblock.commit_op;
+        let replay_to = replica.commit_max.min(replica.wal.last_op());
+        replica
+            .apply_up_to(replay_to, &mut Outbox::new(0, 0))
+            .map_err(ReplicaError::Wal)?;
+        replica.view_change = ViewChangeState::new(replica.view);
+        if damaged {
+            replica.status = Status::Recovering;
+        } else if replica.log_view == replica.view && !replica.is_primary_of(replica.view) {
+            replica.verified_op = replica.wal.last_op();
+            replica.status = Status::Normal;
+        } else if replica.log_view == replica.view {
+            // A restarted primary lost its volatile state (pipeline, acknowledgements): it
+            // asks for the next view at once (its votes go out on the resend timer).
+            replica.status = Status::ViewChange;
+            let next = replica.view + 1;
+            replica
+                .start_view_change(next, &mut Outbox::new(0, 0))
+                .map_err(ReplicaError::Wal)?;
+        } else {
+            // Between views when it stopped: it waits in that view change (or the next).
+            replica.status = Status::ViewChange;
+        }
+        Ok(replica)
+    }
+
+    fn assemble(config: ReplicaConfig, wal: Wal<S>, core: Allocator) -> Replica<S> {
+        let requests_max = usize::try_from(config.core.batch_requests_max).expect("u32 fits");
+        let trace_max = usize::try_from(config.applied_trace_max).expect("u32 fits");
+        Replica {
+            limits: MessageLimits::from_config(&config),
+            prng: Prng::new(config.seed),
+            status: Status::Normal,
+            view: 0,
+            log_view: 0,
+            commit_min: 0,
+            commit_max: 0,
+            verified_op: 0,
+            join: None,
+            head_known: 0,
+            tick: 0,
+            clock_slot: 0,
+            timer_contact_tick: 0,
+            timer_resend_tick: 0,
+            timeout_jitter: 0,
+            primary: None,
+            view_change: ViewChangeState::new(0),
+            halted: None,
+            applied: VecDeque::with_capacity(trace_max),
+            scratch_requests: Vec::with_capacity(requests_max),
+            scratch_outcomes: Vec::with_capacity(requests_max),
+            scratch_body: Vec::new(),
+            config,
+            wal,
+            core,
+        }
+    }
+
+    // ---- inputs ----
+
+    /// A message from replica `from`. Messages for older views, from unexpected senders, or
+    /// failing their integrity checks are ignored: peers retransmit.
+    pub fn on_message(&mut self, from: u8, message: &Message, out: &mut Outbox) {
+        if self.halted.is_some()
+            || from >= self.config.replica_count
+            || from == self.config.replica_index
+        {
+            return;
+        }
+        let result = self.dispatch(from, message, out);
+        self.check_storage(result);
+        self.debug_check();
+    }
+
+    /// A client request (a write or a linearizable read).
+    pub fn on_request(&mut self, request: ClientRequest, out: &mut Outbox) {
+        if self.halted.is_some() {
+            return;
+        }
+        let result = self.handle_request(&request, out);
+        self.check_storage(result);
+        self.debug_check();
+    }
+
+    /// Time passes: one tick; `clock_slot` is the driver's monotonic clock in slots, used
+    /// only to stamp prepares while primary.
+    pub fn on_tick(&mut self, clock_slot: Slot, out: &mut Outbox) {
+        if self.halted.is_some() {
+            return;
+        }
+        self.tick += 1;
+        self.clock_slot = self.clock_slot.max(clock_slot);
+        let result = self.handle_tick(out);
+        self.check_storage(result);
+        self.debug_check();
+    }
+
+    fn dispatch(&mut self, from: u8, message: &Message, out: &mut Outbox) -> Result<(), WalError> {
+        match message {
+            Message::Prepare {
+                view,
+                commit,
+                entry,
+            } => self.on_prepare(from, *view, *commit, entry, out),
+            Message::PrepareOk { view, op, checksum } => {
+                self.on_prepare_ok(from, *view, *op, *checksum, out)
+            }
+            Message::Commit {
+                view,
+                commit,
+                head_op,
+                heartbeat,
+            } => self.on_commit(from, *view, *commit, *head_op, *heartbeat, out),
+            Message::CommitAck {
+                view,
+                heartbeat,
+                op,
+                checksum,
+            } => self.on_commit_ack(from, *view, *heartbeat, *op, *checksum, out),
+            Message::StartViewChange { view } => self.on_start_view_change(from, *view, out),
+            Message::DoViewChange { .. } => self.on_do_view_change(from, message, out),
+            Message::StartView {
+                view,
+                op,
+                checksum,
+                commit,
+                suffix,
+            } => self.on_start_view(from, *view, (*op, *checksum), *commit, suffix, out),
+            Message::RequestStartView { view } => self.on_request_start_view(from, *view, out),
+            Message::RequestPrepares {
+                view,
+                op_min,
+                op_max,
+            } => self.on_request_prepares(from, *view, *op_min, *op_max, out),
+            Message::RequestHeaders {
+                view,
+                op_min,
+                op_max,
+            } => self.on_request_headers(from, *view, *op_min, *op_max, out),
+            Message::Headers { view, headers } => self.on_headers(from, *view, headers, out),
+            Message::Checkpoint {
+                view,
+                info,
+                snapshot,
+            } => self.on_checkpoint(from, *view, info, snapshot, out),
+        }
+    }
+
+    fn handle_tick(&mut self, out: &mut Outbox) -> Result<(), WalError> {
+        match self.status {
+            Status::Normal if self.is_primary() => self.primary_tick(out),
+            Status::Normal => self.backup_tick(out),
+            Status::ViewChange => self.view_change_tick(out),
+            Status::Recovering => {
+                self.recovering_tick(out);
+                Ok(())
+            }
+        }
+    }
+
+    /// A storage error leaves the log's state unknown: halt (fail-stop). The driver drops
+    /// the replica and reopens it from disk, exactly as after a crash.
+    fn check_storage(&mut self, result: Result<(), WalError>) {
+        if let Err(error) = result {
+            self.halted = Some(format!(
+                "replica {} halted on a storage error: {error}",
+                self.config.replica_index
+            ));
+        }
+    }
+
+    fn debug_check(&self) {
+        if self.halted.is_some() {
+            return;
+        }
+        assert!(self.commit_min <= self.commit_max || self.commit_min == self.wal.checkpoint_op());
+        assert!(self.commit_min <= self.wal.last_op());
+        assert!(self.log_view <= self.view);
+        assert!(self.verified_op <= self.wal.last_op());
+        assert!(
+            self.verified_op >= self.commit_min,
+            "applied ops are verified"
+        );
+        assert_eq!(
+            self.core.last_op(),
+            self.commit_min,
+            "the core holds exactly the applied ops"
+        );
+        if self.status == Status::Normal && self.log_view == self.view {
+            assert!(self.join.is_none());
+        }
+    }
+
+    // ---- shared helpers ----
+
+    /// The primary of `view` (round-robin).
+    pub(crate) fn primary_of(&self, view: View) -> u8 {
+        let index = view % u64::from(self.config.replica_count);
+        u8::try_from(index).expect("below replica_count")
+    }
+
+    pub(crate) fn is_primary_of(&self, view: View) -> bool {
+        self.primary_of(view) == self.config.replica_index
+    }
+
+    pub(crate) fn quorum(&self) -> u8 {
+        self.config.quorum()
+    }
+
+    /// Sends `message` to every other replica.
+    pub(crate) fn broadcast(&self, message: &Message, out: &mut Outbox) {
+        for to in 0..self.config.replica_count {
+            if to != self.config.replica_index {
+                out.send(to, message.clone());
+            }
+        }
+    }
+
+    /// Re-arms the election timers with fresh jitter.
+    pub(crate) fn reset_timers(&mut self) {
+        self.timer_contact_tick = self.tick;
+        self.timer_resend_tick = self.tick;
+        self.timeout_jitter = self.prng.up_to(self.config.timeout_jitter_ticks);
+    }
+
+    /// Writes view, log view and commit point durably (before any message depending on them).
+    pub(crate) fn persist_vsr_state(&mut self) -> Result<(), WalError> {
+        let superblock = self.wal.superblock();
+        let state = VsrState {
+            view: self.view,
+            log_view: self.log_view,
+            commit_op: self.commit_min.max(superblock.commit_op),
+        };
+        if state.view == superblock.view
+            && state.log_view == superblock.log_view
+            && state.commit_op == superblock.commit_op
+        {
+            return Ok(());
+        }
+        self.wal.write_vsr_state(state)?;
+        assert_eq!(self.wal.superblock().view, self.view);
+        Ok(())
+    }
+
+    /// Applies every op known committed that the local log holds and has verified.
+    pub(crate) fn apply_committed(&mut self, out: &mut Outbox) -> Result<(), WalError> {
+        let applicable = if self.status == Status::Normal && self.log_view == self.view {
+            self.wal.last_op()
+        } else {
+            self.verified_op
+        };
+        let target = self.commit_max.min(applicable);
+        self.apply_up_to(target, out)?;
+        self.maybe_checkpoint()
+    }
+
+    pub(crate) fn apply_up_to(&mut self, target: Op, out: &mut Outbox) -> Result<(), WalError> {
+        while self.commit_min < target {
+            let op = self.commit_min + 1;
+            let mut body = std::mem::take(&mut self.scratch_body);
+            let header = self.wal.read(op, &mut body)?;
+            self.apply_one(&header, &body, out);
+            if self.applied.capacity() > 0 {
+                if self.applied.len() == self.applied.capacity() {
+                    self.applied.pop_front();
+                }
+                self.applied.push_back(AppliedOp {
+                    header,
+                    body: body.clone(),
+                });
+            }
+            self.scratch_body = body;
+        }
+        assert!(self.commit_min >= target);
+        // Applied ops are committed, hence canonical in every later view.
+        self.verified_op = self.verified_op.max(self.commit_min);
+        Ok(())
+    }
+
+    fn apply_one(&mut self, header: &RecordHeader, body: &[u8], out: &mut Outbox) {
+        let op = header.op;
+        assert_eq!(op, self.commit_min + 1, "ops apply in order");
+        let requests_max = self.config.core.batch_requests_max;
+        if let Err(error) = codec::decode_batch(
+            body,
+            codec::RequestOrigin::Log,
+            requests_max,
+            &mut self.scratch_requests,
+        ) {
+            // The body passed its checksum, so a primary wrote a batch the core cannot read.
+            panic!("committed op {op} holds an undecodable batch: {error}");
+        }
+        let count = self.scratch_requests.len();
+        self.scratch_outcomes.clear();
+        self.scratch_outcomes
+            .resize(count, Outcome::code(ResultCode::Ok));
+        self.core.apply_batch(
+            op,
+            header.slot,
+            &self.scratch_requests,
+            &mut self.scratch_outcomes,
+        );
+        self.commit_min = op;
+        assert_eq!(self.core.last_op(), op);
+        self.reply_applied(op, out);
+    }
+
+    fn maybe_checkpoint(&mut self) -> Result<(), WalError> {
+        let due = self.commit_min >= self.wal.checkpoint_op() + self.config.checkpoint_interval_ops;
+        if !due || self.commit_min > self.wal.durable_op() {
+            return Ok(());
+        }
+        let mut snapshot = Vec::new();
+        self.core.encode_snapshot(&mut snapshot);
+        let info = self.wal.checkpoint(self.commit_min, &snapshot)?;
+        assert_eq!(info.op, self.commit_min);
+        assert_eq!(self.wal.checkpoint_op(), self.commit_min);
+        Ok(())
+    }
+
+    /// The chain checksum of the local log's last op.
+    pub(crate) fn last_checksum(&self) -> Checksum {
+        self.wal.last_checksum()
+    }
+
+    /// The highest slot of the local log (the anchor of a new primary's clock).
+    pub(crate) fn log_slot_max(&self) -> Slot {
+        let log = self
+            .wal
+            .header(self.wal.last_op())
+            .map_or(self.wal.checkpoint_info().slot, |h| h.slot);
+        log.max(self.core.last_slot())
+    }
+
+    // ---- observation ----
+
+    /// This replica's index.
+    pub fn index(&self) -> u8 {
+        self.config.replica_index
+    }
+
+    /// The bounds peers' messages are decoded with.
+    pub fn message_limits(&self) -> MessageLimits {
+        self.limits
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    /// The current view.
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    /// The view in which the local log was last brought up to date.
+    pub fn log_view(&self) -> View {
+        self.log_view
+    }
+
+    /// The protocol status.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Whether this replica is the primary of its view, in normal status.
+    pub fn is_primary(&self) -> bool {
+        self.status == Status::Normal && self.primary.is_some()
+    }
+
+    /// The highest applied op.
+    pub fn commit_min(&self) -> Op {
+        self.commit_min
+    }
+
+    /// The highest op known to be committed.
+    pub fn commit_max(&self) -> Op {
+        self.commit_max
+    }
+
+    /// The local log's last op.
+    pub fn last_op(&self) -> Op {
+        self.wal.last_op()
+    }
+
+    /// The header of `op`, if the local log holds it.
+    pub fn header(&self, op: Op) -> Option<RecordHeader> {
+        self.wal.header(op).copied()
+    }
+
+    /// The allocator (read-only).
+    pub fn allocator(&self) -> &Allocator {
+        &self.core
+    }
+
+    /// Why the replica halted, if it did (drop it and reopen from storage).
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
+    /// Applied ops above `op` still in the trace (see `applied_trace_max`), oldest first.
+    pub fn applied_since(&self, op: Op) -> impl Iterator<Item = &AppliedOp> {
+        self.applied.iter().filter(move |a| a.header.op > op)
+    }
+
+    /// Gives the storage back (to crash and reopen it).
+    pub fn into_storage(self) -> S {
+        self.wal.into_storage()
+    }
+}
+
+/// Asserts a replica index is in range for arrays sized by [`REPLICAS_MAX`].
+pub(crate) fn slot_of(replica: u8) -> usize {
+    assert!(replica < REPLICAS_MAX);
+    usize::from(replica)
+}

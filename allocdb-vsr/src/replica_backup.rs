@@ -1,0 +1,382 @@
+//! The backup's steps: append prepares in op order after checking the hash chain, sync,
+//! acknowledge; learn the commit point; repair missing or divergent ops from the primary;
+//! state transfer when the primary no longer holds the ops needed; and catching up to a
+//! view's start (joining), which is also how a recovering replica rejoins.
+
+use allocdb_core::{Allocator, Op};
+use allocdb_wal::{CheckpointInfo, RecordHeader, Storage, View, WalError};
+
+use crate::journal::{self, Absorb, Reconcile};
+use crate::message::{Entry, Message};
+use crate::outbox::Outbox;
+use crate::replica::{Replica, Status};
+
+impl<S: Storage> Replica<S> {
+    /// Whether a repair-path message (prepare, headers, checkpoint) from `from` in `view`
+    /// should be taken: it must come from the primary of this replica's current view, and the
+    /// replica must be following that view (normal backup or recovering).
+    fn following(&self, from: u8, view: View) -> bool {
+        view == self.view
+            && from == self.primary_of(view)
+            && matches!(self.status, Status::Normal | Status::Recovering)
+            && self.primary.is_none()
+    }
+
+    /// A message from the primary of a newer view reached a normal backup that missed the
+    /// view change: move to that view (durably) and ask for its start.
+    fn catch_up_to_view(&mut self, from: u8, view: View, out: &mut Outbox) -> Result<(), WalError> {
+        let newer = view > self.view || view == self.view && self.status == Status::ViewChange;
+        if !newer || from != self.primary_of(view) || self.status == Status::Recovering {
+            return Ok(());
+        }
+        self.drop_primary_state(out);
+        self.view = view;
+        self.status = Status::Normal;
+        self.join = None;
+        self.log_view = self.log_view.min(view);
+        self.verified_op = self.commit_min;
+        self.persist_vsr_state()?;
+        self.reset_timers();
+        out.send(from, Message::RequestStartView { view });
+        Ok(())
+    }
+
+    pub(crate) fn on_prepare(
+        &mut self,
+        from: u8,
+        view: View,
+        commit: Op,
+        entry: &Entry,
+        out: &mut Outbox,
+    ) -> Result<(), WalError> {
+        self.catch_up_to_view(from, view, out)?;
+        if !self.following(from, view) {
+            return Ok(());
+        }
+        self.timer_contact_tick = self.tick;
+        self.commit_max = self.commit_max.max(commit);
+        self.head_known = self.head_known.max(entry.header.op);
+        self.absorb_entries(std::slice::from_ref(entry))?;
+        self.after_log_change(out)
+    }
+
+    pub(crate) fn on_commit(
+        &mut self,
+        from: u8,
+        view: View,
+        commit: Op,
+        head_op: Op,
+        heartbeat: u64,
+        out: &mut Outbox,
+    ) -> Result<(), WalError> {
+        self.catch_up_to_view(from, view, out)?;
+        if !self.following(from, view) {
+            return Ok(());
+        }
+        self.timer_contact_tick = self.tick;
+        self.commit_max = self.commit_max.max(commit);
+        self.head_known = self.head_known.max(head_op);
+        let (op, checksum) = self.acknowledgeable();
+        out.send(
+            from,
+            Message::CommitAck {
+                view,
+                heartbeat,
+                op,
+                checksum,
+            },
+        );
+        self.apply_committed(out)
+    }
+
+    /// The cumulative acknowledgement this replica may give: only once its log is this view's
+    /// log (`log_view` == view), and never while recovering; (0, 0) otherwise.
+    fn acknowledgeable(&self) -> (Op, u128) {
+        if self.status != Status::Normal || self.log_view != self.view || self.primary.is_some() {
+            return (0, 0);
+        }
+        let op = self.verified_op;
+        let checksum = journal::checksum_at(&self.wal, op).expect("verified ops are held");
+        (op, checksum)
+    }
+
+    /// Brings the log in line with canonical entries, then syncs (one fsync for all).
+    fn absorb_entries(&mut self, entries: &[Entry]) -> Result<(), WalError> {
+        for entry in entries {
+            match journal::absorb(&mut self.wal, entry, self.commit_min)? {
+                Absorb::Held => self.verified_op = self.verified_op.max(entry.header.op),
+                Absorb::NotHeld | Absorb::Refused => {}
+            }
+            self.verified_op = self.verified_op.min(self.wal.last_op());
+        }
+        self.wal.sync()?;
+        Ok(())
+    }
+
+    /// After the log changed: finish joining if the view's head is reached, acknowledge,
+    /// apply.
+    fn after_log_change(&mut self, out: &mut Outbox) -> Result<(), WalError> {
+        self.maybe_finish_join()?;
+        let (op, checksum) = self.acknowledgeable();
+        if op > 0 {
+            out.send(
+                self.primary_of(self.view),
+                Message::PrepareOk {
+                    view: self.view,
+                    op,
+                    checksum,
+                },
+            );
+        }
+        self.apply_committed(out)
+    }
+
+    /// Joining ends when the verified log reaches the `start_view` head: ops beyond it were
+    /// never part of this view's log (anything appended in this view chains and is verified),
+    /// so they go; then `log_view` = view is made durable, and only then may the replica
+    /// acknowledge (a majority acknowledging in this view is what commits).
+    pub(crate) fn maybe_finish_join(&mut self) -> Result<(), WalError> {
+        let Some((head_op, head_checksum)) = self.join else {
+            return Ok(());
+        };
+        if self.verified_op < head_op {
+            return Ok(());
+        }
+        // The head may already be checkpointed away (then it is committed, hence canonical).
+        match journal::checksum_at(&self.wal, head_op) {
+            Some(checksum) => assert_eq!(checksum, head_checksum, "verified head differs"),
+            None => assert!(head_op < self.wal.checkpoint_op()),
+        }
+        if self.wal.last_op() > self.verified_op {
+            assert!(self.verified_op >= self.commit_min);
+            self.wal.truncate_after(self.verified_op)?;
+        }
+        self.log_view = self.view;
+        self.join = None;
+        if self.status == Status::Recovering {
+            self.status = Status::Normal;
+        }
+        self.persist_vsr_state()?;
+        self.reset_timers();
+        Ok(())
+    }
+
+    pub(crate) fn on_headers(
+        &mut self,
+        from: u8,
+        view: View,
+        headers: &[RecordHeader],
+        out: &mut Outbox,
+    ) -> Result<(), WalError> {
+        if !self.following(from, view) {
+            return Ok(());
+        }
+        for header in headers {
+            if header.op <= self.commit_min || header.op > self.wal.last_op() + 1 {
+                continue;
+            }
+            match journal::reconcile(&mut self.wal, header, self.commit_min)? {
+                Reconcile::Verified => self.verified_op = self.verified_op.max(header.op),
+                Reconcile::Diverged => {
+                    self.verified_op = self.verified_op.min(self.wal.last_op());
+                    break;
+                }
+                Reconcile::Appendable | Reconcile::Ahead | Reconcile::Retired => {}
+            }
+        }
+        self.after_log_change(out)
+    }
+
+    /// State transfer: the primary sent its checkpoint because this replica asked for ops it
+    /// no longer holds.
+    pub(crate) fn on_checkpoint(
+        &mut self,
+        from: u8,
+        view: View,
+        info: &CheckpointInfo,
+        snapshot: &[u8],
+        out: &mut Outbox,
+    ) -> Result<(), WalError> {
+        if !self.following(from, view) || info.op <= self.commit_min {
+            return Ok(());
+        }
+        // The checkpoint op is committed, so it is canonical: compare it with ours first.
+        match journal::checksum_at(&self.wal, info.op) {
+            Some(checksum) if checksum == info.record_checksum => {
+                self.verified_op = self.verified_op.max(info.op);
+                self.commit_max = self.commit_max.max(info.op);
+                return self.after_log_change(out);
+            }
+            Some(_) => {
+                // Ours differs at info.op: every local op from there on is non-canonical.
+                assert!(info.op > self.commit_min);
+                self.wal.truncate_after(info.op - 1)?;
+            }
+            None => {}
+        }
+        if self.wal.last_op() > info.op {
+            return Ok(());
+        }
+        let Ok(core) = Allocator::decode_snapshot(self.config.core, snapshot) else {
+            return Ok(());
+        };
+        if core.last_op() != info.op {
+            return Ok(());
+        }
+        match self.wal.install_checkpoint(info, snapshot) {
+            Ok(()) => {}
+            Err(WalError::InvalidArgument(_)) => return Ok(()),
+            Err(error) => return Err(error),
+        }
+        self.core = core;
+        self.commit_min = info.op;
+        self.commit_max = self.commit_max.max(info.op);
+        self.verified_op = info.op;
+        assert_eq!(self.wal.last_op(), info.op);
+        self.after_log_change(out)
+    }
+
+    pub(crate) fn backup_tick(&mut self, out: &mut Outbox) -> Result<(), WalError> {
+        let timeout = self.config.primary_timeout_ticks + self.timeout_jitter;
+        if self.tick - self.timer_contact_tick > timeout {
+            let next = self.view + 1;
+            return self.start_view_change(next, out);
+        }
+        self.repair_tick(out);
+        Ok(())
+    }
+
+    pub(crate) fn recovering_tick(&mut self, out: &mut Outbox) {
+        if self.tick - self.timer_resend_tick < self.config.resend_interval_ticks {
+            return;
+        }
+        if self.join.is_none() {
+            self.timer_resend_tick = self.tick;
+            self.broadcast(&Message::RequestStartView { view: self.view }, out);
+            return;
+        }
+        if self.tick - self.timer_contact_tick > self.config.primary_timeout_ticks {
+            // The primary we were catching up from went quiet: look for the current one.
+            self.join = None;
+        }
+        self.repair_tick(out);
+    }
+
+    /// Asks the primary for what this replica lacks, one kind of request at a time.
+    fn repair_tick(&mut self, out: &mut Outbox) {
+        if self.tick - self.timer_resend_tick < self.config.resend_interval_ticks {
+            return;
+        }
+        self.timer_resend_tick = self.tick;
+        let primary = self.primary_of(self.view);
+        let view = self.view;
+        let last_op = self.wal.last_op();
+        if self.log_view < self.view && self.join.is_none() {
+            out.send(primary, Message::RequestStartView { view });
+        } else if self.verified_op < last_op {
+            let op_min = self.verified_op + 1;
+            let op_max = last_op.min(self.verified_op + u64::from(self.config.headers_max));
+            out.send(
+                primary,
+                Message::RequestHeaders {
+                    view,
+                    op_min,
+                    op_max,
+                },
+            );
+        } else {
+            let target = self
+                .head_known
+                .max(self.join.map_or(0, |(op, _)| op))
+                .max(self.commit_max);
+            if last_op < target {
+                let op_min = last_op + 1;
+                let op_max = target.min(last_op + u64::from(self.config.repair_ops_max));
+                out.send(
+                    primary,
+                    Message::RequestPrepares {
+                        view,
+                        op_min,
+                        op_max,
+                    },
+                );
+            }
+        }
+    }
+
+    /// `start_view` from the primary of `view`: adopt the view and its log head.
+    pub(crate) fn on_start_view(
+        &mut self,
+        from: u8,
+        view: View,
+        head: (Op, u128),
+        commit: Op,
+        suffix: &[Entry],
+        out: &mut Outbox,
+    ) -> Result<(), WalError> {
+        if view < self.view
+            || from != self.primary_of(view)
+            || self.primary.is_some() && view == self.view
+        {
+            return Ok(());
+        }
+        // Already following this view (caught up through its prepares, or joining): the log
+        // may hold this view's newer ops beyond the start head, so nothing is reset.
+        let following =
+            view == self.view && matches!(self.status, Status::Normal | Status::Recovering);
+        let joined = self.status == Status::Normal && self.log_view == view;
+        if following && (joined || self.join.is_some()) {
+            return Ok(());
+        }
+        if !valid_suffix(suffix, head) {
+            return Ok(());
+        }
+        self.drop_primary_state(out);
+        if view > self.view {
+            self.view = view;
+            self.persist_vsr_state()?;
+        }
+        if self.status == Status::ViewChange {
+            self.status = Status::Normal;
+        }
+        self.join = Some(head);
+        self.head_known = self.head_known.max(head.0);
+        self.commit_max = self.commit_max.max(commit);
+        self.reset_timers();
+        if following {
+            self.absorb_entries(suffix)?;
+            return self.after_log_change(out);
+        }
+        // Entering the view afresh: nothing of this view is in the local log yet, so every
+        // local op beyond the head (or differing from it) belongs to an older view.
+        self.verified_op = self.commit_min;
+        let canonical = crate::view_change::Canonical {
+            log_view: view,
+            op: head.0,
+            checksum: head.1,
+            commit,
+            entries: suffix.to_vec(),
+        };
+        if journal::splice(&mut self.wal, &canonical, self.commit_min)? {
+            self.verified_op = head.0;
+        } else {
+            self.absorb_entries(suffix)?;
+        }
+        self.after_log_change(out)
+    }
+}
+
+/// Whether `suffix` is a contiguous hash chain ending at `head` (or empty), with bodies that
+/// match their headers.
+pub(crate) fn valid_suffix(suffix: &[Entry], head: (Op, u128)) -> bool {
+    let chained = suffix.windows(2).all(|w| {
+        w[1].header.op == w[0].header.op + 1 && w[1].header.parent == w[0].header.checksum
+    });
+    let ends = suffix
+        .last()
+        .is_none_or(|e| e.header.op == head.0 && e.header.checksum == head.1);
+    let bodies = suffix
+        .iter()
+        .all(|e| e.header.op >= 1 && e.header.matches_body(&e.body));
+    chained && ends && bodies
+}

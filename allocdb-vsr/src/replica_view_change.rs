@@ -1,0 +1,211 @@
+//! View change (VR Revisited §4.2): `start_view_change` → `do_view_change` → `start_view`.
+//!
+//! Durability order: a replica writes its new view to the superblock before it sends any
+//! `start_view_change` or `do_view_change` for it, so a restart never forgets a vote; the new
+//! primary writes the chosen log, then `log_view = view`, before it sends `start_view`.
+
+use allocdb_core::Op;
+use allocdb_wal::{Storage, View, WalError};
+
+use crate::journal;
+use crate::message::Message;
+use crate::outbox::Outbox;
+use crate::replica::{Replica, Status};
+use crate::replica_backup::valid_suffix;
+use crate::view_change::{LogClaim, ViewChangeState};
+
+impl<S: Storage> Replica<S> {
+    /// Leaves the current view for `view`: durable first, then the vote goes out.
+    pub(crate) fn start_view_change(
+        &mut self,
+        view: View,
+        out: &mut Outbox,
+    ) -> Result<(), WalError> {
+        assert!(view > self.view, "replicas never return to a lower view");
+        assert!(
+            self.status != Status::Recovering,
+            "a recovering replica does not vote"
+        );
+        self.drop_primary_state(out);
+        self.view = view;
+        self.status = Status::ViewChange;
+        self.join = None;
+        self.view_change = ViewChangeState::new(view);
+        self.view_change.vote(self.config.replica_index);
+        self.persist_vsr_state()?;
+        self.reset_timers();
+        self.broadcast(&Message::StartViewChange { view }, out);
+        self.maybe_send_do_view_change(out)
+    }
+
+    pub(crate) fn on_start_view_change(
+        &mut self,
+        from: u8,
+        view: View,
+        out: &mut Outbox,
+    ) -> Result<(), WalError> {
+        if self.status == Status::Recovering || view < self.view {
+            return Ok(());
+        }
+        if view > self.view {
+            self.start_view_change(view, out)?;
+        }
+        if self.status != Status::ViewChange {
+            return Ok(());
+        }
+        self.view_change.vote(from);
+        self.maybe_send_do_view_change(out)
+    }
+
+    /// With a majority of votes, send this replica's log to the new primary (once; resent by
+    /// the timer).
+    fn maybe_send_do_view_change(&mut self, out: &mut Outbox) -> Result<(), WalError> {
+        if self.view_change.do_view_change_sent
+            || self.view_change.vote(self.config.replica_index) < self.quorum()
+        {
+            return Ok(());
+        }
+        self.view_change.do_view_change_sent = true;
+        self.send_do_view_change(out)
+    }
+
+    fn own_claim(&mut self) -> Result<LogClaim, WalError> {
+        let suffix = journal::read_suffix(&mut self.wal, self.config.suffix_ops_max)?;
+        Ok(LogClaim {
+            log_view: self.log_view,
+            op: self.wal.last_op(),
+            checksum: self.last_checksum(),
+            commit: self.commit_max,
+            suffix,
+        })
+    }
+
+    fn send_do_view_change(&mut self, out: &mut Outbox) -> Result<(), WalError> {
+        let claim = self.own_claim()?;
+        let primary = self.primary_of(self.view);
+        if primary == self.config.replica_index {
+            self.view_change.claim(primary, claim);
+            return self.maybe_start_view(out);
+        }
+        let message = Message::DoViewChange {
+            view: self.view,
+            log_view: claim.log_view,
+            op: claim.op,
+            checksum: claim.checksum,
+            commit: claim.commit,
+            suffix: claim.suffix,
+        };
+        out.send(primary, message);
+        Ok(())
+    }
+
+    pub(crate) fn on_do_view_change(
+        &mut self,
+        from: u8,
+        message: &Message,
+        out: &mut Outbox,
+    ) -> Result<(), WalError> {
+        let Message::DoViewChange {
+            view,
+            log_view,
+            op,
+            checksum,
+            commit,
+            suffix,
+        } = message
+        else {
+            unreachable!("dispatched by kind")
+        };
+        if self.status == Status::Recovering || *view < self.view || *log_view >= *view {
+            return Ok(());
+        }
+        if !valid_suffix(suffix, (*op, *checksum)) {
+            return Ok(());
+        }
+        if *view > self.view {
+            self.start_view_change(*view, out)?;
+        }
+        if self.status != Status::ViewChange || !self.is_primary_of(*view) {
+            return Ok(());
+        }
+        let claim = LogClaim {
+            log_view: *log_view,
+            op: *op,
+            checksum: *checksum,
+            commit: *commit,
+            suffix: suffix.clone(),
+        };
+        self.view_change.claim(from, claim);
+        self.maybe_start_view(out)
+    }
+
+    /// With a majority of logs (its own included), the new primary adopts the canonical log
+    /// and starts the view.
+    fn maybe_start_view(&mut self, out: &mut Outbox) -> Result<(), WalError> {
+        if !self.view_change.do_view_change_sent || self.view_change.claim_count() < self.quorum() {
+            return Ok(());
+        }
+        let canonical = self.chosen_log()?;
+        assert!(
+            canonical.commit <= canonical.op || cfg!(feature = "broken-view-change"),
+            "a committed op is missing from every log of the majority"
+        );
+        if !journal::splice(&mut self.wal, &canonical, self.commit_min)? {
+            // The local log cannot be joined to the chosen one (too far behind): this view
+            // cannot start here; the timeout moves the cluster to the next primary.
+            return Ok(());
+        }
+        self.commit_max = self
+            .commit_max
+            .max(canonical.commit)
+            .min(self.wal.last_op());
+        self.log_view = self.view;
+        self.status = Status::Normal;
+        self.persist_vsr_state()?;
+        self.become_primary_state();
+        self.reset_timers();
+        let start_view = self.start_view_message()?;
+        self.broadcast(&start_view, out);
+        self.apply_committed(out)?;
+        self.maybe_prepare(true, out)
+    }
+
+    // Same signature as the broken variant below, which reads the log.
+    #[cfg(not(feature = "broken-view-change"))]
+    #[allow(clippy::unnecessary_wraps)]
+    fn chosen_log(&mut self) -> Result<crate::view_change::Canonical, WalError> {
+        Ok(self.view_change.canonical())
+    }
+
+    /// BROKEN ON PURPOSE (feature `broken-view-change`): ignores every `do_view_change` log
+    /// and keeps its own, so ops a majority committed can be lost.
+    #[cfg(feature = "broken-view-change")]
+    fn chosen_log(&mut self) -> Result<crate::view_change::Canonical, WalError> {
+        let own = self.own_claim()?;
+        Ok(crate::view_change::choose(&[&own]))
+    }
+
+    pub(crate) fn view_change_tick(&mut self, out: &mut Outbox) -> Result<(), WalError> {
+        let timeout = self.config.view_change_timeout_ticks + self.timeout_jitter;
+        if self.tick - self.timer_contact_tick > timeout {
+            let next = self.view + 1;
+            return self.start_view_change(next, out);
+        }
+        if self.tick - self.timer_resend_tick >= self.config.resend_interval_ticks {
+            self.timer_resend_tick = self.tick;
+            self.broadcast(&Message::StartViewChange { view: self.view }, out);
+            if self.view_change.do_view_change_sent && !self.is_primary_of(self.view) {
+                self.send_do_view_change(out)?;
+            }
+            if self.is_primary_of(self.view) {
+                self.maybe_start_view(out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The commit point a restarted replica last made durable (for tests).
+    pub fn durable_commit(&self) -> Op {
+        self.wal.superblock().commit_op
+    }
+}
