@@ -35,6 +35,10 @@ pub struct ReplicaConfig {
     pub headers_max: u32,
     /// Prepares one repair request asks for (and one repair reply sends).
     pub repair_ops_max: u32,
+    /// A new primary whose log cannot be joined to the chosen `do_view_change` log fetches
+    /// up to this many canonical entries from the claimants (held in memory until the view
+    /// starts); 0 turns fetching off (the view then times out to the next primary).
+    pub view_change_fetch_ops_max: u32,
     /// Take a checkpoint once this many ops were applied since the last one.
     pub checkpoint_interval_ops: u64,
     /// The largest snapshot a state transfer may carry.
@@ -92,6 +96,7 @@ impl ReplicaConfig {
             suffix_ops_max: 32,
             headers_max: 64,
             repair_ops_max: 16,
+            view_change_fetch_ops_max: 1024,
             checkpoint_interval_ops: 1024,
             snapshot_bytes_max: 64 * 1024 * 1024,
             heartbeat_interval_ticks: 5,

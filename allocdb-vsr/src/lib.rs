@@ -23,11 +23,11 @@
 
 mod clock;
 pub mod config;
+pub mod frame;
 mod journal;
 pub mod message;
 pub mod message_codec;
 mod outbox;
-mod prng;
 pub mod quorum;
 mod replica;
 mod replica_backup;
@@ -42,5 +42,4 @@ pub use message::{
 };
 pub use message_codec::{MessageLimits, decode_message, encode_message};
 pub use outbox::{Envelope, Outbox};
-pub use prng::Prng;
 pub use replica::{AppliedOp, Replica, ReplicaError, Status};

@@ -12,14 +12,13 @@ use std::collections::VecDeque;
 
 use allocdb_core::{Allocator, Op, Outcome, Request, ResultCode, Slot, codec};
 use allocdb_wal::{
-    Checksum, RecordHeader, ReplicaIdentity, Storage, View, VsrState, Wal, WalError,
+    Checksum, RecordHeader, ReplicaIdentity, SplitMix64, Storage, View, VsrState, Wal, WalError,
 };
 
 use crate::config::{ConfigError, REPLICAS_MAX, ReplicaConfig};
 use crate::message::{ClientRequest, Message};
 use crate::message_codec::MessageLimits;
 use crate::outbox::Outbox;
-use crate::prng::Prng;
 use crate::replica_primary::PrimaryState;
 use crate::view_change::ViewChangeState;
 
@@ -30,9 +29,11 @@ pub enum Status {
     Normal,
     /// Between views: collecting votes and logs for `view`.
     ViewChange,
-    /// The log was found damaged at start-up: the replica may have lost ops it had
-    /// acknowledged, so it takes no part in any quorum until it has caught up with the
-    /// primary of a view at least as new as its own (protocol-aware recovery).
+    /// The replica may have lost ops it had acknowledged (a corrupt record or checkpoint was
+    /// cut away, the log ends below the durable commit point, or the durable `recovering`
+    /// flag was already set): it takes no part in any quorum until it has caught up with the
+    /// primary of a view at least as new as its own (protocol-aware recovery). A torn tail
+    /// alone is not such evidence: only synced ops are ever acknowledged.
     Recovering,
 }
 
@@ -83,7 +84,7 @@ pub struct Replica<S: Storage> {
     pub(crate) limits: MessageLimits,
     pub(crate) wal: Wal<S>,
     pub(crate) core: Allocator,
-    pub(crate) prng: Prng,
+    pub(crate) prng: SplitMix64,
     pub(crate) status: Status,
     pub(crate) view: View,
     pub(crate) log_view: View,
@@ -97,6 +98,8 @@ pub struct Replica<S: Storage> {
     pub(crate) join: Option<(Op, Checksum)>,
     /// The highest op the primary is known to hold.
     pub(crate) head_known: Op,
+    /// Recovering: the primary of a view older than this replica's was heard serving.
+    pub(crate) older_view_serving: bool,
     pub(crate) tick: u64,
     pub(crate) clock_slot: Slot,
     pub(crate) timer_contact_tick: u64,
@@ -134,14 +137,16 @@ impl<S: Storage> Replica<S> {
         Ok(replica)
     }
 
-    /// Reopens `storage` after a restart and rejoins from the durable state.
+    /// Reopens `storage` after a restart and rejoins from the durable state. The log is
+    /// opened in repair mode ([`Wal::open_for_repair`]): damage inside it is cut away and the
+    /// replica recovers the rest from its peers (status [`Status::Recovering`]).
     ///
     /// # Errors
-    /// Invalid configuration; the log cannot be opened (corruption in its middle); the data
-    /// belongs to another replica; the checkpoint cannot be decoded.
+    /// Invalid configuration; the log cannot be opened (no valid superblock, another cluster,
+    /// a storage error); the data belongs to another replica; the checkpoint cannot be decoded.
     pub fn open(storage: S, config: ReplicaConfig) -> Result<Replica<S>, ReplicaError> {
         config.validate().map_err(ReplicaError::Config)?;
-        let mut wal = Wal::open(storage, config.wal).map_err(ReplicaError::Wal)?;
+        let mut wal = Wal::open_for_repair(storage, config.wal).map_err(ReplicaError::Wal)?;
         let superblock = *wal.superblock();
         if superblock.replica_index != config.replica_index
             || superblock.replica_count != config.replica_count
@@ -168,8 +173,21 @@ impl<S: Storage> Replica<S> {
         replica.commit_min = replica.wal.checkpoint_op();
         replica.commit_max = superblock.commit_op.max(replica.commit_min);
         replica.verified_op = replica.commit_min;
-        let damaged =
-            recovery.torn_bytes_truncated > 0 || replica.wal.last_op() < superblock.commit_op;
+        // Evidence that ops this replica synced (and so may have acknowledged) are gone. A torn
+        // tail is not: it was never synced, and an ordinary crash of the whole cluster must
+        // not leave every replica recovering (no quorum could ever form again).
+        let damaged = superblock.recovering
+            || recovery.lost_durable_data()
+            || replica.wal.last_op() < superblock.commit_op;
+        if damaged {
+            // Durable before the replica acts on the damaged log (the WAL already set it for
+            // corruption; this covers a log that is merely too short).
+            replica
+                .wal
+                .set_recovering(true)
+                .map_err(ReplicaError::Wal)?;
+            assert!(replica.wal.superblock().recovering);
+        }
         let replay_to = replica.commit_max.min(replica.wal.last_op());
         replica
             .apply_up_to(replay_to, &mut Outbox::new(0, 0))
@@ -200,7 +218,7 @@ impl<S: Storage> Replica<S> {
         let trace_max = usize::try_from(config.applied_trace_max).expect("u32 fits");
         Replica {
             limits: MessageLimits::from_config(&config),
-            prng: Prng::new(config.seed),
+            prng: SplitMix64::new(config.seed),
             status: Status::Normal,
             view: 0,
             log_view: 0,
@@ -209,6 +227,7 @@ impl<S: Storage> Replica<S> {
             verified_op: 0,
             join: None,
             head_known: 0,
+            older_view_serving: false,
             tick: 0,
             clock_slot: 0,
             timer_contact_tick: 0,
@@ -245,11 +264,23 @@ impl<S: Storage> Replica<S> {
 
     /// A client request (a write or a linearizable read).
     pub fn on_request(&mut self, request: ClientRequest, out: &mut Outbox) {
+        self.on_requests(std::slice::from_ref(&request), out);
+    }
+
+    /// A group of client requests that arrived together (one frame, or everything a driver
+    /// drained from its queue). Writes are queued first and prepared afterwards, so a group
+    /// becomes as few prepares — and fsyncs — as the batch limits allow.
+    pub fn on_requests(&mut self, requests: &[ClientRequest], out: &mut Outbox) {
         if self.halted.is_some() {
             return;
         }
-        let result = self.handle_request(&request, out);
-        self.check_storage(result);
+        for request in requests {
+            self.handle_request(request, out);
+        }
+        if self.is_primary() {
+            let result = self.maybe_prepare(false, out);
+            self.check_storage(result);
+        }
         self.debug_check();
     }
 
@@ -360,6 +391,11 @@ impl<S: Storage> Replica<S> {
         if self.status == Status::Normal && self.log_view == self.view {
             assert!(self.join.is_none());
         }
+        assert_eq!(
+            self.wal.superblock().recovering,
+            self.status == Status::Recovering,
+            "the durable recovering flag matches the status"
+        );
     }
 
     // ---- shared helpers ----
@@ -563,6 +599,16 @@ impl<S: Storage> Replica<S> {
     /// The allocator (read-only).
     pub fn allocator(&self) -> &Allocator {
         &self.core
+    }
+
+    /// What opening the log found (torn tail, corruption cut away), for operators and tests.
+    pub fn recovery(&self) -> &allocdb_wal::Recovery {
+        self.wal.recovery()
+    }
+
+    /// Whether the durable `recovering` flag is set (see [`Status::Recovering`]).
+    pub fn recovering_flag(&self) -> bool {
+        self.wal.superblock().recovering
     }
 
     /// Why the replica halted, if it did (drop it and reopen from storage).

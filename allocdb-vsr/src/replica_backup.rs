@@ -49,6 +49,11 @@ impl<S: Storage> Replica<S> {
         entry: &Entry,
         out: &mut Outbox,
     ) -> Result<(), WalError> {
+        if view == self.view && self.status == Status::ViewChange && self.is_primary_of(view) {
+            // Nobody else prepares in a view this replica is to lead: a claimant's answer
+            // to this new primary's fetch.
+            return self.on_fetched_entry(entry, out);
+        }
         self.catch_up_to_view(from, view, out)?;
         if !self.following(from, view) {
             return Ok(());
@@ -69,6 +74,10 @@ impl<S: Storage> Replica<S> {
         heartbeat: u64,
         out: &mut Outbox,
     ) -> Result<(), WalError> {
+        if self.status == Status::Recovering && view < self.view && from == self.primary_of(view) {
+            self.older_view_serving = true;
+            return Ok(());
+        }
         self.catch_up_to_view(from, view, out)?;
         if !self.following(from, view) {
             return Ok(());
@@ -153,10 +162,14 @@ impl<S: Storage> Replica<S> {
         }
         self.log_view = self.view;
         self.join = None;
+        self.persist_vsr_state()?;
         if self.status == Status::Recovering {
+            // Caught up to a view's head (hash-chain checked, or through a checkpoint) and
+            // `log_view` is durable: only now may the durable mark go.
+            self.wal.set_recovering(false)?;
             self.status = Status::Normal;
         }
-        self.persist_vsr_state()?;
+        assert!(!self.wal.superblock().recovering);
         self.reset_timers();
         Ok(())
     }
@@ -197,15 +210,31 @@ impl<S: Storage> Replica<S> {
         snapshot: &[u8],
         out: &mut Outbox,
     ) -> Result<(), WalError> {
+        if view == self.view && self.status == Status::ViewChange && self.is_primary_of(view) {
+            // A claimant answered this lagging new primary's fetch with its checkpoint.
+            if !self.view_change.fetching() || info.op <= self.commit_min {
+                return Ok(());
+            }
+            self.take_checkpoint(info, snapshot)?;
+            return self.maybe_start_view(out);
+        }
         if !self.following(from, view) || info.op <= self.commit_min {
             return Ok(());
         }
+        self.take_checkpoint(info, snapshot)?;
+        self.after_log_change(out)
+    }
+
+    /// Adopts a peer's checkpoint (a committed op, hence canonical) unless the local log
+    /// already holds that op or more.
+    fn take_checkpoint(&mut self, info: &CheckpointInfo, snapshot: &[u8]) -> Result<(), WalError> {
+        assert!(info.op > self.commit_min);
         // The checkpoint op is committed, so it is canonical: compare it with ours first.
         match journal::checksum_at(&self.wal, info.op) {
             Some(checksum) if checksum == info.record_checksum => {
                 self.verified_op = self.verified_op.max(info.op);
                 self.commit_max = self.commit_max.max(info.op);
-                return self.after_log_change(out);
+                return Ok(());
             }
             Some(_) => {
                 // Ours differs at info.op: every local op from there on is non-canonical.
@@ -233,7 +262,7 @@ impl<S: Storage> Replica<S> {
         self.commit_max = self.commit_max.max(info.op);
         self.verified_op = info.op;
         assert_eq!(self.wal.last_op(), info.op);
-        self.after_log_change(out)
+        Ok(())
     }
 
     pub(crate) fn backup_tick(&mut self, out: &mut Outbox) -> Result<(), WalError> {
@@ -246,6 +275,17 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
+    /// A recovering replica durably voted for a view the cluster never started (it serves
+    /// in an older one), so nobody will ever send that view's start. It asks for that view
+    /// change with a vote — only a vote: a recovering replica never sends its log in a
+    /// `do_view_change`, so it cannot help choose a log that lacks what it acknowledged.
+    fn nudge_view_change(&mut self, out: &mut Outbox) {
+        assert_eq!(self.status, Status::Recovering);
+        if std::mem::take(&mut self.older_view_serving) {
+            self.broadcast(&Message::StartViewChange { view: self.view }, out);
+        }
+    }
+
     pub(crate) fn recovering_tick(&mut self, out: &mut Outbox) {
         if self.tick - self.timer_resend_tick < self.config.resend_interval_ticks {
             return;
@@ -253,6 +293,7 @@ impl<S: Storage> Replica<S> {
         if self.join.is_none() {
             self.timer_resend_tick = self.tick;
             self.broadcast(&Message::RequestStartView { view: self.view }, out);
+            self.nudge_view_change(out);
             return;
         }
         if self.tick - self.timer_contact_tick > self.config.primary_timeout_ticks {

@@ -15,7 +15,7 @@ use crate::message::{
 };
 use crate::outbox::Outbox;
 use crate::quorum::quorum_op;
-use crate::replica::{Replica, slot_of};
+use crate::replica::{Replica, Status, slot_of};
 
 /// Where to send the reply for one request of an op this primary prepared.
 #[derive(Clone, Copy, Debug)]
@@ -131,11 +131,7 @@ impl<S: Storage> Replica<S> {
         }
     }
 
-    pub(crate) fn handle_request(
-        &mut self,
-        request: &ClientRequest,
-        out: &mut Outbox,
-    ) -> Result<(), WalError> {
+    pub(crate) fn handle_request(&mut self, request: &ClientRequest, out: &mut Outbox) {
         let reply = |body| Reply {
             client_id: request.client_id,
             request_id: request.request_id,
@@ -146,7 +142,7 @@ impl<S: Storage> Replica<S> {
                 view: self.view,
                 primary: self.primary_of(self.view),
             }));
-            return Ok(());
+            return;
         }
         let tick = self.tick;
         let read_timeout = self.config.read_timeout_ticks;
@@ -161,12 +157,13 @@ impl<S: Storage> Replica<S> {
                 out.reply(reply(ReplyBody::Overloaded));
             }
             ClientOperation::Write(write) => {
+                // Queued only: the caller prepares once after a whole group of requests
+                // (`Replica::on_requests`), so one prepare and one fsync carry many of them.
                 state.queue.push_back(Queued {
                     client_id: request.client_id,
                     request_id: request.request_id,
                     request: write,
                 });
-                self.maybe_prepare(false, out)?;
             }
             ClientOperation::Read { .. } if state.reads.len() >= reads_max => {
                 out.reply(reply(ReplyBody::Overloaded));
@@ -189,7 +186,6 @@ impl<S: Storage> Replica<S> {
                 self.serve_reads(out);
             }
         }
-        Ok(())
     }
 
     pub(crate) fn primary_tick(&mut self, out: &mut Outbox) -> Result<(), WalError> {
@@ -423,7 +419,15 @@ impl<S: Storage> Replica<S> {
     fn update_commit(&mut self, out: &mut Outbox) -> Result<(), WalError> {
         let count = usize::from(self.config.replica_count);
         let state = self.primary.as_ref().expect("primary");
-        let majority_op = quorum_op(&state.acked[..count], self.quorum());
+        // BROKEN ON PURPOSE under `broken-commit-quorum`: the primary alone is a "quorum",
+        // so it commits (and replies) before any backup holds the op. No replica assertion
+        // sees this; only the cluster checkers can.
+        let quorum = if cfg!(feature = "broken-commit-quorum") {
+            1
+        } else {
+            self.quorum()
+        };
+        let majority_op = quorum_op(&state.acked[..count], quorum);
         assert!(majority_op <= self.wal.last_op());
         if majority_op > self.commit_max {
             self.commit_max = majority_op;
@@ -514,6 +518,9 @@ impl<S: Storage> Replica<S> {
         op_max: Op,
         out: &mut Outbox,
     ) -> Result<(), WalError> {
+        if view == self.view && op_min <= op_max && self.status == Status::ViewChange {
+            return self.serve_fetch(from, op_min, op_max, out);
+        }
         if view != self.view || !self.is_primary() || op_min > op_max {
             return Ok(());
         }
@@ -568,7 +575,7 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
-    fn send_checkpoint(&mut self, to: u8, out: &mut Outbox) -> Result<(), WalError> {
+    pub(crate) fn send_checkpoint(&mut self, to: u8, out: &mut Outbox) -> Result<(), WalError> {
         let Some(checkpoint) = self.wal.read_checkpoint()? else {
             return Ok(());
         };

@@ -14,6 +14,9 @@ use crate::replica::{Replica, Status};
 use crate::replica_backup::valid_suffix;
 use crate::view_change::{LogClaim, ViewChangeState};
 
+/// Chunks of `repair_ops_max` entries a lagging new primary asks for at once.
+const FETCH_CHUNKS: u64 = 4;
+
 impl<S: Storage> Replica<S> {
     /// Leaves the current view for `view`: durable first, then the vote goes out.
     pub(crate) fn start_view_change(
@@ -141,18 +144,25 @@ impl<S: Storage> Replica<S> {
 
     /// With a majority of logs (its own included), the new primary adopts the canonical log
     /// and starts the view.
-    fn maybe_start_view(&mut self, out: &mut Outbox) -> Result<(), WalError> {
+    pub(crate) fn maybe_start_view(&mut self, out: &mut Outbox) -> Result<(), WalError> {
         if !self.view_change.do_view_change_sent || self.view_change.claim_count() < self.quorum() {
             return Ok(());
         }
         let canonical = self.chosen_log()?;
         assert!(
-            canonical.commit <= canonical.op || cfg!(feature = "broken-view-change"),
+            canonical.commit <= canonical.op
+                || cfg!(any(
+                    feature = "broken-view-change",
+                    feature = "broken-commit-quorum"
+                )),
             "a committed op is missing from every log of the majority"
         );
         if !journal::splice(&mut self.wal, &canonical, self.commit_min)? {
-            // The local log cannot be joined to the chosen one (too far behind): this view
-            // cannot start here; the timeout moves the cluster to the next primary.
+            // The local log cannot be joined to the chosen one (too far behind, or holding
+            // a divergent suffix longer than the claims carry): fetch the chosen log's
+            // entries below the claims' suffixes from the claimants, each checked against
+            // the hash chain, until it joins. If that fails, the timeout moves on.
+            self.fetch_below(&canonical, out);
             return Ok(());
         }
         self.commit_max = self
@@ -168,6 +178,101 @@ impl<S: Storage> Replica<S> {
         self.broadcast(&start_view, out);
         self.apply_committed(out)?;
         self.maybe_prepare(true, out)
+    }
+
+    /// Asks the claimants holding the chosen log for the entries just below what is known
+    /// of it (several `repair_ops_max` chunks at once, paced by `resend_interval_ticks`).
+    fn fetch_below(&mut self, canonical: &crate::view_change::Canonical, out: &mut Outbox) {
+        let entries_max = usize::try_from(self.config.view_change_fetch_ops_max).expect("u32");
+        let Some((wanted_op, _)) = self.view_change.begin_fetch(canonical) else {
+            return;
+        };
+        if self.view_change.extension_len() >= entries_max || wanted_op <= self.commit_min {
+            return;
+        }
+        let chunk = u64::from(self.config.repair_ops_max);
+        let op_min =
+            (self.commit_min + 1).max((wanted_op + 1).saturating_sub(FETCH_CHUNKS * chunk));
+        if !self.view_change.should_ask(
+            op_min,
+            wanted_op,
+            self.tick,
+            self.config.resend_interval_ticks,
+        ) {
+            return;
+        }
+        let claimants = self
+            .view_change
+            .claimants_holding(self.config.replica_index, wanted_op);
+        if claimants.is_empty() {
+            return;
+        }
+        let rounds = usize::try_from(self.view_change.fetch_rounds).unwrap_or(0);
+        let from = claimants[rounds % claimants.len()];
+        let mut op_max = wanted_op;
+        while op_max >= op_min {
+            let low = op_min.max((op_max + 1).saturating_sub(chunk));
+            out.send(
+                from,
+                Message::RequestPrepares {
+                    view: self.view,
+                    op_min: low,
+                    op_max,
+                },
+            );
+            op_max = low - 1;
+        }
+    }
+
+    /// An entry a claimant sent for [`Replica::fetch_below`]: extend the chosen log with it
+    /// and try to start the view again.
+    pub(crate) fn on_fetched_entry(
+        &mut self,
+        entry: &crate::message::Entry,
+        out: &mut Outbox,
+    ) -> Result<(), WalError> {
+        assert_eq!(self.status, Status::ViewChange);
+        let entries_max = usize::try_from(self.config.view_change_fetch_ops_max).expect("u32");
+        let chunk = usize::try_from(self.config.repair_ops_max).expect("u32");
+        let buffer_max = chunk * usize::try_from(FETCH_CHUNKS).expect("small");
+        if entry.header.cluster_id != self.config.cluster_id
+            || !self
+                .view_change
+                .absorb_fetched(entry, buffer_max, entries_max)
+        {
+            return Ok(());
+        }
+        self.maybe_start_view(out)
+    }
+
+    /// Claimant side: the new primary of this view change asks for entries of our log.
+    pub(crate) fn serve_fetch(
+        &mut self,
+        from: u8,
+        op_min: Op,
+        op_max: Op,
+        out: &mut Outbox,
+    ) -> Result<(), WalError> {
+        assert_eq!(self.status, Status::ViewChange);
+        if from != self.primary_of(self.view) || !self.view_change.do_view_change_sent {
+            return Ok(());
+        }
+        if op_min < self.wal.first_op() && op_min <= self.wal.checkpoint_op() {
+            // Checkpointed away here: the (committed, hence canonical) checkpoint instead.
+            return self.send_checkpoint(from, out);
+        }
+        let op_max = op_max.min(op_min + u64::from(self.config.repair_ops_max) - 1);
+        for entry in journal::read_entries(&mut self.wal, op_min, op_max)? {
+            out.send(
+                from,
+                Message::Prepare {
+                    view: self.view,
+                    commit: self.commit_max,
+                    entry,
+                },
+            );
+        }
+        Ok(())
     }
 
     // Same signature as the broken variant below, which reads the log.

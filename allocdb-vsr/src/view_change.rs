@@ -51,6 +51,15 @@ pub struct ViewChangeState {
     claims: [Option<LogClaim>; REPLICAS_MAX as usize],
     /// Whether this replica has sent its `do_view_change` for `view`.
     pub do_view_change_sent: bool,
+    /// A new primary too far behind to join the chosen log: that log, extended backwards
+    /// with canonical entries fetched from the claimants (each checked by the hash chain).
+    extension: Option<Canonical>,
+    /// Fetched entries that do not chain onto the extension yet (arrived out of order).
+    fetched: Vec<Entry>,
+    /// The lowest op asked for and the tick it was asked at (resend pacing).
+    fetch_asked: Option<(Op, u64)>,
+    /// Fetch rounds so far (rotates over the claimants).
+    pub fetch_rounds: u64,
 }
 
 impl ViewChangeState {
@@ -61,6 +70,10 @@ impl ViewChangeState {
             votes: ReplicaSet::EMPTY,
             claims: Default::default(),
             do_view_change_sent: false,
+            extension: None,
+            fetched: Vec::new(),
+            fetch_asked: None,
+            fetch_rounds: 0,
         }
     }
 
@@ -93,10 +106,139 @@ impl ViewChangeState {
         u8::try_from(count).expect("at most REPLICAS_MAX")
     }
 
-    /// The canonical log from the claims held (at least one).
+    /// The canonical log from the claims held (at least one), with the entries fetched
+    /// backwards so far when they end at the same head.
     pub fn canonical(&self) -> Canonical {
         let claims: Vec<&LogClaim> = self.claims.iter().flatten().collect();
-        choose(&claims)
+        let mut chosen = choose(&claims);
+        if let Some(extension) = &self.extension {
+            // The same head checksum means the same chain below it.
+            let same_head = extension.op == chosen.op
+                && extension.checksum == chosen.checksum
+                && extension.log_view == chosen.log_view;
+            if same_head && extension.entries.len() > chosen.entries.len() {
+                chosen.entries.clone_from(&extension.entries);
+            }
+        }
+        chosen
+    }
+
+    /// Replicas (other than `me`) whose claim holds the chosen log down to `op`: same
+    /// `log_view` as the winner and a head at or above `op`.
+    pub fn claimants_holding(&self, me: u8, op: Op) -> Vec<u8> {
+        let claims: Vec<&LogClaim> = self.claims.iter().flatten().collect();
+        if claims.is_empty() {
+            return Vec::new();
+        }
+        let best_log_view = claims.iter().map(|c| c.log_view).max().expect("non-empty");
+        (0..REPLICAS_MAX)
+            .filter(|&replica| replica != me)
+            .filter(|&replica| {
+                self.claims[usize::from(replica)]
+                    .as_ref()
+                    .is_some_and(|c| c.log_view == best_log_view && c.op >= op)
+            })
+            .collect()
+    }
+
+    /// Starts (or keeps) extending `canonical` backwards; returns the (op, checksum) of the
+    /// next entry wanted below it, `None` when nothing below can be wanted.
+    pub fn begin_fetch(&mut self, canonical: &Canonical) -> Option<(Op, Checksum)> {
+        let same = self
+            .extension
+            .as_ref()
+            .is_some_and(|e| e.op == canonical.op && e.checksum == canonical.checksum);
+        if !same {
+            self.extension = Some(canonical.clone());
+            self.fetched.clear();
+            self.fetch_asked = None;
+        }
+        self.wanted()
+    }
+
+    /// The (op, checksum) of the entry that would extend the extension downwards.
+    fn wanted(&self) -> Option<(Op, Checksum)> {
+        let extension = self.extension.as_ref()?;
+        match extension.entries.first() {
+            Some(first) => {
+                (first.header.op > 1).then(|| (first.header.op - 1, first.header.parent))
+            }
+            None => (extension.op > 0).then_some((extension.op, extension.checksum)),
+        }
+    }
+
+    /// Whether this (new primary) replica is fetching the chosen log's missing entries.
+    pub fn fetching(&self) -> bool {
+        self.extension.is_some()
+    }
+
+    /// How many entries the extension holds.
+    pub fn extension_len(&self) -> usize {
+        self.extension.as_ref().map_or(0, |e| e.entries.len())
+    }
+
+    /// Whether to ask for ops up to `op_max` now: not asked yet, the extension has reached
+    /// below what was asked, or the last request is `resend_ticks` old. Records the request.
+    pub fn should_ask(&mut self, op_min: Op, op_max: Op, tick: u64, resend_ticks: u64) -> bool {
+        let due = match self.fetch_asked {
+            None => true,
+            Some((asked_min, asked_tick)) => {
+                op_max < asked_min || tick >= asked_tick + resend_ticks
+            }
+        };
+        if due {
+            self.fetch_asked = Some((op_min, tick));
+            self.fetch_rounds += 1;
+        }
+        due
+    }
+
+    /// A fetched entry: kept if it lies below the extension (at most `buffer_max` waiting),
+    /// then every waiting entry that chains is prepended while the extension holds fewer
+    /// than `entries_max`. Returns whether the extension grew.
+    pub fn absorb_fetched(&mut self, entry: &Entry, buffer_max: usize, entries_max: usize) -> bool {
+        let Some((wanted_op, _)) = self.wanted() else {
+            return false;
+        };
+        let fits = entry.header.op <= wanted_op
+            && entry.header.matches_body(&entry.body)
+            && !self.fetched.iter().any(|e| e.header == entry.header);
+        if fits && buffer_max > 0 {
+            if self.fetched.len() >= buffer_max {
+                // Oldest first: a stale or foreign entry cannot block the buffer for good.
+                self.fetched.remove(0);
+            }
+            self.fetched.push(entry.clone());
+        }
+        let mut grew = false;
+        while self.extension_len() < entries_max {
+            let Some((op, checksum)) = self.wanted() else {
+                break;
+            };
+            let Some(position) = self
+                .fetched
+                .iter()
+                .position(|e| e.header.op == op && e.header.checksum == checksum)
+            else {
+                break;
+            };
+            let found = self.fetched.swap_remove(position);
+            let extension = self
+                .extension
+                .as_mut()
+                .expect("wanted implies an extension");
+            extension.entries.insert(0, found);
+            grew = true;
+        }
+        if let Some((op, _)) = self.wanted() {
+            self.fetched.retain(|e| e.header.op <= op);
+        }
+        debug_assert!(self.extension.as_ref().is_none_or(|e| {
+            e.entries
+                .windows(2)
+                .all(|w| w[1].header.parent == w[0].header.checksum)
+        }));
+        grew
     }
 }
 

@@ -21,11 +21,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 /// Thousands of short seeds with message loss, duplication, delay, (one-way) partitions,
-/// crashes (some in the middle of a write), then a heal phase. `VSR_SEEDS` / `VSR_START`
-/// change the range.
+/// crashes (some in the middle of a write, some with a rotted log record), then a heal
+/// phase. `VSR_SEEDS` / `VSR_START` change the range.
 #[test]
 #[cfg_attr(
-    feature = "broken-view-change",
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
     ignore = "the planted bug breaks safety on purpose"
 )]
 fn many_seeds() {
@@ -33,16 +33,26 @@ fn many_seeds() {
     let start = env_u64("VSR_START", 0);
     let mut failures = Vec::new();
     let (mut ops, mut crashes, mut partitions, mut writes, mut reads) = (0, 0, 0, 0, 0);
+    let mut corruptions = 0;
     let mut recovery: Vec<u64> = Vec::new();
+    let mut failovers: Vec<u64> = Vec::new();
+    // `VSR_FETCH_OPS_MAX=0` turns off a lagging new primary's fetch (to compare failovers).
+    let fetch_ops_max = u32::try_from(env_u64("VSR_FETCH_OPS_MAX", 1024)).expect("u32");
     for seed in start..start + count {
-        match run_seed(Options::faulty(seed)) {
+        let options = Options {
+            view_change_fetch_ops_max: fetch_ops_max,
+            ..Options::faulty(seed)
+        };
+        match run_seed(options) {
             Ok(report) => {
                 ops += report.ops_committed;
                 crashes += report.crashes;
+                corruptions += report.corruptions;
                 partitions += report.partitions;
                 writes += report.writes_checked;
                 reads += report.reads_checked;
                 recovery.push(report.ticks_to_recovery);
+                failovers.extend(&report.failover_ticks);
             }
             Err(error) => {
                 eprintln!(
@@ -54,16 +64,18 @@ fn many_seeds() {
         }
     }
     recovery.sort_unstable();
-    let percentile = |p: usize| {
-        recovery
-            .get((recovery.len().saturating_sub(1)) * p / 100)
+    failovers.sort_unstable();
+    let percentile_of = |values: &[u64], p: usize| {
+        values
+            .get((values.len().saturating_sub(1)) * p / 100)
             .copied()
             .unwrap_or(0)
     };
+    let percentile = |p: usize| percentile_of(&recovery, p);
     let options = Options::faulty(start);
     println!(
-        "many_seeds: {count} seeds from {start}; faults: loss {}%, duplication {}%, delay 1..={} ticks, partition {}‰/tick, crash {}‰/tick ({}% mid-write); \
-         {ops} ops committed, {writes} replies and {reads} reads checked, {crashes} crashes, {partitions} partitions; \
+        "many_seeds: {count} seeds from {start}; faults: loss {}%, duplication {}%, delay 1..={} ticks, partition {}‰/tick, crash {}‰/tick ({}% mid-write, {}% of the others also rot a log record); \
+         {ops} ops committed, {writes} replies and {reads} reads checked, {crashes} crashes, {corruptions} rotted records, {partitions} partitions; \
          ticks to recovery after heal: p50 {} p99 {} max {} (bound {})",
         options.loss_percent,
         options.duplicate_percent,
@@ -71,10 +83,19 @@ fn many_seeds() {
         options.partition_per_mille,
         options.crash_per_mille,
         options.crash_mid_write_percent,
+        options.corrupt_percent,
         percentile(50),
         percentile(99),
         percentile(100),
         options.heal_ticks_max
+    );
+    println!(
+        "many_seeds: {} failovers (new view to its first commit, faults still on): p50 {} p90 {} p99 {} max {} ticks",
+        failovers.len(),
+        percentile_of(&failovers, 50),
+        percentile_of(&failovers, 90),
+        percentile_of(&failovers, 99),
+        percentile_of(&failovers, 100)
     );
     assert!(
         failures.is_empty(),
@@ -101,7 +122,7 @@ fn replay_seed() {
 
 #[test]
 #[cfg_attr(
-    feature = "broken-view-change",
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
     ignore = "the planted bug breaks safety on purpose"
 )]
 fn the_same_seed_yields_the_same_run() {
@@ -120,7 +141,7 @@ fn the_same_seed_yields_the_same_run() {
 
 #[test]
 #[cfg_attr(
-    feature = "broken-view-change",
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
     ignore = "the planted bug breaks safety on purpose"
 )]
 fn calm_clusters_of_one_three_and_five_commit_and_converge() {
@@ -179,7 +200,7 @@ fn heal_and_converge(cluster: &mut Cluster) {
 /// `do_view_change`.
 #[test]
 #[cfg_attr(
-    feature = "broken-view-change",
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
     ignore = "the planted bug breaks safety on purpose"
 )]
 fn new_primary_includes_an_op_a_majority_prepared() {
@@ -209,39 +230,91 @@ fn new_primary_includes_an_op_a_majority_prepared() {
     assert_eq!(cluster.checker.history[&op].checksum, checksum);
 }
 
-/// A backup acknowledges an op (so the primary may commit it), then loses it with its disk
-/// tail. It must not help a minority (itself + the replica that never had the op) elect a
-/// primary that drops the op: it recovers instead, and the op survives.
+/// Where record `op` of a live replica's log lies on its disk: (segment file, byte offset).
+fn record_location(cluster: &Cluster, index: usize, op: Op) -> (String, u64) {
+    let replica = replica(cluster, index);
+    let storage = cluster.nodes[index].storage.clone();
+    let mut names = allocdb_wal::Storage::list(&mut storage.clone()).unwrap();
+    names.retain(|n| n.starts_with("log-"));
+    let (first_op, name) = names
+        .iter()
+        .filter_map(|n| n["log-".len()..].parse::<Op>().ok().map(|first| (first, n)))
+        .filter(|(first, _)| *first <= op)
+        .max()
+        .expect("a segment holds the op");
+    let offset = (first_op..op)
+        .map(|o| {
+            let header = replica.header(o).expect("the replica holds the op");
+            u64::from(allocdb_wal::RECORD_HEADER_SIZE) + u64::from(header.body_len)
+        })
+        .sum();
+    (name.clone(), offset)
+}
+
+/// Crashes replica `index` and rots one bit inside the body of its durable record `op`
+/// (which must not be its last record: a damaged last record looks like a torn write).
+fn crash_and_corrupt(cluster: &mut Cluster, index: usize, op: Op) {
+    assert!(
+        op < replica(cluster, index).last_op(),
+        "not the last record"
+    );
+    let (name, offset) = record_location(cluster, index, op);
+    cluster.crash(u8::try_from(index).unwrap());
+    let bit = (offset + u64::from(allocdb_wal::RECORD_HEADER_SIZE) + 3) * 8 + 5;
+    assert!(cluster.nodes[index].storage.flip_bit(&name, bit));
+}
+
+/// A backup acknowledges an op (so the primary may commit it), then loses it to disk
+/// corruption. It must not help a minority (itself + the replica that never had the op)
+/// elect a primary that drops the op: it recovers instead — durably, across another crash —
+/// and the op survives.
 #[test]
 #[cfg_attr(
-    feature = "broken-view-change",
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
     ignore = "the planted bug breaks safety on purpose"
 )]
 fn a_replica_that_lost_an_acknowledged_op_cannot_help_a_minority_drop_it() {
     let mut cluster = Cluster::new(Options::calm(12, 3));
-    steps(&mut cluster, 100);
+    steps(&mut cluster, 300);
     // Replica 2 stops hearing the primary; replica 1 acknowledges alone.
     isolate_link(&mut cluster, 0, 2, true);
-    let base = replica(&cluster, 0).commit_min();
-    steps_until(&mut cluster, 200, |c| replica(c, 0).commit_min() > base);
+    let lacking = replica(&cluster, 2).last_op() + 1;
+    steps_until(&mut cluster, 300, |c| {
+        replica(c, 0).commit_min() > lacking + 2 && replica(c, 1).last_op() > lacking + 2
+    });
     let op = replica(&cluster, 0).commit_min();
     let checksum = replica(&cluster, 0).header(op).unwrap().checksum;
-    assert!(replica(&cluster, 1).last_op() >= op && replica(&cluster, 2).last_op() < op);
-    // The primary dies; replica 1 loses the tail of its log, torn inside its last record.
+    assert!(
+        replica(&cluster, 1).last_op() >= op && replica(&cluster, 2).last_op() < lacking,
+        "lacking {lacking} op {op} tick {}: {}",
+        cluster.tick,
+        cluster.describe()
+    );
+    // The primary dies; replica 1's disk rots the first op replica 2 lacks.
     cluster.crash(0);
-    cluster.crash(1);
-    let storage = cluster.nodes[1].storage.clone();
-    let mut names = allocdb_wal::Storage::list(&mut storage.clone()).unwrap();
-    names.retain(|n| n.starts_with("segment") || n.starts_with("log"));
-    let last = names.last().expect("a segment").clone();
-    let bytes = storage.file_bytes(&last).unwrap();
-    let cut = bytes.len() - 1 - usize::try_from(replica_record_tail(&cluster)).unwrap();
-    assert!(storage.set_file_bytes(&last, &bytes[..cut]));
+    crash_and_corrupt(&mut cluster, 1, lacking);
     isolate_link(&mut cluster, 0, 2, false);
     cluster.restart(1);
     assert_eq!(replica(&cluster, 1).status(), Status::Recovering);
+    assert!(replica(&cluster, 1).recovering_flag());
+    assert_eq!(
+        replica(&cluster, 1).recovery().corrupt_truncated_from,
+        Some(lacking)
+    );
+    assert_eq!(replica(&cluster, 1).last_op(), lacking - 1);
     // Replicas 1 and 2 alone: nothing may be committed at or after `op` by them.
-    steps(&mut cluster, 400);
+    steps(&mut cluster, 200);
+    // A second crash before catching up: the mark is durable, the log now looks clean.
+    cluster.crash(1);
+    cluster.restart(1);
+    assert_eq!(replica(&cluster, 1).status(), Status::Recovering);
+    assert!(
+        replica(&cluster, 1)
+            .recovery()
+            .corrupt_truncated_from
+            .is_none()
+    );
+    steps(&mut cluster, 200);
     assert!(!replica(&cluster, 2).is_primary() && !replica(&cluster, 1).is_primary());
     assert!(replica(&cluster, 2).commit_min() < op);
     assert!(
@@ -256,18 +329,183 @@ fn a_replica_that_lost_an_acknowledged_op_cannot_help_a_minority_drop_it() {
     heal_and_converge(&mut cluster);
     assert_eq!(cluster.checker.history[&op].checksum, checksum);
     assert_eq!(replica(&cluster, 1).status(), Status::Normal);
+    assert!(!replica(&cluster, 1).recovering_flag());
 }
 
-fn replica_record_tail(_cluster: &Cluster) -> u64 {
-    // Cut a few bytes inside the last record: the log's recovery sees a torn tail.
-    8
+/// An ordinary crash (a torn, never-synced tail) is not evidence of lost acknowledged data:
+/// the replica comes back as a normal backup, not recovering.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_torn_tail_alone_leaves_a_replica_normal() {
+    let mut cluster = Cluster::new(Options::calm(14, 3));
+    steps(&mut cluster, 150);
+    let last = replica(&cluster, 2).last_op();
+    let (name, _) = record_location(&cluster, 2, last);
+    cluster.crash(2);
+    let storage = cluster.nodes[2].storage.clone();
+    let bytes = storage.file_bytes(&name).unwrap();
+    assert!(storage.set_file_bytes(&name, &bytes[..bytes.len() - 8]));
+    cluster.restart(2);
+    let restarted = replica(&cluster, 2);
+    assert!(restarted.recovery().torn_bytes_truncated > 0);
+    assert_eq!(restarted.last_op(), last - 1);
+    assert_eq!(restarted.status(), Status::Normal);
+    assert!(!restarted.recovering_flag());
+    heal_and_converge(&mut cluster);
+}
+
+/// A backup whose log rotted in the middle (below its commit point) cuts the log there,
+/// recovers the rest from the primary (hash-chain checked), and rejoins.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_backup_with_a_corrupt_mid_log_record_repairs_and_rejoins() {
+    let mut cluster = Cluster::new(Options::calm(15, 3));
+    steps(&mut cluster, 150);
+    let commit = replica(&cluster, 2).commit_min();
+    let op = commit - 5;
+    crash_and_corrupt(&mut cluster, 2, op);
+    cluster.restart(2);
+    let restarted = replica(&cluster, 2);
+    assert_eq!(restarted.status(), Status::Recovering);
+    assert_eq!(restarted.recovery().corrupt_truncated_from, Some(op));
+    assert!(restarted.commit_min() < op);
+    steps_until(&mut cluster, 300, |c| {
+        replica(c, 2).status() == Status::Normal && replica(c, 2).commit_min() > commit
+    });
+    assert!(!replica(&cluster, 2).recovering_flag());
+    assert_eq!(
+        replica(&cluster, 2).header(op),
+        replica(&cluster, 0).header(op),
+        "the rotted op was fetched again"
+    );
+    heal_and_converge(&mut cluster);
+}
+
+/// The same for the primary: it comes back recovering, the others elect a new primary, and
+/// it repairs from it.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_primary_with_a_corrupt_mid_log_record_repairs_and_rejoins() {
+    let mut cluster = Cluster::new(Options::calm(16, 3));
+    steps(&mut cluster, 150);
+    assert!(replica(&cluster, 0).is_primary());
+    let commit = replica(&cluster, 0).commit_min();
+    let op = commit / 2;
+    crash_and_corrupt(&mut cluster, 0, op);
+    cluster.restart(0);
+    assert_eq!(replica(&cluster, 0).status(), Status::Recovering);
+    assert_eq!(
+        replica(&cluster, 0).recovery().corrupt_truncated_from,
+        Some(op)
+    );
+    steps_until(&mut cluster, 600, |c| {
+        replica(c, 0).status() == Status::Normal
+            && c.nodes[1..].iter().any(|n| {
+                n.replica
+                    .as_ref()
+                    .is_some_and(allocdb_vsr::Replica::is_primary)
+            })
+            && replica(c, 0).commit_min() > commit
+    });
+    assert!(!replica(&cluster, 0).recovering_flag());
+    heal_and_converge(&mut cluster);
+}
+
+/// A replica whose checkpoint file rotted cannot restore its state from its own disk: it
+/// restarts empty and recovering, and a state transfer from the primary brings it back.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_corrupt_checkpoint_is_replaced_by_a_state_transfer() {
+    let mut cluster = Cluster::new(Options::calm(17, 3));
+    steps_until(&mut cluster, 2_000, |c| replica(c, 2).commit_min() > 150);
+    let storage = cluster.nodes[2].storage.clone();
+    let mut names = allocdb_wal::Storage::list(&mut storage.clone()).unwrap();
+    names.retain(|n| n.starts_with("checkpoint-"));
+    let checkpoint = names.last().expect("a checkpoint was taken").clone();
+    cluster.crash(2);
+    assert!(storage.flip_bit(&checkpoint, 8 * 200 + 1));
+    cluster.restart(2);
+    let restarted = replica(&cluster, 2);
+    assert_eq!(restarted.status(), Status::Recovering);
+    assert!(restarted.recovery().corrupt_checkpoint_op.is_some());
+    let commit = replica(&cluster, 0).commit_min();
+    steps_until(&mut cluster, 600, |c| {
+        replica(c, 2).status() == Status::Normal && replica(c, 2).commit_min() > commit
+    });
+    assert!(!replica(&cluster, 2).recovering_flag());
+    heal_and_converge(&mut cluster);
+}
+
+/// Whole-cluster power loss: every replica crashes at once, mid-write (torn tails
+/// everywhere). Nobody lost anything it acknowledged, so nobody is recovering, and the
+/// cluster elects a primary and makes progress again.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn the_whole_cluster_loses_power_and_recovers() {
+    for count in [3_u8, 5] {
+        let mut cluster = Cluster::new(Options::calm(18 + u64::from(count), count));
+        steps(&mut cluster, 150);
+        // Every replica's next storage call after one more succeeds fails: appends land
+        // unsynced, then the replica halts and its disk keeps a random prefix of them.
+        cluster.hold_halted = true;
+        for node in &cluster.nodes {
+            node.storage.fail_mutations_after(Some(1));
+        }
+        steps_until(&mut cluster, 200, |c| {
+            c.nodes.iter().filter(|n| n.replica.is_none()).count() >= usize::from(count) - 1
+        });
+        for index in 0..count {
+            cluster.crash(index);
+        }
+        // Guarantee a torn tail on every disk: half a record of garbage after the last one.
+        for node in &cluster.nodes {
+            let mut storage = node.storage.clone();
+            let mut names = allocdb_wal::Storage::list(&mut storage).unwrap();
+            names.retain(|n| n.starts_with("log-"));
+            let last = names.last().unwrap();
+            let mut bytes = node.storage.file_bytes(last).unwrap();
+            let tail: Vec<u8> = bytes[..bytes.len().min(60)].to_vec();
+            bytes.extend_from_slice(&tail);
+            assert!(node.storage.set_file_bytes(last, &bytes));
+        }
+        let history = cluster.checker.history_op_max();
+        cluster.hold_halted = false;
+        for index in 0..count {
+            cluster.restart(index);
+            let restarted = replica(&cluster, usize::from(index));
+            assert!(
+                restarted.recovery().torn_bytes_truncated > 0,
+                "replica {index}"
+            );
+            assert_ne!(restarted.status(), Status::Recovering, "replica {index}");
+        }
+        steps_until(&mut cluster, 1_000, |c| {
+            c.checker.history_op_max() > history + 20
+        });
+        heal_and_converge(&mut cluster);
+    }
 }
 
 /// An old primary cut off during a view change never commits (or acknowledges) anything
 /// again in its old view; the majority moves on without it.
 #[test]
 #[cfg_attr(
-    feature = "broken-view-change",
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
     ignore = "the planted bug breaks safety on purpose"
 )]
 fn an_isolated_old_primary_commits_nothing_afterwards() {
@@ -311,18 +549,119 @@ fn an_isolated_old_primary_commits_nothing_afterwards() {
     heal_and_converge(&mut cluster);
 }
 
-/// The checkers are not vacuous: a new primary that ignores `do_view_change` logs is caught.
+/// The next primary crashes, misses many ops (far more than a `do_view_change` carries),
+/// and comes back just as the primary dies. Returns (ticks from the old primary's crash to
+/// the first commit of a new view, the replica that committed it, its view).
+fn lagging_new_primary_failover(fetch_ops_max: u32) -> (u64, u8, u64) {
+    let options = Options {
+        view_change_fetch_ops_max: fetch_ops_max,
+        ..Options::calm(21, 3)
+    };
+    let suffix = u64::from(harness::replica_config(0, 3, 0).suffix_ops_max);
+    let mut cluster = Cluster::new(options);
+    steps(&mut cluster, 300);
+    assert!(replica(&cluster, 0).is_primary());
+    cluster.crash(1);
+    let behind = replica(&cluster, 2).last_op();
+    steps_until(&mut cluster, 2_000, |c| {
+        replica(c, 0).commit_min() > behind + 3 * suffix
+    });
+    let history = cluster.checker.history_op_max();
+    cluster.crash(0);
+    cluster.restart(1);
+    let start = cluster.tick;
+    steps_until(&mut cluster, 1_000, |c| {
+        c.checker.history_op_max() > history
+            && c.nodes[1..].iter().any(|n| {
+                n.replica
+                    .as_ref()
+                    .is_some_and(allocdb_vsr::Replica::is_primary)
+            })
+    });
+    let ticks = cluster.tick - start;
+    let primary = (1..3_u8)
+        .find(|&i| replica(&cluster, usize::from(i)).is_primary())
+        .unwrap();
+    let view = replica(&cluster, usize::from(primary)).view();
+    cluster.restart(0);
+    heal_and_converge(&mut cluster);
+    (ticks, primary, view)
+}
+
+/// A new primary whose log lags the chosen `do_view_change` log by more than the claims
+/// carry fetches the missing ops from the claimants and starts its view, instead of letting
+/// the view time out; failover gets faster.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_lagging_new_primary_fetches_the_missing_ops() {
+    let (with_fetch, primary, view) = lagging_new_primary_failover(1024);
+    assert_eq!(
+        (primary, view),
+        (1, 1),
+        "the lagging replica 1 led view 1 after fetching"
+    );
+    let (without_fetch, primary_without, view_without) = lagging_new_primary_failover(0);
+    assert!(
+        view_without > 1 && primary_without != 1,
+        "without fetching, view 1 cannot start at replica 1 ({primary_without}, view {view_without})"
+    );
+    println!(
+        "lagging new primary: view change to first commit {with_fetch} ticks with fetching, {without_fetch} without"
+    );
+    assert!(
+        with_fetch < without_fetch,
+        "fetching made failover slower: {with_fetch} vs {without_fetch} ticks"
+    );
+}
+
+/// Whether a run's error comes from a cluster checker (not a replica's own assertion).
+#[cfg(any(feature = "broken-view-change", feature = "broken-commit-quorum"))]
+fn from_checker(error: &str) -> bool {
+    ["(a/b)", "(c)", "(d)", "(e)"]
+        .iter()
+        .any(|tag| error.starts_with(tag))
+}
+
+/// Runs seeds until a cluster checker (a)/(b)/(c)/(e) reports the planted bug; replica
+/// assertions catching it first do not count.
+#[cfg(any(feature = "broken-view-change", feature = "broken-commit-quorum"))]
+fn a_checker_catches_the_planted_bug(what: &str, seeds_max: u64) {
+    let mut asserted = 0;
+    for seed in 0..seeds_max {
+        if let Err(error) = run_seed(Options::faulty(seed)) {
+            if from_checker(&error) {
+                let first = error.lines().next().unwrap_or_default();
+                println!(
+                    "{what}: caught by a checker at seed {seed} ({asserted} earlier seeds were caught by replica assertions first): {first}"
+                );
+                return;
+            }
+            assert!(error.contains("replica panicked"), "seed {seed}: {error}");
+            asserted += 1;
+        }
+    }
+    panic!("no checker noticed {what} in {seeds_max} seeds ({asserted} assertion failures)");
+}
+
+/// The checkers are not vacuous: a new primary that ignores `do_view_change` logs is caught
+/// by checker (a)/(b) — not only by the replicas' own assertions.
 /// Run with `cargo test -p allocdb-vsr --release --features broken-view-change --test cluster -- broken`.
 #[cfg(feature = "broken-view-change")]
 #[test]
 fn broken_view_change_is_caught() {
-    for seed in 0..300 {
-        if let Err(error) = run_seed(Options::faulty(seed)) {
-            println!("broken view change caught at seed {seed}: {error}");
-            return;
-        }
-    }
-    panic!("no checker noticed a view change that ignores `do_view_change` logs in 300 seeds");
+    a_checker_catches_the_planted_bug("a view change that ignores `do_view_change` logs", 60);
+}
+
+/// A primary that commits without a majority loses acknowledged writes at the next
+/// failover; no replica assertion notices, checkers (a)/(b) and (e) do.
+/// Run with `cargo test -p allocdb-vsr --release --features broken-commit-quorum --test cluster -- broken`.
+#[cfg(feature = "broken-commit-quorum")]
+#[test]
+fn broken_commit_quorum_is_caught() {
+    a_checker_catches_the_planted_bug("a primary committing without a majority", 20);
 }
 
 /// Each checker reports the violation it exists for, fed directly with broken inputs.

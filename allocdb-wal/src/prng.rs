@@ -32,6 +32,17 @@ impl SplitMix64 {
         value
     }
 
+    /// A value in `0..=max` (every `u64` when `max == u64::MAX`): for inclusive ranges such as
+    /// timeout jitter.
+    pub fn up_to(&mut self, max: u64) -> u64 {
+        if max == u64::MAX {
+            return self.next_u64();
+        }
+        let value = self.below(max + 1);
+        assert!(value <= max);
+        value
+    }
+
     /// True with probability `ppm` per million.
     pub fn chance_ppm(&mut self, ppm: u32) -> bool {
         ppm > 0 && self.below(1_000_000) < u64::from(ppm)
@@ -52,6 +63,17 @@ mod tests {
             b.below(10);
         }
         assert!(!a.chance_ppm(0));
+        let mut seen = [false; 4];
+        for _ in 0..200 {
+            let value = a.up_to(3);
+            assert_eq!(value, b.up_to(3));
+            seen[usize::try_from(value).unwrap()] = true;
+        }
+        assert_eq!(seen, [true; 4], "every value of 0..=3 appears");
+        assert_eq!(a.up_to(0), 0);
+        let mut c = SplitMix64::new(7);
+        let mut d = SplitMix64::new(7);
+        assert_eq!(c.up_to(u64::MAX), d.next_u64());
         assert!(a.chance_ppm(1_000_000));
     }
 }

@@ -4,7 +4,10 @@
 //! the root of trust; the checkpoint it names must be intact; segments wholly covered by the
 //! checkpoint are deleted unread; the rest must form one hash chain from the checkpoint; an
 //! invalid record at the end of the last segment is a torn tail and is cut off; any other
-//! invalid record stops the replica with an error naming file, offset and op.
+//! invalid record stops the replica with an error naming file, offset and op — unless the
+//! caller opted into repair mode ([`Wal::open_for_repair`]), which marks the replica
+//! recovering (durably, first) and truncates the log before the damage, for the replication
+//! layer to fetch the rest from its peers.
 
 use std::collections::VecDeque;
 
@@ -21,6 +24,23 @@ use crate::superblock::{SUPERBLOCK_FILE, Superblock};
 use crate::wal::{IndexEntry, Recovery, Segment, Wal, remove_if_present, root_checkpoint};
 
 const SUPERBLOCK_TEMP_FILE: &str = "superblock.tmp";
+
+/// What opening does with damage that is not a torn tail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OpenMode {
+    /// Refuse to start, naming the damage (the default: a log alone cannot be repaired).
+    FailClosed,
+    /// Mark the replica recovering, then drop everything from the damage on.
+    Repair,
+}
+
+/// A damaged record (or a segment that does not continue its predecessor) found in repair mode.
+struct Damage {
+    file: String,
+    offset: u64,
+    op: Op,
+    reason: &'static str,
+}
 
 impl<S: Storage> Wal<S> {
     /// Formats an empty data directory: both superblock copies (view 0, no checkpoint) and
@@ -101,11 +121,33 @@ impl<S: Storage> Wal<S> {
     }
 
     /// Opens a formatted directory and recovers the log (see the module documentation).
+    /// Damage other than a torn tail is refused (fail closed).
     ///
     /// # Errors
     /// `NotFormatted`, `ClusterMismatch`, `SuperblockCorrupt`, `CheckpointCorrupt`,
     /// `RecordCorrupt` (naming file, offset, op), `LogGap`, `InvalidConfig`, or a storage error.
-    pub fn open(mut storage: S, config: WalConfig) -> Result<Wal<S>, WalError> {
+    pub fn open(storage: S, config: WalConfig) -> Result<Wal<S>, WalError> {
+        Wal::open_with(storage, config, OpenMode::FailClosed)
+    }
+
+    /// Opens like [`Wal::open`], but for a replica that can fetch what it lost from its peers
+    /// (protocol-aware recovery). Where `open` would refuse a corrupt or out-of-sequence record
+    /// (or a gap between segments, or an empty segment before the last), this first sets the
+    /// superblock's `recovering` flag durably, then truncates the log just before the damaged
+    /// op and deletes every later segment: nothing from the damage on is trusted. A missing or
+    /// corrupt checkpoint file likewise sets the flag and restarts the log empty from op 0 (the
+    /// replica needs a state transfer). [`Recovery`] reports what was dropped
+    /// (`corrupt_truncated_from`, `corrupt_file`, `corrupt_offset`, `corrupt_checkpoint_op`).
+    /// A torn tail is handled exactly as by `open` and does not set the flag.
+    ///
+    /// # Errors
+    /// `NotFormatted`, `ClusterMismatch`, `SuperblockCorrupt`, `InvalidConfig` (including a
+    /// segment longer than `segment_bytes_max`), or a storage error.
+    pub fn open_for_repair(storage: S, config: WalConfig) -> Result<Wal<S>, WalError> {
+        Wal::open_with(storage, config, OpenMode::Repair)
+    }
+
+    fn open_with(mut storage: S, config: WalConfig, mode: OpenMode) -> Result<Wal<S>, WalError> {
         config.validate()?;
         let names = storage.list()?;
         if !names.iter().any(|name| name == SUPERBLOCK_FILE) {
@@ -119,17 +161,25 @@ impl<S: Storage> Wal<S> {
                 found: superblock.cluster_id,
             });
         }
+        let mut checkpoint_damage = None;
         let checkpoint = if superblock.checkpoint_op == 0 {
             root_checkpoint(config.cluster_id)
         } else {
             let op = superblock.checkpoint_op;
-            read_checkpoint_file(
+            let read = read_checkpoint_file(
                 &mut storage,
                 config.cluster_id,
                 op,
                 superblock.checkpoint_checksum,
-            )?
-            .info
+            );
+            match read {
+                Ok(checkpoint) => checkpoint.info,
+                Err(WalError::CheckpointCorrupt { file, reason }) if mode == OpenMode::Repair => {
+                    checkpoint_damage = Some((op, file, reason));
+                    root_checkpoint(config.cluster_id)
+                }
+                Err(error) => return Err(error),
+            }
         };
         let mut wal = Wal {
             storage,
@@ -144,8 +194,16 @@ impl<S: Storage> Wal<S> {
             recovery: Recovery::default(),
             buffer: Vec::new(),
         };
+        if let Some((op, file, reason)) = checkpoint_damage {
+            // Recovering first: from here on this replica's state is gone until a peer's
+            // checkpoint is installed, and a crash must not make it look clean.
+            wal.set_recovering(true)?;
+            wal.recovery.corrupt_checkpoint_op = Some(op);
+            wal.recovery.corrupt_file = Some(file);
+            wal.recovery.corrupt_reason = Some(reason);
+        }
         wal.remove_leftovers(&names)?;
-        wal.load_segments(&names)?;
+        wal.load_segments(&names, mode)?;
         if !wal.log_chains_from_checkpoint() {
             wal.recovery.stale_ops_dropped = wal.last_op().saturating_sub(wal.checkpoint.op);
             wal.reset_log()?;
@@ -173,7 +231,7 @@ impl<S: Storage> Wal<S> {
     }
 
     /// Opens and scans the segments after the checkpoint, building the index; cuts a torn tail.
-    fn load_segments(&mut self, names: &[String]) -> Result<(), WalError> {
+    fn load_segments(&mut self, names: &[String], mode: OpenMode) -> Result<(), WalError> {
         let mut segment_names: Vec<(Op, &String)> = names
             .iter()
             .filter_map(|name| parse_segment_file_name(name).map(|op| (op, name)))
@@ -192,6 +250,15 @@ impl<S: Storage> Wal<S> {
         for (position, &(first_op, name)) in retained.iter().enumerate() {
             if let Some((last_op, _)) = parent {
                 if first_op != last_op + 1 {
+                    if mode == OpenMode::Repair {
+                        let damage = Damage {
+                            file: name.clone(),
+                            offset: 0,
+                            op: last_op + 1,
+                            reason: "segment does not continue the previous one",
+                        };
+                        return self.drop_damaged_suffix(damage, &retained[position..]);
+                    }
                     return Err(WalError::LogGap {
                         file: name.clone(),
                         expected_op: last_op + 1,
@@ -205,10 +272,25 @@ impl<S: Storage> Wal<S> {
                 first_op,
                 parent.map(|(_, checksum)| checksum),
                 is_last,
+                mode,
             )?;
+            if self.recovery.corrupt_truncated_from.is_some() {
+                // The segment was cut before its damage: nothing after it can be trusted.
+                return self.remove_segments(&retained[position + 1..]);
+            }
             match segment_end {
                 Some(end) => parent = Some(end),
                 None if is_last => {}
+                None if mode == OpenMode::Repair => {
+                    let damage = Damage {
+                        file: name.clone(),
+                        offset: 0,
+                        op: first_op,
+                        reason: "empty segment before the last one",
+                    };
+                    self.record_damage(damage)?;
+                    return self.remove_segments(&retained[position + 1..]);
+                }
                 None => {
                     return Err(WalError::RecordCorrupt {
                         file: name.clone(),
@@ -222,6 +304,54 @@ impl<S: Storage> Wal<S> {
         Ok(())
     }
 
+    /// Repair mode: marks the replica recovering (durably, before anything is dropped) and
+    /// reports the damage.
+    fn record_damage(&mut self, damage: Damage) -> Result<(), WalError> {
+        self.set_recovering(true)?;
+        assert!(self.superblock.recovering);
+        self.recovery.corrupt_truncated_from = Some(damage.op);
+        self.recovery.corrupt_file = Some(damage.file);
+        self.recovery.corrupt_offset = damage.offset;
+        self.recovery.corrupt_reason = Some(damage.reason);
+        Ok(())
+    }
+
+    /// Repair mode: `segments` (the first one included) do not continue the log: drop them.
+    fn drop_damaged_suffix(
+        &mut self,
+        damage: Damage,
+        segments: &[(Op, &String)],
+    ) -> Result<(), WalError> {
+        assert!(!segments.is_empty());
+        self.record_damage(damage)?;
+        self.remove_segments(segments)
+    }
+
+    /// Deletes segment files (durably) that lie after a repaired damage.
+    fn remove_segments(&mut self, segments: &[(Op, &String)]) -> Result<(), WalError> {
+        assert!(self.superblock.recovering || segments.is_empty());
+        for (_, name) in segments {
+            self.storage.remove(name)?;
+        }
+        if !segments.is_empty() {
+            self.storage.sync_directory()?;
+        }
+        if self.segments.is_empty() {
+            // Every segment went: continue with an empty one right after the checkpoint.
+            let name = segment_file_name(self.checkpoint.op + 1);
+            let handle = self.storage.create(&name)?;
+            self.storage.sync_directory()?;
+            self.segments.push_back(crate::wal::Segment {
+                name,
+                first_op: self.checkpoint.op + 1,
+                handle,
+                len: 0,
+                dirty: false,
+            });
+        }
+        Ok(())
+    }
+
     /// Scans one segment; returns its last record's (op, checksum), `None` if it is empty.
     fn load_segment(
         &mut self,
@@ -229,6 +359,7 @@ impl<S: Storage> Wal<S> {
         first_op: Op,
         parent: Option<Checksum>,
         is_last: bool,
+        mode: OpenMode,
     ) -> Result<Option<(Op, Checksum)>, WalError> {
         let handle = self.storage.open(name)?;
         let len = self.storage.len(handle)?;
@@ -263,7 +394,7 @@ impl<S: Storage> Wal<S> {
                     context.cluster_id,
                     context.body_bytes_max,
                 );
-            if !torn {
+            if !torn && mode == OpenMode::FailClosed {
                 return Err(WalError::RecordCorrupt {
                     file: name.to_owned(),
                     offset: failure.offset,
@@ -271,12 +402,21 @@ impl<S: Storage> Wal<S> {
                     reason: failure.reason,
                 });
             }
+            if torn {
+                self.recovery.torn_bytes_truncated = len - failure.offset;
+                self.recovery.torn_file = Some(name.to_owned());
+            } else {
+                self.record_damage(Damage {
+                    file: name.to_owned(),
+                    offset: failure.offset,
+                    op: failure.op,
+                    reason: failure.reason,
+                })?;
+            }
             self.storage.truncate(handle, failure.offset)?;
-            self.recovery.torn_bytes_truncated = len - failure.offset;
-            self.recovery.torn_file = Some(name.to_owned());
             segment_len = failure.offset;
         }
-        if is_last {
+        if is_last || self.recovery.corrupt_truncated_from.is_some() {
             // Whatever a killed process left in the page cache becomes durable before we
             // report it as such.
             self.storage.sync(handle)?;

@@ -43,6 +43,26 @@ pub struct Recovery {
     /// Ops after the checkpoint that did not chain from it (a state transfer interrupted by a
     /// crash) and were discarded.
     pub stale_ops_dropped: u64,
+    /// [`Wal::open_for_repair`] only: the first op discarded because a complete record at or
+    /// before it was corrupt (or out of sequence); every op from it on was dropped.
+    pub corrupt_truncated_from: Option<Op>,
+    /// The segment holding the corrupt record (or the corrupt checkpoint file).
+    pub corrupt_file: Option<String>,
+    /// Byte offset of the corrupt record in `corrupt_file`.
+    pub corrupt_offset: u64,
+    /// What was wrong with it.
+    pub corrupt_reason: Option<&'static str>,
+    /// [`Wal::open_for_repair`] only: the op of a checkpoint whose file was missing or corrupt;
+    /// the log restarted empty from op 0 and needs a state transfer.
+    pub corrupt_checkpoint_op: Option<Op>,
+}
+
+impl Recovery {
+    /// True when repair mode discarded data that may have been durable and acknowledged
+    /// (a corrupt record or checkpoint), as opposed to an ordinary torn tail.
+    pub fn lost_durable_data(&self) -> bool {
+        self.corrupt_truncated_from.is_some() || self.corrupt_checkpoint_op.is_some()
+    }
 }
 
 pub(crate) struct Segment {

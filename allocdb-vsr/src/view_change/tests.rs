@@ -99,3 +99,54 @@ fn votes_and_claims_are_counted_once_per_replica() {
     assert_eq!(state.claim(2, claim(1, &log[..1], 1, 0)), 2);
     assert_eq!(state.canonical().op, 3);
 }
+
+#[test]
+fn a_lagging_new_primary_extends_the_chosen_log_backwards_only_along_the_chain() {
+    let log = chain(30, 4, 1);
+    let forked = chain(30, 5, 20); // same ops 1..19, another log from 20 on
+    let mut state = ViewChangeState::new(6);
+    state.claim(1, claim(4, &log, 25, 10)); // carries 25..=30
+    state.claim(2, claim(3, &log[..12], 12, 10));
+    let canonical = state.canonical();
+    assert_eq!(
+        state.begin_fetch(&canonical),
+        Some((24, log[23].header.checksum))
+    );
+    assert!(state.fetching());
+    assert_eq!(
+        state.claimants_holding(0, 24),
+        vec![1],
+        "only the winning log view"
+    );
+    // An entry of another chain at the wanted op is refused; so is a body not matching.
+    assert!(!state.absorb_fetched(&forked[23], 16, 100));
+    let mut bad_body = log[23].clone();
+    bad_body.body.push(1);
+    assert!(!state.absorb_fetched(&bad_body, 16, 100));
+    // Out of order: 21 and 22 wait until 23 and 24 arrive, then all chain.
+    assert!(!state.absorb_fetched(&log[20], 16, 100));
+    assert!(!state.absorb_fetched(&log[21], 16, 100));
+    assert!(!state.absorb_fetched(&log[22], 16, 100));
+    assert!(state.absorb_fetched(&log[23], 16, 100));
+    let canonical = state.canonical();
+    let ops: Vec<u64> = canonical.entries.iter().map(|e| e.header.op).collect();
+    assert_eq!(ops, (21..=30).collect::<Vec<_>>());
+    // The extension is capped.
+    assert!(state.absorb_fetched(&log[19], 16, 11));
+    assert!(!state.absorb_fetched(&log[18], 16, 11));
+    assert_eq!(state.extension_len(), 11);
+    // Requests are paced: asked once, again only below what was asked or after the resend.
+    assert!(state.should_ask(10, 19, 100, 6));
+    assert!(!state.should_ask(10, 19, 103, 6));
+    assert!(state.should_ask(2, 9, 103, 6));
+    assert!(state.should_ask(2, 9, 109, 6));
+    // A different chosen head starts over.
+    let other = claim(4, &forked, 28, 10);
+    let mut fresh = ViewChangeState::new(6);
+    fresh.claim(1, other);
+    assert_eq!(
+        state.begin_fetch(&fresh.canonical()),
+        Some((27, forked[26].header.checksum))
+    );
+    assert_eq!(state.extension_len(), 3);
+}

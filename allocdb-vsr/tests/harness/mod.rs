@@ -9,10 +9,10 @@ pub mod workload;
 
 use allocdb_core::{Command, Config as CoreConfig};
 use allocdb_vsr::{
-    ClientOperation, ClientRequest, Message, Outbox, Prng, Replica, ReplicaConfig, Reply,
-    ReplyBody, Status, decode_message, encode_message,
+    ClientOperation, ClientRequest, Message, Outbox, Replica, ReplicaConfig, Reply, ReplyBody,
+    Status, decode_message, encode_message,
 };
-use allocdb_wal::{SimConfig, SimStorage};
+use allocdb_wal::{SimConfig, SimStorage, SplitMix64};
 
 use checker::Checker;
 use workload::Client;
@@ -37,6 +37,10 @@ pub struct Options {
     /// Chance (percent) a crash happens in the middle of a storage operation.
     pub crash_mid_write_percent: u64,
     pub client_timeout_ticks: u64,
+    /// `ReplicaConfig::view_change_fetch_ops_max` (0: a lagging new primary does not fetch).
+    pub view_change_fetch_ops_max: u32,
+    /// Chance (percent) a crash also rots one bit of a record inside the replica's log.
+    pub corrupt_percent: u64,
 }
 
 impl Options {
@@ -58,6 +62,8 @@ impl Options {
             crash_per_mille: 5,
             crash_mid_write_percent: 30,
             client_timeout_ticks: 50,
+            view_change_fetch_ops_max: 1024,
+            corrupt_percent: 20,
         }
     }
 
@@ -89,6 +95,12 @@ pub fn core_config() -> CoreConfig {
         expirations_per_batch_max: 16,
         batch_requests_max: 128,
     }
+}
+
+fn options_config(options: &Options, index: u8, seed: u64) -> ReplicaConfig {
+    let mut config = replica_config(index, options.replica_count, seed);
+    config.view_change_fetch_ops_max = options.view_change_fetch_ops_max;
+    config
 }
 
 pub fn replica_config(index: u8, count: u8, seed: u64) -> ReplicaConfig {
@@ -143,7 +155,7 @@ pub struct Node_ {
 
 pub struct Cluster {
     pub options: Options,
-    pub prng: Prng,
+    pub prng: SplitMix64,
     pub tick: u64,
     pub nodes: Vec<Node_>,
     pub clients: Vec<Client>,
@@ -158,10 +170,21 @@ pub struct Cluster {
     setup: Vec<Command>,
     pub trace_digest: u64,
     pub crashes: u64,
+    pub corruptions: u64,
     pub partitions: u64,
     pub messages_delivered: u64,
     outbox: Outbox,
     pub tracing: bool,
+    /// Keep halted replicas down (for whole-cluster crash scenarios) instead of restarting
+    /// them at once while faults are off.
+    pub hold_halted: bool,
+    /// Highest view any replica has entered.
+    view_seen: u64,
+    /// A failover in progress: (first new view, tick it appeared).
+    failover_start: Option<(u64, u64)>,
+    /// Ticks from a replica first entering a new view to the first commit of an op prepared
+    /// in that view or a later one (view-change-to-first-commit), one entry per failover.
+    pub failover_ticks: Vec<u64>,
 }
 
 fn mix(digest: u64, value: u64) -> u64 {
@@ -172,15 +195,17 @@ fn mix(digest: u64, value: u64) -> u64 {
 
 impl Cluster {
     pub fn new(options: Options) -> Cluster {
-        let mut prng = Prng::new(options.seed);
+        let mut prng = SplitMix64::new(options.seed);
         let count = options.replica_count;
         let nodes = (0..count)
             .map(|index| {
                 let storage =
                     SimStorage::new(SimConfig::new(options.seed ^ 0x5EED ^ u64::from(index)));
-                let replica =
-                    Replica::format(storage.clone(), replica_config(index, count, options.seed))
-                        .expect("format");
+                let replica = Replica::format(
+                    storage.clone(),
+                    options_config(&options, index, options.seed),
+                )
+                .expect("format");
                 Node_ {
                     replica: Some(replica),
                     storage,
@@ -209,10 +234,15 @@ impl Cluster {
             setup,
             trace_digest: options.seed,
             crashes: 0,
+            corruptions: 0,
             partitions: 0,
             messages_delivered: 0,
             outbox: Outbox::new(4_096, 4_096),
             tracing: std::env::var("VSR_TRACE").is_ok(),
+            hold_halted: false,
+            view_seen: 0,
+            failover_start: None,
+            failover_ticks: Vec::new(),
             options,
         }
     }
@@ -531,7 +561,6 @@ impl Cluster {
     }
 
     pub fn restart(&mut self, index: u8) {
-        let count = self.count();
         let seed = self.options.seed ^ self.tick;
         let offset = self.prng.up_to(1_000_000);
         let node = &mut self.nodes[usize::from(index)];
@@ -539,7 +568,9 @@ impl Cluster {
             return;
         }
         node.storage.fail_mutations_after(None);
-        match Replica::open(node.storage.clone(), replica_config(index, count, seed)) {
+        let config = options_config(&self.options, index, seed);
+        let node = &mut self.nodes[usize::from(index)];
+        match Replica::open(node.storage.clone(), config) {
             Ok(replica) => {
                 if self.tracing {
                     println!(
@@ -577,6 +608,32 @@ impl Cluster {
                 .storage
                 .fail_mutations_after(Some(budget));
         }
+    }
+
+    /// A random record of a live replica's log other than its last: (segment file, offset of
+    /// a byte inside its header or the start of its body).
+    fn random_record(&mut self, index: u8) -> Option<(String, u64)> {
+        let replica = self.nodes[usize::from(index)].replica.as_ref()?;
+        let first = replica.commit_min().saturating_sub(64).max(1);
+        let last = replica.last_op();
+        if last < 2 || replica.header(first).is_none() || first >= last {
+            return None;
+        }
+        let op = first + self.prng.up_to(last - 1 - first);
+        let storage = self.nodes[usize::from(index)].storage.clone();
+        let mut names = allocdb_wal::Storage::list(&mut storage.clone()).ok()?;
+        names.retain(|n| n.starts_with("log-"));
+        let (segment_first, name) = names
+            .iter()
+            .filter_map(|n| n["log-".len()..].parse::<u64>().ok().map(|f| (f, n)))
+            .filter(|(f, _)| *f <= op)
+            .max()?;
+        let mut offset = 0;
+        for o in segment_first..op {
+            let header = replica.header(o)?;
+            offset += u64::from(allocdb_wal::RECORD_HEADER_SIZE) + u64::from(header.body_len);
+        }
+        Some((name.clone(), offset))
     }
 
     fn f(&self) -> usize {
@@ -659,7 +716,24 @@ impl Cluster {
             } else {
                 u8::try_from(self.prng.up_to(u64::from(count) - 1)).unwrap()
             };
+            let rot = self.prng.up_to(99) < self.options.corrupt_percent;
+            let location = if rot {
+                self.random_record(victim)
+            } else {
+                None
+            };
             self.crash(victim);
+            if let Some((name, offset)) = location {
+                // Disk rot inside the log (never in the last record, which would look like a
+                // torn write): the replica must notice, recover, and not vote meanwhile.
+                let bit = self.prng.up_to(8 * 64);
+                assert!(
+                    self.nodes[usize::from(victim)]
+                        .storage
+                        .flip_bit(&name, offset * 8 + bit)
+                );
+                self.corruptions += 1;
+            }
             let downtime = 5 + self.prng.up_to(100);
             self.nodes[usize::from(victim)].down_until = self.tick + downtime;
         }
@@ -702,7 +776,9 @@ impl Cluster {
                 self.crash(index);
                 let downtime = 1 + self.prng.up_to(40);
                 self.nodes[usize::from(index)].down_until = self.tick + downtime;
-                if !self.faults_on {
+                if self.hold_halted {
+                    self.nodes[usize::from(index)].down_until = u64::MAX;
+                } else if !self.faults_on {
                     self.restart(index);
                 }
             }
@@ -711,6 +787,18 @@ impl Cluster {
 
     /// Runs every checker over the replicas' new state.
     pub fn check(&mut self) {
+        let view_max = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref().map(|r| r.view()))
+            .max()
+            .unwrap_or(0);
+        if view_max > self.view_seen {
+            self.view_seen = view_max;
+            if self.failover_start.is_none() {
+                self.failover_start = Some((view_max, self.tick));
+            }
+        }
         for index in 0..self.count() {
             let node = &mut self.nodes[usize::from(index)];
             let Some(replica) = node.replica.as_ref() else {
@@ -719,6 +807,12 @@ impl Cluster {
             let mut last = node.applied_cursor;
             for applied in replica.applied_since(node.applied_cursor) {
                 let h = &applied.header;
+                if let Some((view, start)) = self.failover_start {
+                    if h.view >= view {
+                        self.failover_ticks.push(self.tick - start);
+                        self.failover_start = None;
+                    }
+                }
                 self.checker
                     .observe_commit(index, h.op, h.checksum, h.slot, &applied.body);
                 last = h.op;
@@ -787,10 +881,12 @@ impl Cluster {
             ops_committed: self.checker.history_op_max(),
             operations_completed: self.clients.iter().map(|c| c.completed).sum(),
             crashes: self.crashes,
+            corruptions: self.corruptions,
             partitions: self.partitions,
             trace_digest: self.trace_digest,
             writes_checked: self.checker.writes_checked,
             reads_checked: self.checker.reads_checked,
+            failover_ticks: self.failover_ticks.clone(),
         })
     }
 
@@ -844,10 +940,12 @@ pub struct Report {
     pub ops_committed: u64,
     pub operations_completed: u64,
     pub crashes: u64,
+    pub corruptions: u64,
     pub partitions: u64,
     pub trace_digest: u64,
     pub writes_checked: u64,
     pub reads_checked: u64,
+    pub failover_ticks: Vec<u64>,
 }
 
 /// Runs one seed, converting a replica panic (an assertion catching a broken invariant)

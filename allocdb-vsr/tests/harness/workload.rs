@@ -2,7 +2,8 @@
 //! after a timeout (to the next replica), redirected by `not_primary`.
 
 use allocdb_core::{Bundle, Command, LeaseId, Outcome, Request, ResultCode};
-use allocdb_vsr::{ClientOperation, Prng, Query};
+use allocdb_vsr::{ClientOperation, Query};
+use allocdb_wal::SplitMix64;
 
 pub const RESOURCES: u128 = 8;
 pub const POOLS: [u128; 2] = [1_000, 1_001];
@@ -50,7 +51,11 @@ impl Client {
     }
 
     /// The next operation: setup creates first, then a random mix over hot resources.
-    pub fn next_operation(&mut self, prng: &mut Prng, setup: Option<Command>) -> ClientOperation {
+    pub fn next_operation(
+        &mut self,
+        prng: &mut SplitMix64,
+        setup: Option<Command>,
+    ) -> ClientOperation {
         let command = setup.unwrap_or_else(|| self.random_command(prng));
         if setup.is_none() && prng.up_to(9) == 0 {
             let query = match prng.up_to(2) {
@@ -69,7 +74,7 @@ impl Client {
         })
     }
 
-    fn random_command(&mut self, prng: &mut Prng) -> Command {
+    fn random_command(&mut self, prng: &mut SplitMix64) -> Command {
         let holder = self.id;
         let ttl = 5 + prng.up_to(60);
         let lease = if self.leases.is_empty() {

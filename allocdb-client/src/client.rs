@@ -1,0 +1,537 @@
+//! The public handle: typed calls that become requests for the connection task.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use allocdb_core::{
+    BUNDLE_SIZE_LIMIT, Bundle, Command, HolderId, LeaseId, LeaseView, Op, PoolId, PoolStats,
+    Request, ResourceId, ResourceView, ResultCode,
+};
+use allocdb_vsr::frame::Role;
+use allocdb_vsr::{ClientOperation, Query, ReadResult, ReplyBody};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::driver::{Call, Counters, Driver};
+use crate::error::ClientError;
+use crate::ids::IdSource;
+use crate::options::{CallOptions, ClientOptions};
+use crate::results::{Committed, Read};
+use crate::session::{Session, SessionError};
+
+/// A connection to an AllocDB cluster. Cheap to clone; clones share one connection task, so
+/// concurrent calls from all clones are coalesced into shared frames.
+///
+/// ```no_run
+/// use allocdb_client::{Client, ClientOptions};
+///
+/// # async fn example() -> Result<(), allocdb_client::ClientError> {
+/// let options = ClientOptions::new(vec!["127.0.0.1:3000".into(), "127.0.0.1:3001".into(), "127.0.0.1:3002".into()], 1);
+/// let client = Client::connect(options).await?;
+/// client.create_resource(42, None).await?;
+/// let ttl_slots = client.slots_for(std::time::Duration::from_secs(30));
+/// let lease = client.reserve(&[42], 7, ttl_slots).await?;
+/// client.activate(lease.lease, 7, lease.epoch, None).await?;
+/// let seat = client.get_resource(42, Some(lease.op)).await?;
+/// assert_eq!(seat.value.lease, Some(lease.lease));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    options: ClientOptions,
+    ids: IdSource,
+    cluster_id: u128,
+    slot_ms: u64,
+    calls: mpsc::Sender<Call>,
+    in_flight: Arc<Semaphore>,
+    counters: Arc<Counters>,
+}
+
+/// Counters describing what the client has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// `ClientRequests` frames sent.
+    pub frames_sent: u64,
+    /// Requests sent, resends included.
+    pub requests_sent: u64,
+    /// Sessions opened after the first (failovers, redirects, reconnects).
+    pub reconnects: u64,
+    /// The highest view seen.
+    pub view_max: u64,
+}
+
+impl Client {
+    /// Connects to the first replica that answers (trying each address in turn, for up to
+    /// `options.call_timeout`) and starts the connection task. Requires a tokio runtime.
+    ///
+    /// # Errors
+    /// [`ClientError::Invalid`] for unusable options or a replica of another cluster;
+    /// [`ClientError::Unavailable`] when no replica answered in time.
+    pub async fn connect(options: ClientOptions) -> Result<Client, ClientError> {
+        if let Some(reason) = options.problem() {
+            return Err(ClientError::Invalid { reason });
+        }
+        let ids = match options.identity_seed {
+            Some(seed) => IdSource::from_seed(seed, seed.rotate_left(32) ^ 0x5EED),
+            None => IdSource::random(),
+        };
+        let session = open_first(&options, ids.client_id()).await?;
+        let cluster_id = session.cluster_id;
+        let slot_ms = session.welcome.slot_ms;
+        assert!(slot_ms > 0, "the session checked the welcome");
+        let in_flight_max = usize::try_from(options.in_flight_max).expect("u32 fits in usize");
+        let (sender, receiver) = mpsc::channel(in_flight_max);
+        let counters = Arc::new(Counters::default());
+        counters
+            .view_max
+            .store(session.welcome.view, Ordering::Relaxed);
+        let driver = Driver::new(
+            options.clone(),
+            ids.client_id(),
+            receiver,
+            session,
+            Arc::clone(&counters),
+        );
+        tokio::spawn(driver.run());
+        Ok(Client {
+            inner: Arc::new(Inner {
+                options,
+                ids,
+                cluster_id,
+                slot_ms,
+                calls: sender,
+                in_flight: Arc::new(Semaphore::new(in_flight_max)),
+                counters,
+            }),
+        })
+    }
+
+    /// The cluster's id (learned from the first replica when the options said 0).
+    pub fn cluster_id(&self) -> u128 {
+        self.inner.cluster_id
+    }
+
+    /// The cluster's slot length in milliseconds: TTLs are counted in slots.
+    pub fn slot_ms(&self) -> u64 {
+        self.inner.slot_ms
+    }
+
+    /// The number of slots covering `duration`, rounded up (at least 1).
+    pub fn slots_for(&self, duration: std::time::Duration) -> u64 {
+        slots_for(duration, self.inner.slot_ms)
+    }
+
+    /// What the client has done so far.
+    pub fn stats(&self) -> ClientStats {
+        let counters = &self.inner.counters;
+        ClientStats {
+            frames_sent: counters.frames_sent.load(Ordering::Relaxed),
+            requests_sent: counters.requests_sent.load(Ordering::Relaxed),
+            reconnects: counters.reconnects.load(Ordering::Relaxed),
+            view_max: counters.view_max.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Creates a resource, optionally in a pool.
+    ///
+    /// # Errors
+    /// See [`Client::write`].
+    pub async fn create_resource(
+        &self,
+        resource: ResourceId,
+        pool: Option<PoolId>,
+    ) -> Result<Committed, ClientError> {
+        self.write_default(&Command::CreateResource { resource, pool })
+            .await
+    }
+
+    /// Reserves every resource of `resources` for `holder`, all or nothing.
+    ///
+    /// # Errors
+    /// [`ClientError::Invalid`] for more than [`BUNDLE_SIZE_LIMIT`] resources; see [`Client::write`].
+    pub async fn reserve(
+        &self,
+        resources: &[ResourceId],
+        holder: HolderId,
+        ttl_slots: u64,
+    ) -> Result<Committed, ClientError> {
+        let resources = Bundle::from_slice(resources).ok_or_else(|| ClientError::Invalid {
+            reason: format!(
+                "a bundle holds at most {BUNDLE_SIZE_LIMIT} resources, {} given",
+                resources.len()
+            ),
+        })?;
+        self.write_default(&Command::Reserve {
+            resources,
+            holder,
+            ttl_slots,
+        })
+        .await
+    }
+
+    /// Reserves `count` free members of `pool` for `holder`.
+    ///
+    /// # Errors
+    /// See [`Client::write`].
+    pub async fn reserve_any(
+        &self,
+        pool: PoolId,
+        count: u32,
+        holder: HolderId,
+        ttl_slots: u64,
+    ) -> Result<Committed, ClientError> {
+        self.write_default(&Command::ReserveAny {
+            pool,
+            count,
+            holder,
+            ttl_slots,
+        })
+        .await
+    }
+
+    /// Confirms a reservation; `ttl_slots: None` holds it until released or revoked.
+    ///
+    /// # Errors
+    /// See [`Client::write`].
+    pub async fn activate(
+        &self,
+        lease: LeaseId,
+        holder: HolderId,
+        epoch: u64,
+        ttl_slots: Option<u64>,
+    ) -> Result<Committed, ClientError> {
+        self.write_default(&Command::Activate {
+            lease,
+            holder,
+            epoch,
+            ttl_slots,
+        })
+        .await
+    }
+
+    /// Extends a reserved or active lease by `ttl_slots` from now.
+    ///
+    /// # Errors
+    /// See [`Client::write`].
+    pub async fn renew(
+        &self,
+        lease: LeaseId,
+        holder: HolderId,
+        epoch: u64,
+        ttl_slots: u64,
+    ) -> Result<Committed, ClientError> {
+        self.write_default(&Command::Renew {
+            lease,
+            holder,
+            epoch,
+            ttl_slots,
+        })
+        .await
+    }
+
+    /// Gives a lease's resources back.
+    ///
+    /// # Errors
+    /// See [`Client::write`].
+    pub async fn release(
+        &self,
+        lease: LeaseId,
+        holder: HolderId,
+        epoch: u64,
+    ) -> Result<Committed, ClientError> {
+        self.write_default(&Command::Release {
+            lease,
+            holder,
+            epoch,
+        })
+        .await
+    }
+
+    /// Takes a lease away from its holder (operator action); the resources stay held until
+    /// [`Client::reclaim`].
+    ///
+    /// # Errors
+    /// See [`Client::write`].
+    pub async fn revoke(&self, lease: LeaseId) -> Result<Committed, ClientError> {
+        self.write_default(&Command::Revoke { lease }).await
+    }
+
+    /// Frees the resources of a revoked lease.
+    ///
+    /// # Errors
+    /// See [`Client::write`].
+    pub async fn reclaim(&self, lease: LeaseId) -> Result<Committed, ClientError> {
+        self.write_default(&Command::Reclaim { lease }).await
+    }
+
+    /// Reads a resource, from state at least as new as `min_op` when given.
+    ///
+    /// # Errors
+    /// `Rejected { code: ResourceNotFound, .. }`; see [`Client::read`].
+    pub async fn get_resource(
+        &self,
+        resource: ResourceId,
+        min_op: Option<Op>,
+    ) -> Result<Read<ResourceView>, ClientError> {
+        let read = self
+            .read(Query::Resource(resource), min_op, CallOptions::default())
+            .await?;
+        match read.value {
+            ReadResult::Resource(result) => into_read(read.op, result),
+            other => Err(mismatched(&other)),
+        }
+    }
+
+    /// Reads a lease, from state at least as new as `min_op` when given.
+    ///
+    /// # Errors
+    /// `Rejected { code: LeaseNotFound | LeaseRetired, .. }`; see [`Client::read`].
+    pub async fn get_lease(
+        &self,
+        lease: LeaseId,
+        min_op: Option<Op>,
+    ) -> Result<Read<LeaseView>, ClientError> {
+        let read = self
+            .read(Query::Lease(lease), min_op, CallOptions::default())
+            .await?;
+        match read.value {
+            ReadResult::Lease(result) => into_read(read.op, result),
+            other => Err(mismatched(&other)),
+        }
+    }
+
+    /// Reads a pool's counts, from state at least as new as `min_op` when given.
+    ///
+    /// # Errors
+    /// `Rejected { code: PoolNotFound, .. }`; see [`Client::read`].
+    pub async fn pool_stats(
+        &self,
+        pool: PoolId,
+        min_op: Option<Op>,
+    ) -> Result<Read<PoolStats>, ClientError> {
+        let read = self
+            .read(Query::Pool(pool), min_op, CallOptions::default())
+            .await?;
+        match read.value {
+            ReadResult::Pool(result) => into_read(read.op, result),
+            other => Err(mismatched(&other)),
+        }
+    }
+
+    async fn write_default(&self, command: &Command) -> Result<Committed, ClientError> {
+        self.write(*command, CallOptions::default()).await
+    }
+
+    /// Submits any client command; retried with the same operation id until a definite
+    /// answer or the deadline.
+    ///
+    /// # Errors
+    /// [`ClientError::Rejected`] when the core refused it (the refusal is committed too);
+    /// [`ClientError::Indefinite`] when the deadline passed without a definite answer after
+    /// the write was sent; [`ClientError::Unavailable`] when it provably never ran;
+    /// [`ClientError::Invalid`] for an internal command or operation id 0.
+    pub async fn write(
+        &self,
+        command: Command,
+        options: CallOptions,
+    ) -> Result<Committed, ClientError> {
+        if command.is_internal() {
+            return Err(ClientError::Invalid {
+                reason: "internal commands (expire) are generated by the primary only".into(),
+            });
+        }
+        let operation_id = match options.operation_id {
+            Some(0) => {
+                return Err(ClientError::Invalid {
+                    reason: "operation id 0 is reserved for internal commands".into(),
+                });
+            }
+            Some(id) => id,
+            None => self.inner.ids.next_operation_id(),
+        };
+        let request = Request {
+            operation_id,
+            command,
+        };
+        let body = self
+            .submit(&ClientOperation::Write(request), options.timeout)
+            .await?;
+        match body {
+            ReplyBody::Committed { op, index, outcome } if outcome.code == ResultCode::Ok => {
+                Ok(Committed {
+                    op,
+                    index,
+                    operation_id,
+                    lease: outcome.lease,
+                    epoch: outcome.epoch,
+                    deadline_slot: outcome.deadline_slot,
+                    retry: outcome.retry,
+                })
+            }
+            ReplyBody::Committed { op, outcome, .. } => Err(ClientError::Rejected {
+                code: outcome.code,
+                op,
+            }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Submits any query; it is answered by the primary from state at least as new as
+    /// `min_op`, and retried until answered or the deadline.
+    ///
+    /// # Errors
+    /// [`ClientError::Timeout`] when the deadline passed; the query's own refusals are in
+    /// the returned [`ReadResult`].
+    pub async fn read(
+        &self,
+        query: Query,
+        min_op: Option<Op>,
+        options: CallOptions,
+    ) -> Result<Read<ReadResult>, ClientError> {
+        let operation = ClientOperation::Read {
+            query,
+            min_op: min_op.unwrap_or(0),
+        };
+        match self.submit(&operation, options.timeout).await? {
+            ReplyBody::Read { op, result } => Ok(Read { op, value: result }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Hands one request to the connection task and waits for its definite answer.
+    async fn submit(
+        &self,
+        operation: &ClientOperation,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<ReplyBody, ClientError> {
+        let inner = &self.inner;
+        let deadline = Instant::now() + timeout.unwrap_or(inner.options.call_timeout);
+        let permit =
+            tokio::time::timeout_at(deadline, Arc::clone(&inner.in_flight).acquire_owned())
+                .await
+                .map_err(|_| ClientError::Unavailable {
+                    reason: "the deadline passed waiting for an in-flight slot".into(),
+                })?
+                .map_err(|_| ClientError::Closed { operation_id: None })?;
+        let (reply, answer) = oneshot::channel();
+        let call = Call {
+            operation: *operation,
+            request_id: inner.ids.next_request_id(),
+            deadline,
+            reply,
+            permit,
+        };
+        // The channel holds as many calls as there are permits: this never waits.
+        inner
+            .calls
+            .send(call)
+            .await
+            .map_err(|_| ClientError::Closed { operation_id: None })?;
+        let operation_id = match operation {
+            ClientOperation::Write(request) => Some(request.operation_id),
+            ClientOperation::Read { .. } => None,
+        };
+        match answer.await {
+            Ok(Ok(ReplyBody::Invalid)) => Err(ClientError::Invalid {
+                reason: "the cluster refused the request as invalid".into(),
+            }),
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Closed { operation_id }),
+        }
+    }
+}
+
+/// The number of `slot_ms` slots covering `duration`, rounded up, at least 1.
+pub fn slots_for(duration: std::time::Duration, slot_ms: u64) -> u64 {
+    assert!(slot_ms > 0, "a slot has a positive length");
+    let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    millis.div_ceil(slot_ms).max(1)
+}
+
+/// Opens a session with the first replica that answers, trying each in turn until the
+/// options' call timeout.
+async fn open_first(options: &ClientOptions, client_id: u128) -> Result<Session, ClientError> {
+    let deadline = Instant::now() + options.call_timeout;
+    let mut last_error = String::new();
+    let mut round: u32 = 0;
+    loop {
+        for (replica, address) in options.addresses.iter().enumerate() {
+            match Session::open(
+                address,
+                replica,
+                options.cluster_id,
+                client_id,
+                options.connect_timeout,
+            )
+            .await
+            {
+                Ok(session) => return Ok(prefer_primary(options, client_id, session).await),
+                Err(error @ SessionError::WrongCluster { .. }) => {
+                    return Err(ClientError::Invalid {
+                        reason: format!("{address}: {error}"),
+                    });
+                }
+                Err(error) => last_error = format!("{address}: {error}"),
+            }
+        }
+        round += 1;
+        let pause = options
+            .backoff_min
+            .saturating_mul(1 << round.min(16))
+            .min(options.backoff_max);
+        if Instant::now() + pause >= deadline {
+            return Err(ClientError::Unavailable { reason: last_error });
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// A backup's welcome names the primary: open a session there instead, keeping the backup's
+/// session if that fails (the driver then finds the primary by itself).
+async fn prefer_primary(options: &ClientOptions, client_id: u128, session: Session) -> Session {
+    let welcome = session.welcome;
+    let primary = usize::from(welcome.primary_index);
+    if welcome.role == Role::Primary
+        || primary == session.replica
+        || primary >= options.addresses.len()
+    {
+        return session;
+    }
+    match Session::open(
+        &options.addresses[primary],
+        primary,
+        session.cluster_id,
+        client_id,
+        options.connect_timeout,
+    )
+    .await
+    {
+        Ok(better) if better.welcome.role == Role::Primary => better,
+        _ => session,
+    }
+}
+
+fn into_read<T>(op: Op, result: Result<T, ResultCode>) -> Result<Read<T>, ClientError> {
+    match result {
+        Ok(value) => Ok(Read { op, value }),
+        Err(code) => Err(ClientError::Rejected { code, op }),
+    }
+}
+
+fn mismatched(result: &ReadResult) -> ClientError {
+    ClientError::Invalid {
+        reason: format!("the cluster answered a different query: {result:?}"),
+    }
+}
+
+fn unexpected(body: &ReplyBody) -> ClientError {
+    ClientError::Invalid {
+        reason: format!("unexpected answer {body:?}"),
+    }
+}

@@ -1,0 +1,574 @@
+//! The connection task: the only code that talks to replicas.
+//!
+//! Calls arrive on a bounded channel. The task drains every call waiting there into one
+//! `ClientRequests` frame (that is the coalescing), keeps each call until it has a definite
+//! answer or its deadline passes, and resends it with the same request and operation id when
+//! the replica in use says `not_primary`, `overloaded`, goes silent, or drops the connection.
+//!
+//! Leader discovery: a `not_primary {view, primary}` answer (or a welcome from a backup) is
+//! followed when its view is at least the highest view seen; a replica that stays silent for
+//! `request_timeout` or refuses the connection is left for the next one in the list, and a
+//! full round of failures backs off before the next round.
+//!
+//! Honesty about outcomes: a write is *in doubt* once it was sent on a connection that then
+//! failed or went silent before answering it. When its deadline passes, an in-doubt (or still
+//! outstanding) write is reported [`ClientError::Indefinite`]; a write that every replica
+//! definitely refused to run (`not_primary`, `overloaded`) or that never left the client is
+//! reported [`ClientError::Unavailable`].
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use allocdb_vsr::frame::{self, FrameKind, FrameReply, FrameRequest, Role};
+use allocdb_vsr::{ClientOperation, ReplyBody};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::error::ClientError;
+use crate::options::ClientOptions;
+use crate::session::{Received, Session, SessionError};
+
+/// Consecutive `not_primary` hops followed without pausing; more means replicas disagree
+/// (a view change in progress), so the driver backs off instead of spinning.
+const HOPS_WITHOUT_BACKOFF_MAX: u32 = 8;
+
+/// One caller's request, travelling from [`crate::Client`] to the driver.
+pub(crate) struct Call {
+    pub(crate) operation: ClientOperation,
+    pub(crate) request_id: u64,
+    pub(crate) deadline: Instant,
+    pub(crate) reply: oneshot::Sender<Result<ReplyBody, ClientError>>,
+    /// Held until the call is answered: the in-flight bound.
+    pub(crate) permit: OwnedSemaphorePermit,
+}
+
+/// Counters shared with [`crate::Client::stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) frames_sent: AtomicU64,
+    pub(crate) requests_sent: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) view_max: AtomicU64,
+}
+
+struct Pending {
+    call: Call,
+    /// The frame it was last sent in (valid while `outstanding`).
+    frame_seq: u64,
+    /// Sent on the current session and not yet answered.
+    outstanding: bool,
+    /// Sent on an earlier session that failed before answering: may have executed.
+    in_doubt: bool,
+    /// Consecutive `overloaded` / `read_timeout` answers, for backoff.
+    refusals: u32,
+}
+
+impl Pending {
+    fn operation_id(&self) -> Option<u128> {
+        match self.call.operation {
+            ClientOperation::Write(request) => Some(request.operation_id),
+            ClientOperation::Read { .. } => None,
+        }
+    }
+}
+
+/// The connection task's state.
+pub(crate) struct Driver {
+    options: ClientOptions,
+    client_id: u128,
+    cluster_id: u128,
+    calls: mpsc::Receiver<Call>,
+    calls_closed: bool,
+    /// Ordered so resends go out in call order (and a simulation replays identically).
+    pending: BTreeMap<u64, Pending>,
+    unsent: VecDeque<u64>,
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    backoffs: BinaryHeap<Reverse<(Instant, u64)>>,
+    session: Option<Session>,
+    /// When the current session last made progress (answered, or began owing an answer).
+    progress_at: Instant,
+    outstanding_count: u32,
+    /// Requests still unanswered per frame of the current session, by frame number.
+    frames_outstanding: HashMap<u64, u32>,
+    frame_seq_next: u64,
+    replica: usize,
+    view_max: u64,
+    failures_in_row: u32,
+    hops_in_row: u32,
+    reconnect_at: Instant,
+    last_error: String,
+    requests_per_frame_max: u32,
+    counters: Arc<Counters>,
+    send_buf: Vec<u8>,
+    batch: Vec<FrameRequest>,
+    replies: Vec<FrameReply>,
+}
+
+impl Driver {
+    /// A driver that starts with an already open `session`.
+    pub(crate) fn new(
+        options: ClientOptions,
+        client_id: u128,
+        calls: mpsc::Receiver<Call>,
+        session: Session,
+        counters: Arc<Counters>,
+    ) -> Driver {
+        let requests_per_frame_max = options
+            .batch_requests_max
+            .min(session.welcome.requests_per_frame_max)
+            .min(frame::REQUESTS_PER_FRAME_MAX);
+        assert!(requests_per_frame_max > 0);
+        let now = Instant::now();
+        Driver {
+            client_id,
+            cluster_id: session.cluster_id,
+            calls,
+            calls_closed: false,
+            pending: BTreeMap::new(),
+            unsent: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
+            backoffs: BinaryHeap::new(),
+            progress_at: now,
+            outstanding_count: 0,
+            frames_outstanding: HashMap::new(),
+            frame_seq_next: 1,
+            replica: session.replica,
+            view_max: session.welcome.view,
+            failures_in_row: 0,
+            hops_in_row: 0,
+            reconnect_at: now,
+            last_error: String::new(),
+            requests_per_frame_max,
+            counters,
+            send_buf: Vec::new(),
+            batch: Vec::new(),
+            replies: Vec::new(),
+            session: Some(session),
+            options,
+        }
+    }
+
+    /// Runs until every [`crate::Client`] handle is dropped and every call is finished.
+    pub(crate) async fn run(mut self) {
+        let mut incoming = Vec::new();
+        loop {
+            let now = Instant::now();
+            self.expire_deadlines(now);
+            self.release_backoffs(now);
+            self.check_silence(now);
+            if self.calls_closed && self.pending.is_empty() {
+                return;
+            }
+            if self.session.is_none() && !self.pending.is_empty() && now >= self.reconnect_at {
+                self.reconnect().await;
+                continue;
+            }
+            if !self.unsent.is_empty()
+                && self.session.is_some()
+                && self.frames_outstanding.len() < self.options.frames_in_flight_max as usize
+            {
+                self.flush().await;
+                continue;
+            }
+            let wake = self.next_wake();
+            let limit = usize::try_from(self.requests_per_frame_max).expect("u32 fits");
+            // Biased (fixed arm order) so a simulation replays exactly; answers first.
+            tokio::select! {
+                biased;
+                result = receive(self.session.as_mut(), &mut self.replies) => {
+                    self.on_received(result);
+                }
+                received = self.calls.recv_many(&mut incoming, limit), if !self.calls_closed => {
+                    if received == 0 {
+                        self.calls_closed = true;
+                    }
+                    for call in incoming.drain(..) {
+                        self.admit(call);
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    fn admit(&mut self, call: Call) {
+        let request_id = call.request_id;
+        self.deadlines.push(Reverse((call.deadline, request_id)));
+        let previous = self.pending.insert(
+            request_id,
+            Pending {
+                call,
+                frame_seq: 0,
+                outstanding: false,
+                in_doubt: false,
+                refusals: 0,
+            },
+        );
+        assert!(previous.is_none(), "request ids are unique per client");
+        self.unsent.push_back(request_id);
+    }
+
+    /// Sends every unsent call on the current session, `requests_per_frame_max` per frame, all
+    /// frames in one write.
+    async fn flush(&mut self) {
+        self.send_buf.clear();
+        let mut sent_count: u32 = 0;
+        while !self.unsent.is_empty()
+            && self.frames_outstanding.len() < self.options.frames_in_flight_max as usize
+        {
+            self.batch.clear();
+            let frame_seq = self.frame_seq_next;
+            while self.batch.len() < self.requests_per_frame_max as usize {
+                let Some(request_id) = self.unsent.pop_front() else {
+                    break;
+                };
+                let Some(pending) = self.pending.get_mut(&request_id) else {
+                    continue; // finished while queued
+                };
+                if pending.outstanding {
+                    continue;
+                }
+                pending.outstanding = true;
+                pending.frame_seq = frame_seq;
+                sent_count += 1;
+                self.batch.push(FrameRequest {
+                    request_id,
+                    operation: pending.call.operation,
+                });
+            }
+            if self.batch.is_empty() {
+                break;
+            }
+            self.frame_seq_next += 1;
+            let batch_len = u32::try_from(self.batch.len()).expect("bounded by frame max");
+            self.frames_outstanding.insert(frame_seq, batch_len);
+            let batch = &self.batch;
+            frame::write_frame(
+                &mut self.send_buf,
+                FrameKind::ClientRequests,
+                self.cluster_id,
+                |body| frame::encode_requests(batch, body),
+            );
+            self.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .requests_sent
+                .fetch_add(self.batch.len() as u64, Ordering::Relaxed);
+        }
+        if sent_count == 0 {
+            return;
+        }
+        if self.outstanding_count == 0 {
+            self.progress_at = Instant::now();
+        }
+        self.outstanding_count += sent_count;
+        let session = self.session.as_mut().expect("flush needs a session");
+        let written =
+            tokio::time::timeout(self.options.request_timeout, session.write(&self.send_buf)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => self.abandon_session(&error.to_string(), true),
+            Err(_) => self.abandon_session("write timed out", true),
+        }
+    }
+
+    fn on_received(&mut self, result: Result<Received, SessionError>) {
+        match result {
+            Ok(Received::Replies) => {
+                self.progress_at = Instant::now();
+                let mut replies = std::mem::take(&mut self.replies);
+                for reply in replies.drain(..) {
+                    self.on_reply(&reply);
+                }
+                self.replies = replies;
+            }
+            Ok(Received::Error(message)) => {
+                self.abandon_session(&format!("replica sent an error: {message}"), true);
+            }
+            Err(error) => self.abandon_session(&error.to_string(), true),
+        }
+    }
+
+    fn on_reply(&mut self, reply: &FrameReply) {
+        let Some(pending) = self.pending.get_mut(&reply.request_id) else {
+            return; // an answer to an attempt we already resolved
+        };
+        if pending.outstanding {
+            pending.outstanding = false;
+            let frame_seq = pending.frame_seq;
+            self.answered(frame_seq);
+        }
+        match reply.body {
+            ReplyBody::Committed { .. } | ReplyBody::Read { .. } | ReplyBody::Invalid => {
+                self.hops_in_row = 0;
+                self.failures_in_row = 0;
+                self.finish(reply.request_id, Ok(reply.body));
+            }
+            ReplyBody::Overloaded | ReplyBody::ReadTimeout => self.back_off(reply.request_id),
+            ReplyBody::NotPrimary { view, primary } => {
+                if !self.follow(view, usize::from(primary)) {
+                    // The hint leads nowhere new (a view change in progress): wait a little
+                    // rather than asking the same replica again at once.
+                    self.back_off(reply.request_id);
+                }
+            }
+        }
+    }
+
+    /// Counts one answer (or abandonment) of a request sent in frame `frame_seq`.
+    fn answered(&mut self, frame_seq: u64) {
+        assert!(self.outstanding_count > 0);
+        self.outstanding_count -= 1;
+        let remaining = self
+            .frames_outstanding
+            .get_mut(&frame_seq)
+            .expect("an outstanding request's frame is outstanding");
+        assert!(*remaining > 0);
+        *remaining -= 1;
+        if *remaining == 0 {
+            self.frames_outstanding.remove(&frame_seq);
+        }
+    }
+
+    /// Queues a refused call for a resend after its backoff.
+    fn back_off(&mut self, request_id: u64) {
+        let pending = self
+            .pending
+            .get_mut(&request_id)
+            .expect("refused calls are pending");
+        assert!(!pending.outstanding);
+        pending.refusals = pending.refusals.saturating_add(1);
+        let delay = backoff(&self.options, pending.refusals);
+        self.backoffs
+            .push(Reverse((Instant::now() + delay, request_id)));
+    }
+
+    /// Follows a `not_primary` hint if it is at least as new as anything seen; whether the
+    /// driver moved to another replica (every pending call is then resent there).
+    fn follow(&mut self, view: u64, primary: usize) -> bool {
+        if view < self.view_max || primary >= self.options.addresses.len() {
+            return false;
+        }
+        self.view_max = view;
+        self.counters.view_max.fetch_max(view, Ordering::Relaxed);
+        if primary == self.replica {
+            return false;
+        }
+        tracing::debug!(view, primary, "following not_primary");
+        self.abandon_session("not the primary", false);
+        self.replica = primary;
+        self.hop();
+        true
+    }
+
+    /// Schedules the connection to a replica named by a hint: at once, unless hints have been
+    /// going round in circles (replicas that disagree during a view change), then backing off.
+    fn hop(&mut self) {
+        self.hops_in_row = self.hops_in_row.saturating_add(1);
+        self.reconnect_at = if self.hops_in_row > HOPS_WITHOUT_BACKOFF_MAX {
+            Instant::now() + backoff(&self.options, self.hops_in_row - HOPS_WITHOUT_BACKOFF_MAX)
+        } else {
+            Instant::now()
+        };
+    }
+
+    /// Drops the session; calls it still owed answers become in doubt and are queued again.
+    /// `next` moves on to the next replica (a failure, as opposed to a redirect).
+    fn abandon_session(&mut self, reason: &str, next: bool) {
+        if let Some(session) = self.session.take() {
+            tracing::debug!(replica = session.replica, reason, "leaving replica");
+        }
+        self.last_error = reason.to_string();
+        for (request_id, pending) in &mut self.pending {
+            if pending.outstanding {
+                pending.outstanding = false;
+                pending.in_doubt = true;
+                self.unsent.push_back(*request_id);
+            }
+        }
+        self.outstanding_count = 0;
+        self.frames_outstanding.clear();
+        if next {
+            self.note_failure();
+        }
+    }
+
+    fn note_failure(&mut self) {
+        let replica_count = self.options.addresses.len();
+        self.replica = (self.replica + 1) % replica_count;
+        self.failures_in_row += 1;
+        let round = u32::try_from(replica_count).expect("at most REPLICAS_MAX");
+        self.reconnect_at = if self.failures_in_row % round == 0 {
+            Instant::now() + backoff(&self.options, self.failures_in_row / round)
+        } else {
+            Instant::now()
+        };
+    }
+
+    async fn reconnect(&mut self) {
+        assert!(self.session.is_none());
+        let address = self.options.addresses[self.replica].clone();
+        self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        let opened = Session::open(
+            &address,
+            self.replica,
+            self.cluster_id,
+            self.client_id,
+            self.options.connect_timeout,
+        )
+        .await;
+        match opened {
+            Ok(session) => self.adopt(session),
+            Err(error) => {
+                tracing::debug!(address, %error, "connect failed");
+                self.last_error = error.to_string();
+                self.note_failure();
+            }
+        }
+    }
+
+    /// Uses a freshly opened session, or hops to the primary its welcome names.
+    fn adopt(&mut self, session: Session) {
+        let welcome = session.welcome;
+        if welcome.view > self.view_max {
+            self.view_max = welcome.view;
+            self.counters
+                .view_max
+                .fetch_max(welcome.view, Ordering::Relaxed);
+        }
+        let primary = usize::from(welcome.primary_index);
+        match welcome.role {
+            Role::Primary => {}
+            Role::Backup
+                if welcome.view >= self.view_max
+                    && primary != self.replica
+                    && primary < self.options.addresses.len() =>
+            {
+                self.replica = primary;
+                self.hop();
+                return;
+            }
+            _ => {
+                // Recovering, in a view change, or stale: try elsewhere; its answers would
+                // only be `not_primary`.
+                self.last_error = format!("replica {} is {}", self.replica, welcome.role.name());
+                self.note_failure();
+                return;
+            }
+        }
+        self.requests_per_frame_max = self
+            .options
+            .batch_requests_max
+            .min(welcome.requests_per_frame_max)
+            .min(frame::REQUESTS_PER_FRAME_MAX);
+        self.session = Some(session);
+        assert_eq!(self.outstanding_count, 0);
+        assert!(self.frames_outstanding.is_empty());
+        self.unsent.clear();
+        self.unsent.extend(self.pending.keys().copied());
+        // Calls waiting out a backoff keep waiting; `flush` skips nothing else.
+        for Reverse((_, request_id)) in &self.backoffs {
+            self.unsent.retain(|id| id != request_id);
+        }
+    }
+
+    /// A session that owes answers and has said nothing for `request_timeout` is abandoned.
+    fn check_silence(&mut self, now: Instant) {
+        if self.session.is_some()
+            && self.outstanding_count > 0
+            && now >= self.progress_at + self.options.request_timeout
+        {
+            self.abandon_session("no answer within the request timeout", true);
+        }
+    }
+
+    fn release_backoffs(&mut self, now: Instant) {
+        while let Some(Reverse((at, request_id))) = self.backoffs.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.backoffs.pop();
+            if self.pending.contains_key(&request_id) {
+                self.unsent.push_back(request_id);
+            }
+        }
+    }
+
+    fn expire_deadlines(&mut self, now: Instant) {
+        while let Some(Reverse((deadline, request_id))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(pending) = self.pending.get(&request_id) else {
+                continue;
+            };
+            let error = match pending.operation_id() {
+                Some(operation_id) if pending.in_doubt || pending.outstanding => {
+                    ClientError::Indefinite { operation_id }
+                }
+                None if pending.in_doubt || pending.outstanding => ClientError::Timeout,
+                _ => ClientError::Unavailable {
+                    reason: if self.last_error.is_empty() {
+                        "deadline passed while the cluster refused the request".to_string()
+                    } else {
+                        self.last_error.clone()
+                    },
+                },
+            };
+            self.finish(request_id, Err(error));
+        }
+    }
+
+    fn finish(&mut self, request_id: u64, result: Result<ReplyBody, ClientError>) {
+        let pending = self
+            .pending
+            .remove(&request_id)
+            .expect("finish is called for pending calls only");
+        if pending.outstanding {
+            self.answered(pending.frame_seq);
+        }
+        // The caller may have given up (dropped its future): nothing to tell it then.
+        let _ = pending.call.reply.send(result);
+        drop(pending.call.permit);
+    }
+
+    fn next_wake(&self) -> Instant {
+        let far = Instant::now() + std::time::Duration::from_secs(3600);
+        let mut wake = far;
+        if let Some(Reverse((at, _))) = self.deadlines.peek() {
+            wake = wake.min(*at);
+        }
+        if let Some(Reverse((at, _))) = self.backoffs.peek() {
+            wake = wake.min(*at);
+        }
+        if self.session.is_some() && self.outstanding_count > 0 {
+            wake = wake.min(self.progress_at + self.options.request_timeout);
+        }
+        if self.session.is_none() && !self.pending.is_empty() {
+            wake = wake.min(self.reconnect_at);
+        }
+        wake
+    }
+}
+
+/// Receives from the session, or waits forever when there is none.
+async fn receive(
+    session: Option<&mut Session>,
+    replies: &mut Vec<FrameReply>,
+) -> Result<Received, SessionError> {
+    match session {
+        Some(session) => session.receive(replies).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `backoff_min * 2^(attempt-1)`, capped at `backoff_max`.
+fn backoff(options: &ClientOptions, attempt: u32) -> std::time::Duration {
+    let shift = attempt.saturating_sub(1).min(16);
+    options
+        .backoff_min
+        .saturating_mul(1 << shift)
+        .min(options.backoff_max)
+}

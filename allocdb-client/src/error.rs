@@ -1,0 +1,143 @@
+//! What can go wrong with a call, split by what the caller may conclude.
+
+use allocdb_core::{Op, OperationId, ResultCode};
+
+/// Why a call did not return a value.
+///
+/// [`ClientError::is_definite`] says whether the outcome is known. Every variant except
+/// [`ClientError::Indefinite`] is definite: either the cluster answered, or the request can be
+/// shown never to have left this client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// The core refused the command or query with `code`. For a write, the refusal is itself
+    /// committed at `op` (a retry with the same operation id returns it again).
+    Rejected {
+        /// Why.
+        code: ResultCode,
+        /// The op at which the answer was decided.
+        op: Op,
+    },
+    /// The request can never succeed as written: refused by this client before sending (for
+    /// example a bundle over the limit) or answered `invalid` by the cluster. Nothing changed.
+    Invalid {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The deadline passed after the write was sent, without a definite answer. It may or may
+    /// not have committed; call again with this operation id to learn which.
+    Indefinite {
+        /// The id to retry with.
+        operation_id: OperationId,
+    },
+    /// The deadline passed without an answer to a read. Reads change nothing: just retry.
+    Timeout,
+    /// The deadline passed before the request could be sent to any replica: it was not
+    /// executed. `reason` is the last connection error seen.
+    Unavailable {
+        /// The last connection error.
+        reason: String,
+    },
+    /// The client was shut down (or its connection task failed) before the call finished;
+    /// `operation_id` is set when a write may have been sent.
+    Closed {
+        /// The write's id, if it may have been sent.
+        operation_id: Option<OperationId>,
+    },
+}
+
+impl ClientError {
+    /// Whether the outcome is known: `false` only when a write may or may not have committed.
+    pub fn is_definite(&self) -> bool {
+        match self {
+            ClientError::Indefinite { .. } => false,
+            ClientError::Closed { operation_id } => operation_id.is_none(),
+            ClientError::Rejected { .. }
+            | ClientError::Invalid { .. }
+            | ClientError::Timeout
+            | ClientError::Unavailable { .. } => true,
+        }
+    }
+
+    /// The result code when the core refused, else `None`.
+    pub fn code(&self) -> Option<ResultCode> {
+        match self {
+            ClientError::Rejected { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Rejected { code, op } => write!(f, "{} (op {op})", code.name()),
+            ClientError::Invalid { reason } => write!(f, "invalid request: {reason}"),
+            ClientError::Indefinite { operation_id } => write!(
+                f,
+                "outcome unknown: the deadline passed without a definite answer; \
+                 retry with operation id {operation_id} to learn it"
+            ),
+            ClientError::Timeout => write!(f, "read timed out without an answer"),
+            ClientError::Unavailable { reason } => {
+                write!(f, "no replica could be reached (not executed): {reason}")
+            }
+            ClientError::Closed { operation_id: None } => write!(f, "client closed"),
+            ClientError::Closed {
+                operation_id: Some(id),
+            } => write!(f, "client closed; outcome of operation {id} unknown"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientError;
+    use allocdb_core::ResultCode;
+
+    #[test]
+    fn only_a_possibly_sent_write_is_indefinite() {
+        let cases = [
+            (
+                ClientError::Rejected {
+                    code: ResultCode::ResourceBusy,
+                    op: 3,
+                },
+                true,
+            ),
+            (ClientError::Invalid { reason: "x".into() }, true),
+            (ClientError::Indefinite { operation_id: 9 }, false),
+            (ClientError::Timeout, true),
+            (
+                ClientError::Unavailable {
+                    reason: "refused".into(),
+                },
+                true,
+            ),
+            (ClientError::Closed { operation_id: None }, true),
+            (
+                ClientError::Closed {
+                    operation_id: Some(4),
+                },
+                false,
+            ),
+        ];
+        for (error, definite) in cases {
+            assert_eq!(error.is_definite(), definite, "{error}");
+        }
+        assert_eq!(
+            ClientError::Rejected {
+                code: ResultCode::StaleEpoch,
+                op: 1
+            }
+            .code(),
+            Some(ResultCode::StaleEpoch)
+        );
+        assert!(
+            ClientError::Indefinite { operation_id: 77 }
+                .to_string()
+                .contains("77")
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! `allocdb-client` is the async Rust client of an AllocDB cluster.
+//!
+//! A [`Client`] takes the replicas' addresses, finds the primary by itself (following
+//! `not_primary` answers and moving on from silent replicas), coalesces concurrent calls into
+//! shared frames, bounds how many calls are in flight, and retries every write with the same
+//! operation id until the cluster gives a definite answer or the caller's deadline passes. It
+//! never guesses an outcome: a write that may or may not have committed is reported as
+//! [`ClientError::Indefinite`] with the operation id that learns the truth when retried.
+//!
+//! It depends on the shared wire types of `allocdb-core` and `allocdb-vsr` only, never on the
+//! server. Its sockets come from [`net`], which switches to turmoil's simulated network under
+//! the `simulation` feature.
+//!
+//! ```no_run
+//! use allocdb_client::{Client, ClientError, ClientOptions};
+//! use allocdb_core::ResultCode;
+//!
+//! # async fn example() -> Result<(), ClientError> {
+//! let client = Client::connect(ClientOptions::new(vec!["127.0.0.1:3000".into()], 0)).await?;
+//! match client.reserve(&[1, 2], 99, client.slots_for(std::time::Duration::from_secs(60))).await {
+//!     Ok(grant) => println!("lease {} epoch {}", grant.lease.0, grant.epoch),
+//!     Err(ClientError::Rejected { code: ResultCode::ResourceBusy, .. }) => println!("taken"),
+//!     Err(error @ ClientError::Indefinite { .. }) => println!("unknown, retry: {error}"),
+//!     Err(error) => return Err(error),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod client;
+mod driver;
+mod error;
+mod ids;
+pub mod net;
+mod options;
+mod results;
+mod session;
+
+pub use client::{Client, ClientStats, slots_for};
+pub use error::ClientError;
+pub use options::{CallOptions, ClientOptions};
+pub use results::{Committed, Read};

@@ -1,0 +1,269 @@
+//! One TCP session with one replica: connect, hello/welcome, and framed reads and writes.
+//!
+//! The driver owns at most one session at a time. Everything here is bounded: the connect and
+//! the welcome each have a timeout, and the read buffer never grows past one maximal frame.
+
+use std::time::Duration;
+
+use allocdb_vsr::frame::{
+    self, ClientHello, DecodedFrame, ErrorBody, FrameHeader, FrameKind, FrameLimits, FrameReply,
+    Welcome,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::net::{self, OwnedReadHalf, OwnedWriteHalf};
+
+/// Why a session could not be opened or went wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SessionError {
+    /// The network failed or timed out: try another replica.
+    Io(String),
+    /// The replica spoke, but refused us or said something unintelligible.
+    Protocol(String),
+    /// The replica belongs to another cluster: a configuration error, not a fault.
+    WrongCluster { expected: u128, found: u128 },
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionError::Io(reason) | SessionError::Protocol(reason) => f.write_str(reason),
+            SessionError::WrongCluster { expected, found } => {
+                write!(
+                    f,
+                    "wrong cluster: expected {expected}, the replica serves {found}"
+                )
+            }
+        }
+    }
+}
+
+/// An open session: the welcome it got and the two halves of its stream.
+pub(crate) struct Session {
+    pub(crate) replica: usize,
+    pub(crate) cluster_id: u128,
+    pub(crate) welcome: Welcome,
+    reader: FrameReader,
+    writer: OwnedWriteHalf,
+}
+
+/// The read half with its frame buffer, pre-sized for one maximal client frame.
+struct FrameReader {
+    stream: OwnedReadHalf,
+    limits: FrameLimits,
+    buf: Vec<u8>,
+    filled: usize,
+    scratch: Vec<FrameReply>,
+}
+
+/// What one read produced.
+pub(crate) enum Received {
+    /// Replies (appended to the caller's vector).
+    Replies,
+    /// The replica sent an error frame and will close.
+    Error(String),
+}
+
+impl Session {
+    /// Connects to `address` (replica `replica`), says hello and waits for the welcome.
+    pub(crate) async fn open(
+        address: &str,
+        replica: usize,
+        cluster_id: u128,
+        client_id: u128,
+        timeout: Duration,
+    ) -> Result<Session, SessionError> {
+        let stream = tokio::time::timeout(timeout, net::connect(address))
+            .await
+            .map_err(|_| SessionError::Io(format!("connect to {address}: timed out")))?
+            .map_err(|error| SessionError::Io(format!("connect to {address}: {error}")))?;
+        let (reader, mut writer) = stream.into_split();
+        let mut hello = Vec::with_capacity(frame::HEADER_BYTES + 16);
+        frame::write_frame(&mut hello, FrameKind::ClientHello, cluster_id, |body| {
+            ClientHello { client_id }.encode(body);
+        });
+        tokio::time::timeout(timeout, writer.write_all(&hello))
+            .await
+            .map_err(|_| SessionError::Io(format!("hello to {address}: timed out")))?
+            .map_err(|error| SessionError::Io(format!("hello to {address}: {error}")))?;
+        let frame_bytes_max = frame::HEADER_BYTES
+            + usize::try_from(frame::CLIENT_BODY_BYTES_MAX).expect("u32 fits in usize");
+        // The welcome is read accepting any cluster so a wrong one is reported as such.
+        let mut reader = FrameReader {
+            stream: reader,
+            limits: FrameLimits::client(0),
+            buf: vec![0; frame_bytes_max],
+            filled: 0,
+            scratch: Vec::new(),
+        };
+        let (header, body) = tokio::time::timeout(timeout, reader.read_frame())
+            .await
+            .map_err(|_| SessionError::Io(format!("welcome from {address}: timed out")))??;
+        let welcome = accept_welcome(address, cluster_id, header, &body)?;
+        reader.limits = FrameLimits::client(header.cluster_id);
+        Ok(Session {
+            replica,
+            cluster_id: header.cluster_id,
+            welcome,
+            reader,
+            writer,
+        })
+    }
+
+    /// Writes `bytes` (whole frames) to the replica.
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.writer
+            .write_all(bytes)
+            .await
+            .map_err(|error| SessionError::Io(format!("write: {error}")))
+    }
+
+    /// Reads until at least one whole frame is buffered, then decodes every buffered frame,
+    /// appending replies to `replies`. Cancel-safe: a partial frame stays in the buffer.
+    pub(crate) async fn receive(
+        &mut self,
+        replies: &mut Vec<FrameReply>,
+    ) -> Result<Received, SessionError> {
+        loop {
+            if let Some(received) = self.reader.decode_buffered(replies)? {
+                return Ok(received);
+            }
+            self.reader.fill().await?;
+        }
+    }
+}
+
+/// Checks the welcome frame against the cluster we expect.
+fn accept_welcome(
+    address: &str,
+    cluster_id: u128,
+    header: FrameHeader,
+    body: &[u8],
+) -> Result<Welcome, SessionError> {
+    match header.kind {
+        FrameKind::ClientWelcome => {}
+        FrameKind::Error => return Err(error_frame(address, body, cluster_id)),
+        other => {
+            return Err(SessionError::Protocol(format!(
+                "{address} answered hello with a {} frame",
+                other.name()
+            )));
+        }
+    }
+    if cluster_id != 0 && header.cluster_id != cluster_id {
+        return Err(SessionError::WrongCluster {
+            expected: cluster_id,
+            found: header.cluster_id,
+        });
+    }
+    let welcome = Welcome::decode(body)
+        .map_err(|error| SessionError::Protocol(format!("welcome from {address}: {error}")))?;
+    if welcome.slot_ms == 0 || welcome.requests_per_frame_max == 0 {
+        return Err(SessionError::Protocol(format!(
+            "welcome from {address}: slot_ms and requests_per_frame_max must be positive"
+        )));
+    }
+    Ok(welcome)
+}
+
+impl FrameReader {
+    /// Decodes the whole frames at the front of the buffer; `None` if there are none.
+    fn decode_buffered(
+        &mut self,
+        replies: &mut Vec<FrameReply>,
+    ) -> Result<Option<Received>, SessionError> {
+        let mut consumed = 0;
+        let mut result = None;
+        while let Some(DecodedFrame {
+            header,
+            body,
+            frame_bytes,
+        }) = frame::decode_frame(&self.buf[consumed..self.filled], &self.limits)
+            .map_err(|error| SessionError::Protocol(format!("reply frame: {error}")))?
+        {
+            consumed += frame_bytes;
+            match header.kind {
+                FrameKind::ClientReplies => {
+                    frame::decode_replies(body, &mut self.scratch).map_err(|error| {
+                        SessionError::Protocol(format!("reply frame body: {error}"))
+                    })?;
+                    replies.append(&mut self.scratch);
+                    result = Some(Received::Replies);
+                }
+                FrameKind::Error => {
+                    let message = ErrorBody::decode(body).map_or_else(
+                        |error| format!("undecodable error frame: {error}"),
+                        |error| format!("{}: {}", error.code.name(), error.message),
+                    );
+                    result = Some(Received::Error(message));
+                    break;
+                }
+                other => {
+                    return Err(SessionError::Protocol(format!(
+                        "unexpected {} frame in a client session",
+                        other.name()
+                    )));
+                }
+            }
+        }
+        self.buf.copy_within(consumed..self.filled, 0);
+        self.filled -= consumed;
+        Ok(result)
+    }
+
+    /// Reads one whole frame (used for the welcome only).
+    async fn read_frame(&mut self) -> Result<(FrameHeader, Vec<u8>), SessionError> {
+        loop {
+            let decoded = frame::decode_frame(&self.buf[..self.filled], &self.limits)
+                .map_err(|error| SessionError::Protocol(format!("welcome frame: {error}")))?;
+            if let Some(DecodedFrame {
+                header,
+                body,
+                frame_bytes,
+            }) = decoded
+            {
+                let body = body.to_vec();
+                self.buf.copy_within(frame_bytes..self.filled, 0);
+                self.filled -= frame_bytes;
+                return Ok((header, body));
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn fill(&mut self) -> Result<(), SessionError> {
+        assert!(
+            self.filled < self.buf.len(),
+            "a frame never exceeds the buffer"
+        );
+        let read = self
+            .stream
+            .read(&mut self.buf[self.filled..])
+            .await
+            .map_err(|error| SessionError::Io(format!("read: {error}")))?;
+        if read == 0 {
+            return Err(SessionError::Io(
+                "the replica closed the connection".to_string(),
+            ));
+        }
+        self.filled += read;
+        Ok(())
+    }
+}
+
+fn error_frame(address: &str, body: &[u8], cluster_id: u128) -> SessionError {
+    match ErrorBody::decode(body) {
+        Ok(error) if error.code == frame::ErrorCode::WrongCluster => SessionError::WrongCluster {
+            expected: cluster_id,
+            found: 0,
+        },
+        Ok(error) => SessionError::Protocol(format!(
+            "{address} refused the session: {}: {}",
+            error.code.name(),
+            error.message
+        )),
+        Err(error) => {
+            SessionError::Protocol(format!("{address}: undecodable error frame: {error}"))
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The client against an in-process fake cluster: discovery, retries with the same operation
+//! id, honest indefinite outcomes, coalescing and the in-flight bound.
+
+mod support;
+
+use std::time::Duration;
+
+use allocdb_client::{CallOptions, Client, ClientError, ClientOptions};
+use allocdb_core::{Command, LeaseState, ResourceState, ResultCode};
+use support::{Behaviour, CLUSTER_ID, FakeCluster, SLOT_MS};
+
+fn options(cluster: &FakeCluster) -> ClientOptions {
+    let mut options = ClientOptions::new(cluster.addresses.clone(), CLUSTER_ID);
+    options.request_timeout = Duration::from_millis(150);
+    options.connect_timeout = Duration::from_millis(300);
+    options.call_timeout = Duration::from_secs(5);
+    options
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_calls_round_trip() {
+    let cluster = FakeCluster::start(&[Behaviour::Primary]).await;
+    let client = Client::connect(options(&cluster)).await.unwrap();
+    assert_eq!(client.slot_ms(), SLOT_MS);
+    assert_eq!(client.cluster_id(), CLUSTER_ID);
+    assert_eq!(client.slots_for(Duration::from_millis(25)), 3);
+
+    client.create_resource(1, None).await.unwrap();
+    for seat in 10..14 {
+        client.create_resource(seat, Some(5)).await.unwrap();
+    }
+    let grant = client.reserve(&[1], 42, 100).await.unwrap();
+    assert_eq!(grant.epoch, 1);
+    assert!(!grant.retry);
+    let busy = client.reserve(&[1], 43, 100).await.unwrap_err();
+    assert!(matches!(
+        busy,
+        ClientError::Rejected {
+            code: ResultCode::ResourceBusy,
+            ..
+        }
+    ));
+    assert!(busy.is_definite());
+    client
+        .activate(grant.lease, 42, grant.epoch, None)
+        .await
+        .unwrap();
+    let renewed = client
+        .renew(grant.lease, 42, grant.epoch, 50)
+        .await
+        .unwrap();
+    assert_eq!(renewed.lease, grant.lease);
+
+    let resource = client.get_resource(1, Some(renewed.op)).await.unwrap();
+    assert_eq!(resource.value.state, ResourceState::Active);
+    assert_eq!(resource.value.lease, Some(grant.lease));
+    let lease = client.get_lease(grant.lease, None).await.unwrap();
+    assert_eq!(lease.value.holder, 42);
+    assert_eq!(lease.value.resources.as_slice(), &[1]);
+
+    let pooled = client.reserve_any(5, 3, 9, 100).await.unwrap();
+    let stats = client.pool_stats(5, None).await.unwrap();
+    assert_eq!((stats.value.total, stats.value.free), (4, 1));
+    let released = client.release(pooled.lease, 9, pooled.epoch).await.unwrap();
+    assert_eq!(released.epoch, 2);
+    assert_eq!(
+        client
+            .get_lease(pooled.lease, None)
+            .await
+            .unwrap()
+            .value
+            .state,
+        LeaseState::Released
+    );
+    client.revoke(grant.lease).await.unwrap();
+    client.reclaim(grant.lease).await.unwrap();
+    assert_eq!(
+        client.get_resource(1, None).await.unwrap().value.state,
+        ResourceState::Available
+    );
+    let missing = client.get_resource(999, None).await.unwrap_err();
+    assert_eq!(missing.code(), Some(ResultCode::ResourceNotFound));
+    // Refused locally, never sent.
+    let too_big: Vec<u128> = (0..17).collect();
+    assert!(matches!(
+        client.reserve(&too_big, 1, 1).await,
+        Err(ClientError::Invalid { .. })
+    ));
+    let expire = Command::Expire {
+        lease: grant.lease,
+        deadline_slot: 1,
+    };
+    assert!(matches!(
+        client.write(expire, CallOptions::default()).await,
+        Err(ClientError::Invalid { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_operation_id_is_deduplicated() {
+    let cluster = FakeCluster::start(&[Behaviour::Primary]).await;
+    let client = Client::connect(options(&cluster)).await.unwrap();
+    let call = CallOptions {
+        operation_id: Some(0xFEED),
+        timeout: None,
+    };
+    let create = Command::CreateResource {
+        resource: 3,
+        pool: None,
+    };
+    let first = client.write(create, call).await.unwrap();
+    let again = client.write(create, call).await.unwrap();
+    assert!(!first.retry);
+    assert!(again.retry, "the stored outcome comes back");
+    assert_eq!((again.lease, again.epoch), (first.lease, first.epoch));
+    let other = Command::CreateResource {
+        resource: 4,
+        pool: None,
+    };
+    let conflict = client.write(other, call).await.unwrap_err();
+    assert_eq!(conflict.code(), Some(ResultCode::OperationConflict));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_are_coalesced_into_frames() {
+    let cluster = FakeCluster::start(&[Behaviour::Primary]).await;
+    cluster.state().answer_delay = Duration::from_millis(5);
+    let client = Client::connect(options(&cluster)).await.unwrap();
+    let calls = 300u128;
+    let mut tasks = Vec::new();
+    for resource in 0..calls {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            client.create_resource(resource, None).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let state = cluster.state();
+    let requests: usize = state.frames.iter().map(|(_, n)| n).sum();
+    let largest = state.frames.iter().map(|(_, n)| *n).max().unwrap();
+    assert_eq!(requests, 300);
+    assert!(
+        state.frames.len() < 100,
+        "300 concurrent calls took {} frames",
+        state.frames.len()
+    );
+    assert!(largest > 10, "largest frame held {largest} requests");
+    let counters = client.stats();
+    assert_eq!(counters.requests_sent, 300);
+    assert_eq!(counters.frames_sent, state.frames.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_calls_are_bounded() {
+    let cluster = FakeCluster::start(&[Behaviour::Primary]).await;
+    cluster.state().answer_delay = Duration::from_millis(2);
+    let mut options = options(&cluster);
+    options.in_flight_max = 4;
+    let client = Client::connect(options).await.unwrap();
+    let mut tasks = Vec::new();
+    for resource in 0..64u128 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            client.create_resource(resource, None).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let state = cluster.state();
+    assert_eq!(state.frames.iter().map(|(_, n)| n).sum::<usize>(), 64);
+    assert!(
+        state.in_flight_peak <= 4,
+        "peak in flight {}",
+        state.in_flight_peak
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_not_primary_to_the_newest_view() {
+    let cluster = FakeCluster::start(&[
+        Behaviour::NotPrimary {
+            view: 5,
+            primary: 2,
+        },
+        Behaviour::Silent,
+        Behaviour::Primary,
+    ])
+    .await;
+    let client = Client::connect(options(&cluster)).await.unwrap();
+    let grant = client.create_resource(8, None).await.unwrap();
+    assert!(!grant.retry);
+    assert_eq!(client.stats().view_max, 5);
+    let state = cluster.state();
+    assert!(
+        state.writes_seen.iter().all(|(replica, _)| *replica == 2),
+        "went straight to the primary: {:?}",
+        state.writes_seen
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_replica_is_left_after_the_request_timeout() {
+    let cluster = FakeCluster::start(&[Behaviour::Silent, Behaviour::Primary]).await;
+    let client = Client::connect(options(&cluster)).await.unwrap();
+    let started = std::time::Instant::now();
+    let grant = client.create_resource(8, None).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(!grant.retry, "the silent replica never executed it");
+    let state = cluster.state();
+    let ids: Vec<_> = state.writes_seen.iter().map(|(_, id)| *id).collect();
+    assert_eq!(ids.len(), 2, "sent to replica 0, then resent to 1");
+    assert_eq!(ids[0], ids[1], "the resend carries the same operation id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_lost_in_a_crash_is_retried_with_the_same_id() {
+    let cluster = FakeCluster::start(&[Behaviour::ExecuteThenDrop, Behaviour::Primary]).await;
+    let client = Client::connect(options(&cluster)).await.unwrap();
+    let grant = client.create_resource(8, None).await.unwrap();
+    assert!(
+        grant.retry,
+        "replica 1 returned the outcome replica 0 executed"
+    );
+    // The application saw one success; the resource exists exactly once.
+    let again = client.create_resource(8, None).await.unwrap_err();
+    assert_eq!(again.code(), Some(ResultCode::AlreadyExists));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_without_an_answer_is_indefinite() {
+    let cluster = FakeCluster::start(&[Behaviour::Silent, Behaviour::Silent]).await;
+    let mut options = options(&cluster);
+    options.call_timeout = Duration::from_millis(500);
+    let client = Client::connect(options).await.unwrap();
+    let error = client.create_resource(1, None).await.unwrap_err();
+    let ClientError::Indefinite { operation_id } = error else {
+        panic!("expected indefinite, got {error:?}");
+    };
+    assert!(!error.is_definite());
+    assert!(
+        cluster
+            .state()
+            .writes_seen
+            .iter()
+            .any(|(_, id)| *id == operation_id)
+    );
+    assert_eq!(
+        client.get_resource(1, None).await.unwrap_err(),
+        ClientError::Timeout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_every_replica_refused_is_definitely_unavailable() {
+    let cluster = FakeCluster::start(&[Behaviour::Overloaded]).await;
+    let mut options = options(&cluster);
+    options.call_timeout = Duration::from_millis(300);
+    let client = Client::connect(options).await.unwrap();
+    let error = client.create_resource(1, None).await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::Unavailable { .. }),
+        "got {error:?}"
+    );
+    let state = cluster.state();
+    assert!(
+        state.writes_seen.len() > 2,
+        "overloaded answers were retried"
+    );
+    let first = state.writes_seen[0].1;
+    assert!(state.writes_seen.iter().all(|(_, id)| *id == first));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_errors_are_reported() {
+    let cluster = FakeCluster::start(&[Behaviour::Primary]).await;
+    let mut wrong = options(&cluster);
+    wrong.cluster_id = CLUSTER_ID + 1;
+    assert!(matches!(
+        Client::connect(wrong).await,
+        Err(ClientError::Invalid { .. })
+    ));
+    // Nobody listens on a port we just closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let mut options = ClientOptions::new(vec![address], 0);
+    options.call_timeout = Duration::from_millis(200);
+    assert!(matches!(
+        Client::connect(options).await,
+        Err(ClientError::Unavailable { .. })
+    ));
+    let none = ClientOptions::new(Vec::new(), 0);
+    assert!(matches!(
+        Client::connect(none).await,
+        Err(ClientError::Invalid { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_mid_stream_is_invisible_except_for_latency() {
+    let cluster = FakeCluster::start(&[Behaviour::Primary, Behaviour::Primary]).await;
+    let client = Client::connect(options(&cluster)).await.unwrap();
+    let mut tasks = Vec::new();
+    for resource in 0..200u128 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(u64::try_from(resource).unwrap())).await;
+            client.create_resource(resource, None).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    cluster.set(
+        0,
+        Behaviour::NotPrimary {
+            view: 1,
+            primary: 1,
+        },
+    );
+    for task in tasks {
+        let grant = task.await.unwrap().unwrap();
+        assert!(!grant.retry);
+    }
+    let state = cluster.state();
+    assert!(state.writes_seen.iter().any(|(replica, _)| *replica == 1));
+    assert_eq!(client.stats().view_max, 1);
+}

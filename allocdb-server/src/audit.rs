@@ -1,0 +1,297 @@
+//! The double-allocation audit used by `allocdb demo` and the cluster tests.
+//!
+//! Clients record every lease they were granted and the log position `(op, index)` at which
+//! they released it. Lease ids are log positions too (`op << 32 | index`), so for each
+//! resource the grants can be put in log order. Then, for every two consecutive grants A, B
+//! of one resource, A must have ended before B began: either A's release is logged before B's
+//! grant, or A was not released by its client and is terminal (expired) by the end. And at the
+//! end at most one lease per resource is live: the last one granted, the one the resource
+//! names. Anything else is a resource granted to two live leases at once.
+
+use std::collections::BTreeMap;
+
+use allocdb_client::{Client, ClientError};
+use allocdb_core::{LeaseId, Op, ResourceId, ResultCode};
+
+/// One lease a client was granted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The lease (its id is its grant position).
+    pub lease: LeaseId,
+    /// Who holds it.
+    pub holder: u128,
+    /// Its resources.
+    pub resources: Vec<ResourceId>,
+    /// Where its release was logged, if its holder released it.
+    pub released_at: Option<(Op, u32)>,
+}
+
+/// Every grant seen, in the order recorded.
+#[derive(Debug, Default)]
+pub struct Audit {
+    grants: Vec<Grant>,
+}
+
+/// A lease's state at the end, as far as the audit cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalLease {
+    /// Still holds its resources.
+    Live,
+    /// Released, expired, revoked, or retired from history.
+    Terminal,
+}
+
+/// What [`Audit::check`] found.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Each double allocation, described.
+    pub violations: Vec<String>,
+    /// Leases audited.
+    pub leases_checked: usize,
+    /// Resources audited.
+    pub resources_checked: usize,
+}
+
+impl Audit {
+    /// Records a grant; the handle to record its release with.
+    pub fn grant(&mut self, grant: Grant) -> usize {
+        assert_ne!(grant.lease.0, 0, "a grant has a lease");
+        self.grants.push(grant);
+        self.grants.len() - 1
+    }
+
+    /// Records that grant `handle` was released at log position `position`.
+    pub fn released(&mut self, handle: usize, position: (Op, u32)) {
+        let grant = &mut self.grants[handle];
+        assert!(grant.released_at.is_none(), "released once");
+        assert!(
+            position > lease_position(grant.lease),
+            "a release is logged after its grant"
+        );
+        grant.released_at = Some(position);
+    }
+
+    /// The grants recorded.
+    pub fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+
+    /// Reads every lease's and resource's final state through `client`, then audits.
+    ///
+    /// # Errors
+    /// A read failed for a reason other than the lease having retired.
+    pub async fn check(&self, client: &Client) -> Result<Findings, String> {
+        // All reads at once: the client coalesces them and bounds how many are in flight.
+        let lease_reads: Vec<_> = self
+            .grants
+            .iter()
+            .map(|grant| {
+                let (client, lease) = (client.clone(), grant.lease);
+                tokio::spawn(async move { (lease, client.get_lease(lease, None).await) })
+            })
+            .collect();
+        let mut finals = BTreeMap::new();
+        for read in lease_reads {
+            let (lease, read) = read
+                .await
+                .map_err(|error| format!("lease read task: {error}"))?;
+            let state = match read {
+                Ok(read) if read.value.state.is_live() => FinalLease::Live,
+                Ok(_)
+                | Err(ClientError::Rejected {
+                    code: ResultCode::LeaseRetired,
+                    ..
+                }) => FinalLease::Terminal,
+                Err(error) => return Err(format!("reading lease {}: {error}", lease.0)),
+            };
+            finals.insert(lease, state);
+        }
+        let resource_reads: Vec<_> = self
+            .resources()
+            .into_iter()
+            .map(|resource| {
+                let client = client.clone();
+                tokio::spawn(async move { (resource, client.get_resource(resource, None).await) })
+            })
+            .collect();
+        let mut owners = BTreeMap::new();
+        for read in resource_reads {
+            let (resource, read) = read
+                .await
+                .map_err(|error| format!("resource read task: {error}"))?;
+            let read = read.map_err(|error| format!("reading resource {resource}: {error}"))?;
+            owners.insert(resource, read.value.lease);
+        }
+        Ok(self.check_against(&finals, &owners))
+    }
+
+    fn resources(&self) -> Vec<ResourceId> {
+        let mut resources: Vec<ResourceId> = self
+            .grants
+            .iter()
+            .flat_map(|grant| grant.resources.iter().copied())
+            .collect();
+        resources.sort_unstable();
+        resources.dedup();
+        resources
+    }
+
+    /// The audit proper, given each lease's final state and each resource's final lease.
+    pub fn check_against(
+        &self,
+        finals: &BTreeMap<LeaseId, FinalLease>,
+        owners: &BTreeMap<ResourceId, Option<LeaseId>>,
+    ) -> Findings {
+        let mut by_resource: BTreeMap<ResourceId, Vec<&Grant>> = BTreeMap::new();
+        for grant in &self.grants {
+            for resource in &grant.resources {
+                by_resource.entry(*resource).or_default().push(grant);
+            }
+        }
+        let mut violations = Vec::new();
+        for (resource, grants) in &mut by_resource {
+            grants.sort_by_key(|grant| lease_position(grant.lease));
+            for pair in grants.windows(2) {
+                let (a, b) = (pair[0], pair[1]);
+                check_pair(*resource, a, b, finals, &mut violations);
+            }
+            let last = grants.last().expect("an entry has a grant");
+            let owner = owners.get(resource).copied().flatten();
+            let last_live = finals.get(&last.lease) == Some(&FinalLease::Live);
+            if last_live && owner != Some(last.lease) {
+                violations.push(format!(
+                    "resource {resource}: lease {} is live but the resource names {owner:?}",
+                    last.lease.0
+                ));
+            }
+            if let Some(owner) = owner {
+                let known_earlier = grants[..grants.len() - 1].iter().any(|g| g.lease == owner);
+                if known_earlier {
+                    violations.push(format!(
+                        "resource {resource}: held by lease {} although lease {} was granted it later",
+                        owner.0, last.lease.0
+                    ));
+                }
+            }
+        }
+        Findings {
+            violations,
+            leases_checked: self.grants.len(),
+            resources_checked: by_resource.len(),
+        }
+    }
+}
+
+/// A before B on one resource: A must have ended before B's grant.
+fn check_pair(
+    resource: ResourceId,
+    a: &Grant,
+    b: &Grant,
+    finals: &BTreeMap<LeaseId, FinalLease>,
+    violations: &mut Vec<String>,
+) {
+    let b_granted = lease_position(b.lease);
+    match a.released_at {
+        Some(released) if released < b_granted => {}
+        Some(released) => violations.push(format!(
+            "resource {resource}: lease {} granted at {b_granted:?} while lease {} held it \
+             until its release at {released:?}",
+            b.lease.0, a.lease.0
+        )),
+        None if finals.get(&a.lease) == Some(&FinalLease::Terminal) => {}
+        None => violations.push(format!(
+            "resource {resource}: leases {} and {} are both live",
+            a.lease.0, b.lease.0
+        )),
+    }
+}
+
+/// A lease's grant position `(op, index)` in the log.
+pub fn lease_position(lease: LeaseId) -> (Op, u32) {
+    (lease.op(), lease.index())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Audit, FinalLease, Grant};
+    use allocdb_core::LeaseId;
+    use std::collections::BTreeMap;
+
+    fn grant(op: u64, resources: &[u128], released_at: Option<(u64, u32)>) -> Grant {
+        Grant {
+            lease: LeaseId::from_position(op, 0),
+            holder: op.into(),
+            resources: resources.to_vec(),
+            released_at,
+        }
+    }
+
+    fn audit(grants: &[Grant]) -> Audit {
+        let mut audit = Audit::default();
+        for g in grants {
+            audit.grant(g.clone());
+        }
+        audit
+    }
+
+    #[test]
+    fn a_correct_history_passes() {
+        // Seat 1: leased at op 1, released at op 3, leased again at op 4 (still live).
+        // Seats 2 and 3: a bundle at op 2 that expired; seat 2 leased again at op 6.
+        let grants = [
+            grant(1, &[1], Some((3, 0))),
+            grant(2, &[2, 3], None),
+            grant(4, &[1], None),
+            grant(6, &[2], Some((7, 1))),
+        ];
+        let finals = BTreeMap::from([
+            (grants[0].lease, FinalLease::Terminal),
+            (grants[1].lease, FinalLease::Terminal),
+            (grants[2].lease, FinalLease::Live),
+            (grants[3].lease, FinalLease::Terminal),
+        ]);
+        let owners = BTreeMap::from([(1, Some(grants[2].lease)), (2, None), (3, None)]);
+        let findings = audit(&grants).check_against(&finals, &owners);
+        assert_eq!(findings.violations, Vec::<String>::new());
+        assert_eq!(
+            (findings.leases_checked, findings.resources_checked),
+            (4, 3)
+        );
+    }
+
+    /// The checker catches a broken allocator: each history below is what a double
+    /// allocation would look like to clients.
+    #[test]
+    fn double_allocations_are_caught() {
+        // Granted again before the first holder released it.
+        let early = [grant(1, &[1], Some((5, 0))), grant(4, &[1], Some((6, 0)))];
+        let finals = BTreeMap::from([
+            (early[0].lease, FinalLease::Terminal),
+            (early[1].lease, FinalLease::Terminal),
+        ]);
+        let owners = BTreeMap::from([(1, None)]);
+        let found = audit(&early).check_against(&finals, &owners).violations;
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("while lease"));
+
+        // Two leases on one seat both live at the end.
+        let both = [grant(1, &[1, 2], None), grant(2, &[2], None)];
+        let finals = BTreeMap::from([
+            (both[0].lease, FinalLease::Live),
+            (both[1].lease, FinalLease::Live),
+        ]);
+        let owners = BTreeMap::from([(1, Some(both[0].lease)), (2, Some(both[1].lease))]);
+        let found = audit(&both).check_against(&finals, &owners).violations;
+        assert!(found.iter().any(|v| v.contains("both live")), "{found:?}");
+
+        // The resource still names an older lease than the last grant.
+        let stale = [grant(1, &[9], None), grant(3, &[9], None)];
+        let finals = BTreeMap::from([
+            (stale[0].lease, FinalLease::Terminal),
+            (stale[1].lease, FinalLease::Live),
+        ]);
+        let owners = BTreeMap::from([(9, Some(stale[0].lease))]);
+        let found = audit(&stale).check_against(&finals, &owners).violations;
+        assert_eq!(found.len(), 2, "{found:?}");
+    }
+}

@@ -1,0 +1,461 @@
+//! `allocdb client`: one command against a cluster, one JSON line out, a scriptable exit code.
+//!
+//! Exit status: 0 ok; 1 a definite failure (the cluster refused, e.g. `resource_busy`, or the
+//! request can never succeed); 2 a usage or connection-setup error (clap uses 2 for usage
+//! too); 3 an indefinite outcome: the deadline passed without a definite answer, and running
+//! the same command again with the printed `--operation-id` learns what happened.
+//!
+//! Durations (`--ttl`, `--timeout`) read like `500ms`, `30s`, `5m`; TTLs are converted to the
+//! cluster's slots (the slot length comes from the replica's welcome), rounded up.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use allocdb_client::{CallOptions, Client, ClientError, ClientOptions, Committed};
+use allocdb_core::{
+    Bundle, Command, DEADLINE_NONE, LeaseId, LeaseState, LeaseView, Op, PoolStats, ResourceState,
+    ResourceView,
+};
+use clap::{Args, Subcommand};
+
+use crate::duration::parse_duration;
+use crate::json::JsonLine;
+
+/// Exit status of a successful command.
+pub const EXIT_OK: u8 = 0;
+/// Exit status of a definite failure.
+pub const EXIT_DEFINITE_FAILURE: u8 = 1;
+/// Exit status of a usage or connection-setup error.
+pub const EXIT_SETUP_ERROR: u8 = 2;
+/// Exit status of an indefinite outcome.
+pub const EXIT_INDEFINITE: u8 = 3;
+
+/// `allocdb client` arguments.
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// The replicas' addresses, in replica order (a single address for a single replica).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub addresses: Vec<String>,
+    /// The cluster id; omitted, any cluster is accepted.
+    #[arg(long)]
+    pub cluster: Option<u128>,
+    /// The write's idempotency key; omitted, a fresh one is drawn and printed. Repeat an
+    /// indefinite command with the printed id to learn its outcome.
+    #[arg(long)]
+    pub operation_id: Option<u128>,
+    /// How long to keep trying, connecting included (default 10s).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: ClientCommand,
+}
+
+/// The commands of `allocdb client`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum ClientCommand {
+    /// Creates a resource, optionally in a pool.
+    CreateResource {
+        /// The resource id.
+        id: u128,
+        /// The pool it joins.
+        #[arg(long)]
+        pool: Option<u128>,
+    },
+    /// Reserves every listed resource (a bundle: all or nothing).
+    Reserve {
+        /// The resources.
+        #[arg(required = true)]
+        ids: Vec<u128>,
+        /// Who holds the lease.
+        #[arg(long)]
+        holder: u128,
+        /// How long the reservation lives unless renewed or activated.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Duration,
+    },
+    /// Reserves `--count` free members of a pool.
+    ReserveAny {
+        /// The pool.
+        pool: u128,
+        /// How many members.
+        #[arg(long)]
+        count: u32,
+        /// Who holds the lease.
+        #[arg(long)]
+        holder: u128,
+        /// How long the reservation lives unless renewed or activated.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Duration,
+    },
+    /// Confirms a reservation (without `--ttl`: held until released or revoked).
+    Activate {
+        /// The lease.
+        lease: u128,
+        /// Its holder.
+        #[arg(long)]
+        holder: u128,
+        /// Its current epoch.
+        #[arg(long)]
+        epoch: u64,
+        /// The new lifetime.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Extends a lease to now + `--ttl`.
+    Renew {
+        /// The lease.
+        lease: u128,
+        /// Its holder.
+        #[arg(long)]
+        holder: u128,
+        /// Its current epoch.
+        #[arg(long)]
+        epoch: u64,
+        /// The new lifetime.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Duration,
+    },
+    /// Gives a lease's resources back.
+    Release {
+        /// The lease.
+        lease: u128,
+        /// Its holder.
+        #[arg(long)]
+        holder: u128,
+        /// Its current epoch.
+        #[arg(long)]
+        epoch: u64,
+    },
+    /// Takes a lease away from its holder (resources stay held until `reclaim`).
+    Revoke {
+        /// The lease.
+        lease: u128,
+    },
+    /// Frees the resources of a revoked lease.
+    Reclaim {
+        /// The lease.
+        lease: u128,
+    },
+    /// Reads a resource.
+    GetResource {
+        /// The resource.
+        id: u128,
+        /// Read state at least as new as this op (from an earlier write's `op`).
+        #[arg(long)]
+        min_op: Option<u64>,
+    },
+    /// Reads a lease.
+    GetLease {
+        /// The lease.
+        id: u128,
+        /// Read state at least as new as this op.
+        #[arg(long)]
+        min_op: Option<u64>,
+    },
+    /// Reads a pool's total and free counts.
+    Pool {
+        /// The pool.
+        id: u128,
+        /// Read state at least as new as this op.
+        #[arg(long)]
+        min_op: Option<u64>,
+    },
+}
+
+/// Runs `allocdb client`: prints one JSON line and returns the exit status.
+pub fn run(args: &ClientArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            return emit(
+                &failure_line("runtime_error", &error.to_string()),
+                EXIT_SETUP_ERROR,
+            );
+        }
+    };
+    let (line, status) = runtime.block_on(execute(args));
+    emit(&line, status)
+}
+
+fn emit(line: &str, status: u8) -> ExitCode {
+    println!("{line}");
+    ExitCode::from(status)
+}
+
+/// Connects and runs the command; the JSON line and the exit status.
+pub async fn execute(args: &ClientArgs) -> (String, u8) {
+    let timeout = args.timeout.unwrap_or(Duration::from_secs(10));
+    let mut options = ClientOptions::new(args.addresses.clone(), args.cluster.unwrap_or(0));
+    options.call_timeout = timeout;
+    let client = match Client::connect(options).await {
+        Ok(client) => client,
+        Err(error) => {
+            return (
+                failure_line("connection_error", &error.to_string()),
+                EXIT_SETUP_ERROR,
+            );
+        }
+    };
+    let call = CallOptions {
+        operation_id: args.operation_id,
+        timeout: Some(timeout),
+    };
+    match write_command(&client, &args.command) {
+        Some(Ok(command)) => write(&client, &command, call).await,
+        Some(Err(reason)) => (failure_line("invalid", &reason), EXIT_SETUP_ERROR),
+        None => read(&client, &args.command).await,
+    }
+}
+
+/// The core command for a write; `None` for a query.
+fn write_command(client: &Client, command: &ClientCommand) -> Option<Result<Command, String>> {
+    let slots = |ttl: Duration| client.slots_for(ttl);
+    let command = match command {
+        ClientCommand::CreateResource { id, pool } => Command::CreateResource {
+            resource: *id,
+            pool: *pool,
+        },
+        ClientCommand::Reserve { ids, holder, ttl } => {
+            let Some(resources) = Bundle::from_slice(ids) else {
+                return Some(Err(format!(
+                    "a bundle holds at most {} resources, {} given",
+                    allocdb_core::BUNDLE_SIZE_LIMIT,
+                    ids.len()
+                )));
+            };
+            Command::Reserve {
+                resources,
+                holder: *holder,
+                ttl_slots: slots(*ttl),
+            }
+        }
+        ClientCommand::ReserveAny {
+            pool,
+            count,
+            holder,
+            ttl,
+        } => Command::ReserveAny {
+            pool: *pool,
+            count: *count,
+            holder: *holder,
+            ttl_slots: slots(*ttl),
+        },
+        ClientCommand::Activate { .. }
+        | ClientCommand::Renew { .. }
+        | ClientCommand::Release { .. }
+        | ClientCommand::Revoke { .. }
+        | ClientCommand::Reclaim { .. } => lease_command(command, slots),
+        ClientCommand::GetResource { .. }
+        | ClientCommand::GetLease { .. }
+        | ClientCommand::Pool { .. } => return None,
+    };
+    Some(Ok(command))
+}
+
+/// The core command for a write on an existing lease.
+fn lease_command(command: &ClientCommand, slots: impl Fn(Duration) -> u64) -> Command {
+    match command {
+        ClientCommand::Activate {
+            lease,
+            holder,
+            epoch,
+            ttl,
+        } => Command::Activate {
+            lease: LeaseId(*lease),
+            holder: *holder,
+            epoch: *epoch,
+            ttl_slots: ttl.map(slots),
+        },
+        ClientCommand::Renew {
+            lease,
+            holder,
+            epoch,
+            ttl,
+        } => Command::Renew {
+            lease: LeaseId(*lease),
+            holder: *holder,
+            epoch: *epoch,
+            ttl_slots: slots(*ttl),
+        },
+        ClientCommand::Release {
+            lease,
+            holder,
+            epoch,
+        } => Command::Release {
+            lease: LeaseId(*lease),
+            holder: *holder,
+            epoch: *epoch,
+        },
+        ClientCommand::Revoke { lease } => Command::Revoke {
+            lease: LeaseId(*lease),
+        },
+        ClientCommand::Reclaim { lease } => Command::Reclaim {
+            lease: LeaseId(*lease),
+        },
+        _ => unreachable!("only lease commands are passed here"),
+    }
+}
+
+/// Runs a write; on success, reads the lease back (at the write's op) so the line carries
+/// its holder, state and resources too, e.g. which pool members `reserve-any` picked.
+async fn write(client: &Client, command: &Command, call: CallOptions) -> (String, u8) {
+    match client.write(*command, call).await {
+        Ok(committed) => {
+            let mut line = committed_line(&committed);
+            if committed.lease.0 != 0 {
+                match client.get_lease(committed.lease, Some(committed.op)).await {
+                    Ok(read) => line = lease_extras(line, &read.value),
+                    Err(error) => line = line.str("lease_read_error", &error.to_string()),
+                }
+            }
+            (line.finish(), EXIT_OK)
+        }
+        Err(error) => error_line(&error, call.operation_id),
+    }
+}
+
+async fn read(client: &Client, command: &ClientCommand) -> (String, u8) {
+    let result = match command {
+        ClientCommand::GetResource { id, min_op } => client
+            .get_resource(*id, *min_op)
+            .await
+            .map(|read| resource_fields(ok_line(read.op), &read.value)),
+        ClientCommand::GetLease { id, min_op } => client
+            .get_lease(LeaseId(*id), *min_op)
+            .await
+            .map(|read| lease_fields(ok_line(read.op), &read.value)),
+        ClientCommand::Pool { id, min_op } => client
+            .pool_stats(*id, *min_op)
+            .await
+            .map(|read| pool_fields(ok_line(read.op), &read.value)),
+        _ => unreachable!("write commands are handled by `write`"),
+    };
+    match result {
+        Ok(line) => (line.finish(), EXIT_OK),
+        Err(error) => error_line(&error, None),
+    }
+}
+
+fn ok_line(op: Op) -> JsonLine {
+    JsonLine::new().str("result", "ok").u64("op", op)
+}
+
+fn committed_line(committed: &Committed) -> JsonLine {
+    let line = ok_line(committed.op)
+        .id("operation_id", committed.operation_id)
+        .bool("retry", committed.retry);
+    if committed.lease.0 == 0 {
+        return line;
+    }
+    line.id("lease_id", committed.lease.0)
+        .u64("epoch", committed.epoch)
+        .u64_or_null("deadline", deadline(committed.deadline_slot))
+}
+
+/// A deadline slot for printing: `null` when the lease has none.
+fn deadline(slot: u64) -> Option<u64> {
+    (slot != DEADLINE_NONE && slot != 0).then_some(slot)
+}
+
+fn lease_fields(line: JsonLine, lease: &LeaseView) -> JsonLine {
+    let line = line
+        .id("lease_id", lease.id.0)
+        .u64("epoch", lease.epoch)
+        .u64_or_null("deadline", deadline(lease.deadline_slot));
+    lease_extras(line, lease)
+}
+
+/// The lease fields a write's outcome does not carry (read back at the write's op).
+fn lease_extras(line: JsonLine, lease: &LeaseView) -> JsonLine {
+    line.id("holder", lease.holder)
+        .str("state", lease_state_name(lease.state))
+        .ids("resources", lease.resources.as_slice())
+}
+
+fn resource_fields(line: JsonLine, resource: &ResourceView) -> JsonLine {
+    line.id("resource_id", resource.id)
+        .id_or_null("pool", resource.pool)
+        .str("state", resource_state_name(resource.state))
+        .id_or_null("lease_id", resource.lease.map(|lease| lease.0))
+        .u64("version", resource.version)
+}
+
+fn pool_fields(line: JsonLine, pool: &PoolStats) -> JsonLine {
+    line.id("pool", pool.pool)
+        .u64("total", u64::from(pool.total))
+        .u64("free", u64::from(pool.free))
+}
+
+/// The line and exit status for a failed call.
+fn error_line(error: &ClientError, operation_id: Option<u128>) -> (String, u8) {
+    match error {
+        ClientError::Rejected { code, op } => {
+            let line = JsonLine::new().str("result", code.name()).u64("op", *op);
+            let line = match operation_id {
+                Some(id) => line.id("operation_id", id),
+                None => line,
+            };
+            (line.finish(), EXIT_DEFINITE_FAILURE)
+        }
+        ClientError::Indefinite { operation_id } => (
+            JsonLine::new()
+                .str("result", "indefinite")
+                .id("operation_id", *operation_id)
+                .str("error", &error.to_string())
+                .finish(),
+            EXIT_INDEFINITE,
+        ),
+        ClientError::Timeout => (failure_line("timeout", &error.to_string()), EXIT_INDEFINITE),
+        ClientError::Closed {
+            operation_id: Some(id),
+        } => (
+            JsonLine::new()
+                .str("result", "indefinite")
+                .id("operation_id", *id)
+                .str("error", &error.to_string())
+                .finish(),
+            EXIT_INDEFINITE,
+        ),
+        ClientError::Invalid { .. } => (
+            failure_line("invalid", &error.to_string()),
+            EXIT_DEFINITE_FAILURE,
+        ),
+        ClientError::Unavailable { .. } | ClientError::Closed { operation_id: None } => (
+            failure_line("unavailable", &error.to_string()),
+            EXIT_DEFINITE_FAILURE,
+        ),
+    }
+}
+
+fn failure_line(result: &str, error: &str) -> String {
+    JsonLine::new()
+        .str("result", result)
+        .str("error", error)
+        .finish()
+}
+
+/// A lease state's name as printed.
+pub fn lease_state_name(state: LeaseState) -> &'static str {
+    match state {
+        LeaseState::Reserved => "reserved",
+        LeaseState::Active => "active",
+        LeaseState::Revoking => "revoking",
+        LeaseState::Released => "released",
+        LeaseState::Expired => "expired",
+        LeaseState::Revoked => "revoked",
+    }
+}
+
+/// A resource state's name as printed.
+pub fn resource_state_name(state: ResourceState) -> &'static str {
+    match state {
+        ResourceState::Available => "available",
+        ResourceState::Reserved => "reserved",
+        ResourceState::Active => "active",
+        ResourceState::Revoking => "revoking",
+    }
+}

@@ -1,0 +1,297 @@
+//! The operator commands of the `allocdb` binary: `format`, `start` and `status`.
+//!
+//! Each returns a process exit code: 0 success, 1 a runtime failure, 2 a usage or setup error
+//! (bad flags, a data directory that does not fit, an address that cannot be bound).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use allocdb_core::Config as CoreConfig;
+use allocdb_vsr::Replica;
+use allocdb_wal::FileStorage;
+use clap::Args;
+use tokio::sync::watch;
+use tokio::time::Duration;
+use tracing::{error, info};
+
+use crate::server::{self, RuntimeOptions, ServerError};
+use crate::settings::{ClusterSettings, WAL_DIR, default_core_config, settings_path};
+use crate::status;
+
+/// Exit code of a usage or setup error.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code of a runtime failure.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// `allocdb format`: creates a replica's data directory.
+#[derive(Args, Debug)]
+pub struct FormatArgs {
+    /// The cluster id (a non-zero u128; every replica of the cluster gets the same one).
+    #[arg(long)]
+    pub cluster: u128,
+    /// This replica's index, 0..replica-count.
+    #[arg(long)]
+    pub replica: u8,
+    /// The number of replicas: 1, 3 or 5.
+    #[arg(long)]
+    pub replica_count: u8,
+    /// Length of a slot (the unit of TTLs) in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pub slot_ms: u64,
+    /// Length of a protocol tick in milliseconds (timeouts are counted in ticks).
+    #[arg(long, default_value_t = 10)]
+    pub tick_ms: u64,
+    /// The core's limits.
+    #[command(flatten)]
+    pub core: CoreFlags,
+    /// The data directory to create (must not hold a formatted replica).
+    pub data_dir: PathBuf,
+}
+
+/// The core's limits, identical on every replica (defaults: see `docs/operations.md`).
+#[derive(Args, Debug)]
+pub struct CoreFlags {
+    /// Rows in the resource table.
+    #[arg(long)]
+    pub resources_max: Option<u32>,
+    /// Rows in the pool table.
+    #[arg(long)]
+    pub pools_max: Option<u32>,
+    /// Rows in the lease table.
+    #[arg(long)]
+    pub leases_max: Option<u32>,
+    /// Rows in the lease-member table.
+    #[arg(long)]
+    pub lease_members_max: Option<u32>,
+    /// The largest bundle (at most 16).
+    #[arg(long)]
+    pub bundle_size_max: Option<u32>,
+    /// Rows in the operation (retry dedupe) table.
+    #[arg(long)]
+    pub operations_max: Option<u32>,
+    /// The largest TTL, in slots.
+    #[arg(long)]
+    pub ttl_slots_max: Option<u64>,
+    /// How long an operation id is remembered for retries, in slots.
+    #[arg(long)]
+    pub dedupe_window_slots: Option<u64>,
+    /// How long a finished lease stays queryable, in slots.
+    #[arg(long)]
+    pub lease_history_slots: Option<u64>,
+}
+
+impl CoreFlags {
+    fn config(&self) -> CoreConfig {
+        let mut core = default_core_config();
+        let set32 = |field: &mut u32, value: Option<u32>| *field = value.unwrap_or(*field);
+        set32(&mut core.resources_max, self.resources_max);
+        set32(&mut core.pools_max, self.pools_max);
+        set32(&mut core.leases_max, self.leases_max);
+        set32(&mut core.lease_members_max, self.lease_members_max);
+        set32(&mut core.bundle_size_max, self.bundle_size_max);
+        set32(&mut core.operations_max, self.operations_max);
+        core.ttl_slots_max = self.ttl_slots_max.unwrap_or(core.ttl_slots_max);
+        core.dedupe_window_slots = self.dedupe_window_slots.unwrap_or(core.dedupe_window_slots);
+        core.lease_history_slots = self.lease_history_slots.unwrap_or(core.lease_history_slots);
+        core
+    }
+}
+
+/// `allocdb start`: runs a replica.
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Every replica's address (host:port), comma-separated, in index order; one address
+    /// runs a single-replica server.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub addresses: Vec<String>,
+    /// This replica's index in --addresses.
+    #[arg(long)]
+    pub replica: u8,
+    /// Serve Prometheus `/metrics` and `/health` over HTTP on this address.
+    #[arg(long)]
+    pub metrics: Option<String>,
+    /// Listen here instead of on this replica's entry in --addresses (e.g. 0.0.0.0:port).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// The data directory made by `allocdb format`.
+    pub data_dir: PathBuf,
+}
+
+/// `allocdb status`: one JSON line per replica.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The replicas' addresses, comma-separated, in index order.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub addresses: Vec<String>,
+    /// The cluster id (0 = accept any cluster's answer).
+    #[arg(long, default_value_t = 0)]
+    pub cluster: u128,
+    /// How long to wait for each replica, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub timeout_ms: u64,
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Runs `allocdb format`.
+pub fn format(args: &FormatArgs) -> ExitCode {
+    let mut settings = ClusterSettings::new(
+        args.cluster,
+        args.replica,
+        args.replica_count,
+        args.slot_ms,
+        args.core.config(),
+    );
+    settings.tick_ms = args.tick_ms;
+    if let Err(error) = settings.validate() {
+        return usage_error(&format!("invalid settings: {error}"));
+    }
+    if settings_path(&args.data_dir).exists() {
+        return usage_error(&format!("{} is already formatted", args.data_dir.display()));
+    }
+    if let Err(error) = std::fs::create_dir_all(&args.data_dir) {
+        return usage_error(&format!(
+            "cannot create {}: {error}",
+            args.data_dir.display()
+        ));
+    }
+    let storage = match FileStorage::open_dir(args.data_dir.join(WAL_DIR)) {
+        Ok(storage) => storage,
+        Err(error) => return usage_error(&format!("cannot open the log directory: {error}")),
+    };
+    if let Err(error) = Replica::format(storage, settings.replica_config()) {
+        return usage_error(&format!(
+            "cannot format {}: {error}",
+            args.data_dir.display()
+        ));
+    }
+    if let Err(error) = settings.write(&args.data_dir) {
+        return usage_error(&error.to_string());
+    }
+    println!(
+        "formatted replica {} of {} (cluster {}) in {}",
+        args.replica,
+        args.replica_count,
+        args.cluster,
+        args.data_dir.display()
+    );
+    ExitCode::SUCCESS
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    // Two workers: the replica task runs on the main thread (block_on), so its synchronous
+    // fsyncs never stall the connection tasks.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// Runs `allocdb start` until SIGTERM/SIGINT.
+pub fn start(args: &StartArgs) -> ExitCode {
+    let settings = match ClusterSettings::read(&args.data_dir) {
+        Ok(settings) => settings,
+        Err(error) => return usage_error(&error.to_string()),
+    };
+    if args.replica != settings.replica_index {
+        return usage_error(&format!(
+            "--replica {} but {} holds replica {}",
+            args.replica,
+            args.data_dir.display(),
+            settings.replica_index
+        ));
+    }
+    if args.addresses.len() != usize::from(settings.replica_count) {
+        return usage_error(&format!(
+            "{} addresses given but the cluster has {} replicas",
+            args.addresses.len(),
+            settings.replica_count
+        ));
+    }
+    let storage = match FileStorage::open_dir(args.data_dir.join(WAL_DIR)) {
+        Ok(storage) => storage,
+        Err(error) => return usage_error(&format!("cannot open the log directory: {error}")),
+    };
+    let replica = match Replica::open(storage, settings.replica_config()) {
+        Ok(replica) => replica,
+        Err(error) => {
+            error!(%error, "cannot open the replica");
+            return usage_error(&format!("cannot open {}: {error}", args.data_dir.display()));
+        }
+    };
+    let mut options = RuntimeOptions::new(args.addresses.clone());
+    options.metrics.clone_from(&args.metrics);
+    options.listen.clone_from(&args.listen);
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
+    };
+    let result = runtime.block_on(async {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            info!("signal received: finishing the current batch and stopping");
+            let _ = shutdown_tx.send(true);
+        });
+        server::run(replica, &settings, options, shutdown_rx).await
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error @ (ServerError::Bind { .. } | ServerError::Options(_))) => {
+            usage_error(&error.to_string())
+        }
+        Err(error @ ServerError::Halted(_)) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs `allocdb status`: exit 0 when every replica answered, 1 otherwise.
+pub fn status(args: &StatusArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
+    };
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let mut all_answered = true;
+    for (index, address) in args.addresses.iter().enumerate() {
+        let answer = runtime.block_on(status::probe(address, args.cluster, timeout));
+        all_answered &= answer.is_ok();
+        println!("{}", status::json_line(index, address, &answer));
+    }
+    if all_answered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
+}

@@ -1,0 +1,399 @@
+//! One task per accepted connection: the first frame decides what the connection is (a peer
+//! link, a client session, or a status probe), and any invalid frame gets an error frame that
+//! names the problem before the connection closes. Nothing a connection sends can affect
+//! another connection or the replica beyond the requests it is allowed to make.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use allocdb_vsr::ReplyBody;
+use allocdb_vsr::frame::{
+    self, ClientHello, ErrorCode, FrameKind, FrameLimits, FrameReply, FrameRequest,
+    REQUESTS_PER_FRAME_MAX, StatusReply, Welcome,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Duration, Instant};
+use tracing::debug;
+
+use crate::driver::{ClientBatch, ControlInput, ReplicaState};
+use crate::frame_io::{self, FrameReader, ReadError};
+use crate::metrics::Metrics;
+use crate::net;
+use crate::peer::{self, BusOptions, Identity};
+
+/// Reply batches a connection may have queued before the replica drops its replies.
+const REPLY_QUEUE_BATCHES: usize = 256;
+/// Requests whose arrival time a session remembers (for the latency histogram).
+const LATENCY_TRACKED_MAX: usize = 16_384;
+
+/// What every connection task shares.
+pub struct ConnectionContext {
+    /// Who this replica is.
+    pub identity: Identity,
+    /// The cluster's slot length (told to clients).
+    pub slot_ms: u64,
+    /// Peer messages and session events for the replica.
+    pub control: mpsc::Sender<ControlInput>,
+    /// Client batches for the replica.
+    pub requests: mpsc::Sender<ClientBatch>,
+    /// The replica's published state.
+    pub state: watch::Receiver<ReplicaState>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Peer-link timeouts.
+    pub bus: BusOptions,
+    /// How long a connection may take to send its first frame, or to finish any frame.
+    pub frame_timeout: Duration,
+    /// Turns true on shutdown.
+    pub shutdown: watch::Receiver<bool>,
+    /// The next connection id.
+    pub next_client: AtomicU64,
+}
+
+impl ConnectionContext {
+    fn status_reply(&self) -> StatusReply {
+        let state = *self.state.borrow();
+        StatusReply {
+            replica_index: self.identity.replica_index,
+            replica_count: self.identity.replica_count,
+            role: state.role,
+            view: state.view,
+            op: state.op,
+            commit: state.commit,
+        }
+    }
+}
+
+/// Serves one accepted connection until it closes or fails.
+pub async fn serve(stream: net::TcpStream, context: Arc<ConnectionContext>) {
+    let _ = stream.set_nodelay(true);
+    context.metrics.connections.add(1);
+    let (mut read, mut write) = tokio::io::split(stream);
+    let cluster_id = context.identity.cluster_id;
+    let mut reader = FrameReader::new(FrameLimits::client(cluster_id));
+    let first =
+        match tokio::time::timeout(context.frame_timeout, reader.read_frame(&mut read)).await {
+            Ok(Ok(first)) => first,
+            Ok(Err(error)) => return refuse(&mut write, &context, &error).await,
+            Err(_) => {
+                let text = format!("no complete first frame within {:?}", context.frame_timeout);
+                return send_error(&mut write, &context, ErrorCode::Timeout, &text).await;
+            }
+        };
+    let (header, body) = first;
+    match header.kind {
+        FrameKind::PeerHandshake => {
+            let halves = (read, write, reader);
+            let (control, metrics, shutdown) = (
+                context.control.clone(),
+                Arc::clone(&context.metrics),
+                context.shutdown.clone(),
+            );
+            if let Err(end) = peer::run_inbound(
+                context.identity,
+                &body,
+                halves,
+                control,
+                context.bus,
+                metrics,
+                shutdown,
+            )
+            .await
+            {
+                debug!(reason = %end, "inbound peer connection ended");
+            }
+        }
+        FrameKind::ClientHello => match ClientHello::decode(&body) {
+            Ok(hello) => Session::new(&context, hello).run(read, write, reader).await,
+            Err(error) => send_error(&mut write, &context, error.code(), &error.to_string()).await,
+        },
+        FrameKind::StatusRequest => serve_status(read, write, reader, &context).await,
+        kind => {
+            let text = format!(
+                "a connection must start with peer_handshake, client_hello or status_request, not {}",
+                kind.name()
+            );
+            send_error(&mut write, &context, ErrorCode::UnexpectedKind, &text).await;
+        }
+    }
+}
+
+async fn send_error<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    context: &ConnectionContext,
+    code: ErrorCode,
+    text: &str,
+) {
+    context.metrics.error_frames.add(1);
+    debug!(code = code.name(), text, "refusing a connection");
+    frame_io::send_error(write, context.identity.cluster_id, code, text).await;
+}
+
+/// Answers a read error with its error frame, if it owes one.
+async fn refuse<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    context: &ConnectionContext,
+    error: &ReadError,
+) {
+    if let Some((code, text)) = error.error_frame() {
+        send_error(write, context, code, &text).await;
+    }
+}
+
+/// A status probe: answers status requests until the asker closes.
+async fn serve_status<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut read: R,
+    mut write: W,
+    mut reader: FrameReader,
+    context: &ConnectionContext,
+) {
+    loop {
+        let mut bytes = Vec::new();
+        let status = context.status_reply();
+        frame::write_frame(
+            &mut bytes,
+            FrameKind::StatusReply,
+            context.identity.cluster_id,
+            |b| status.encode(b),
+        );
+        if frame_io::write_all(&mut write, &bytes).await.is_err() {
+            return;
+        }
+        match tokio::time::timeout(context.frame_timeout, reader.read_frame(&mut read)).await {
+            Ok(Ok((header, _))) if header.kind == FrameKind::StatusRequest => {}
+            Ok(Ok((header, _))) => {
+                let text = format!(
+                    "a status session only takes status_request, not {}",
+                    header.kind.name()
+                );
+                return send_error(&mut write, context, ErrorCode::UnexpectedKind, &text).await;
+            }
+            Ok(Err(error)) => return refuse(&mut write, context, &error).await,
+            Err(_) => return,
+        }
+    }
+}
+
+/// A client session: request frames in, reply frames out.
+struct Session<'a> {
+    context: &'a ConnectionContext,
+    client: u128,
+    replies_tx: mpsc::Sender<Vec<FrameReply>>,
+    replies_rx: mpsc::Receiver<Vec<FrameReply>>,
+    arrivals: BTreeMap<u64, Instant>,
+    requests: Vec<FrameRequest>,
+    out: Vec<u8>,
+}
+
+impl<'a> Session<'a> {
+    fn new(context: &'a ConnectionContext, hello: ClientHello) -> Session<'a> {
+        let client = u128::from(context.next_client.fetch_add(1, Ordering::Relaxed));
+        debug!(client, client_id = hello.client_id, "client session");
+        let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE_BATCHES);
+        Session {
+            context,
+            client,
+            replies_tx,
+            replies_rx,
+            arrivals: BTreeMap::new(),
+            requests: Vec::with_capacity(
+                usize::try_from(REQUESTS_PER_FRAME_MAX).expect("u32 fits"),
+            ),
+            out: Vec::new(),
+        }
+    }
+
+    fn welcome(&self) -> Welcome {
+        let state = *self.context.state.borrow();
+        Welcome {
+            replica_index: self.context.identity.replica_index,
+            replica_count: self.context.identity.replica_count,
+            role: state.role,
+            view: state.view,
+            primary_index: state.primary_index,
+            slot_ms: self.context.slot_ms,
+            requests_per_frame_max: REQUESTS_PER_FRAME_MAX,
+        }
+    }
+
+    async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+        mut self,
+        mut read: R,
+        mut write: W,
+        mut reader: FrameReader,
+    ) {
+        let cluster_id = self.context.identity.cluster_id;
+        let welcome = self.welcome();
+        frame::write_frame(&mut self.out, FrameKind::ClientWelcome, cluster_id, |b| {
+            welcome.encode(b);
+        });
+        if let Err(error) = self.flush(&mut write).await {
+            debug!(%error, "client gone before the welcome");
+        } else if let Err((code, text)) = self.serve(&mut read, &mut write, &mut reader).await {
+            if let Some(code) = code {
+                send_error(&mut write, self.context, code, &text).await;
+            } else {
+                debug!(client = self.client, reason = %text, "client session ended");
+            }
+        }
+        let _ = self.context.control.try_send(ControlInput::ClientGone {
+            client: self.client,
+        });
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, write: &mut W) -> std::io::Result<()> {
+        let result = frame_io::write_all(write, &self.out).await;
+        self.out.clear();
+        result
+    }
+
+    /// The session loop; `Err((Some(code), text))` owes the client an error frame.
+    async fn serve<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+        &mut self,
+        read: &mut R,
+        write: &mut W,
+        reader: &mut FrameReader,
+    ) -> Result<(), (Option<ErrorCode>, String)> {
+        let mut shutdown = self.context.shutdown.clone();
+        let mut partial_since: Option<Instant> = None;
+        loop {
+            self.on_frames(reader)?;
+            if !self.out.is_empty() {
+                self.flush(write).await.map_err(|e| (None, e.to_string()))?;
+            }
+            partial_since = if reader.has_partial_frame() {
+                partial_since.or(Some(Instant::now()))
+            } else {
+                None
+            };
+            let frame_deadline = partial_since.map(|since| since + self.context.frame_timeout);
+            // Biased (fixed arm order) so a simulation replays exactly.
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Err((Some(ErrorCode::ShuttingDown), "the server is shutting down".to_string())),
+                filled = reader.fill(read) => match filled {
+                    Ok(_) => {}
+                    Err(ReadError::Closed) => return Ok(()),
+                    Err(error) => return Err((error.error_frame().map(|(code, _)| code), error.to_string())),
+                },
+                Some(replies) = self.replies_rx.recv() => {
+                    self.write_replies(&replies);
+                    while let Ok(more) = self.replies_rx.try_recv() {
+                        self.write_replies(&more);
+                    }
+                    self.flush(write).await.map_err(|e| (None, e.to_string()))?;
+                }
+                () = sleep_until_option(frame_deadline) => {
+                    let text = format!("a frame stayed incomplete for {:?}", self.context.frame_timeout);
+                    return Err((Some(ErrorCode::Timeout), text));
+                }
+            }
+        }
+    }
+
+    /// Handles every whole buffered frame; queues answers in `self.out`.
+    fn on_frames(&mut self, reader: &mut FrameReader) -> Result<(), (Option<ErrorCode>, String)> {
+        loop {
+            let kind = match reader.next_frame() {
+                Err(error) => return Err((Some(error.code()), error.to_string())),
+                Ok(None) => return Ok(()),
+                Ok(Some((header, body))) => {
+                    if header.kind == FrameKind::ClientRequests {
+                        frame::decode_requests(body, &mut self.requests)
+                            .map_err(|e| (Some(e.code()), e.to_string()))?;
+                    }
+                    header.kind
+                }
+            };
+            reader.consume();
+            match kind {
+                FrameKind::ClientRequests => self.submit(),
+                FrameKind::StatusRequest => {
+                    let status = self.context.status_reply();
+                    frame::write_frame(
+                        &mut self.out,
+                        FrameKind::StatusReply,
+                        self.context.identity.cluster_id,
+                        |b| status.encode(b),
+                    );
+                }
+                kind => {
+                    let text =
+                        format!("a {} frame is not allowed in a client session", kind.name());
+                    return Err((Some(ErrorCode::UnexpectedKind), text));
+                }
+            }
+        }
+    }
+
+    /// Offers the decoded requests to the replica; a full queue answers them `overloaded`.
+    fn submit(&mut self) {
+        let metrics = &self.context.metrics;
+        let count = self.requests.len();
+        metrics.requests.add(u64::try_from(count).expect("bounded"));
+        if count == 0 {
+            return;
+        }
+        let now = Instant::now();
+        for request in &self.requests {
+            if self.arrivals.len() < LATENCY_TRACKED_MAX {
+                self.arrivals.insert(request.request_id, now);
+            }
+        }
+        let batch = ClientBatch {
+            client: self.client,
+            requests: std::mem::take(&mut self.requests),
+            replies: self.replies_tx.clone(),
+        };
+        if let Err(error) = self.context.requests.try_send(batch) {
+            let batch = match error {
+                mpsc::error::TrySendError::Full(batch)
+                | mpsc::error::TrySendError::Closed(batch) => batch,
+            };
+            metrics
+                .overloaded
+                .add(u64::try_from(batch.requests.len()).expect("bounded"));
+            let replies = batch
+                .requests
+                .iter()
+                .map(|r| FrameReply {
+                    request_id: r.request_id,
+                    body: ReplyBody::Overloaded,
+                })
+                .collect::<Vec<_>>();
+            self.requests = batch.requests;
+            self.write_replies(&replies);
+        }
+        self.requests.clear();
+    }
+
+    /// Encodes replies into `self.out` (frames of at most `REQUESTS_PER_FRAME_MAX`).
+    fn write_replies(&mut self, replies: &[FrameReply]) {
+        let now = Instant::now();
+        for reply in replies {
+            if let Some(arrived) = self.arrivals.remove(&reply.request_id) {
+                let micros =
+                    u64::try_from(now.duration_since(arrived).as_micros()).unwrap_or(u64::MAX);
+                self.context.metrics.request_latency_us.observe(micros);
+            }
+        }
+        let chunk = usize::try_from(REQUESTS_PER_FRAME_MAX).expect("u32 fits");
+        for part in replies.chunks(chunk) {
+            frame::write_frame(
+                &mut self.out,
+                FrameKind::ClientReplies,
+                self.context.identity.cluster_id,
+                |b| frame::encode_replies(part, b),
+            );
+        }
+    }
+}
+
+async fn sleep_until_option(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,336 @@
+//! The replica task: the one owner of the [`Replica`], fed through bounded channels.
+//!
+//! Inputs are peer messages and session events ([`ControlInput`], awaited by their senders so
+//! TCP back-pressure reaches peers), client request batches ([`ClientBatch`], offered with
+//! `try_send` so a full queue becomes an explicit `overloaded` answer), and ticks. After a
+//! round of inputs the outputs are dispatched: each peer gets one `Vec<Message>` (one write
+//! per round), each client connection one `Vec<FrameReply>`. The driver never awaits an output
+//! queue: a full peer queue drops messages (the protocol retransmits) and a full client queue
+//! drops replies (the client retries with the same operation id); both are counted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use allocdb_core::Request;
+use allocdb_vsr::frame::{FrameReply, FrameRequest, REQUESTS_PER_FRAME_MAX, Role};
+use allocdb_vsr::{ClientRequest, Message, Outbox, Replica, Status};
+use allocdb_wal::Storage;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Duration, MissedTickBehavior};
+
+use crate::clock::SlotClock;
+use crate::metrics::Metrics;
+
+/// Inputs handled round by round, at most this many per round, so outputs flow regularly.
+const INPUTS_PER_ROUND_MAX: u32 = 256;
+/// Messages the outbox holds between drains (every input is drained at once).
+const OUTBOX_MESSAGES_MAX: u32 = 4096;
+/// Replies the outbox holds between drains.
+const OUTBOX_REPLIES_MAX: u32 = 65_536;
+
+/// Peer traffic and session events.
+#[derive(Debug)]
+pub enum ControlInput {
+    /// A decoded message from replica `from`.
+    Peer {
+        /// The sender's index (checked by the handshake).
+        from: u8,
+        /// The message.
+        message: Message,
+    },
+    /// A client connection closed: forget its reply queue.
+    ClientGone {
+        /// The connection's id.
+        client: u128,
+    },
+}
+
+/// One client frame's requests.
+#[derive(Debug)]
+pub struct ClientBatch {
+    /// The connection's id (replies are routed back to it).
+    pub client: u128,
+    /// The requests, in frame order.
+    pub requests: Vec<FrameRequest>,
+    /// Where the connection receives its replies.
+    pub replies: mpsc::Sender<Vec<FrameReply>>,
+}
+
+/// What the replica looks like from outside, published after every round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaState {
+    /// Its role.
+    pub role: Role,
+    /// Its view.
+    pub view: u64,
+    /// The primary of that view.
+    pub primary_index: u8,
+    /// The last op in its log.
+    pub op: u64,
+    /// The highest op known committed.
+    pub commit: u64,
+    /// The highest op applied.
+    pub applied: u64,
+    /// Leases past their deadline (by the last applied slot) not yet expired, up to 64.
+    pub expiry_due: u32,
+    /// Slots between the oldest such deadline and the last applied slot.
+    pub expiry_lag_slots: u64,
+    /// The slot of the last applied batch.
+    pub slot: u64,
+}
+
+/// How the replica task runs.
+#[derive(Clone, Copy, Debug)]
+pub struct DriverOptions {
+    /// Time between replica ticks.
+    pub tick: Duration,
+    /// The cluster's slot length.
+    pub slot_ms: u64,
+}
+
+/// Why the replica task stopped on its own.
+#[derive(Debug)]
+pub struct Halted {
+    /// The replica's reason.
+    pub reason: String,
+}
+
+/// The replica task's state.
+pub struct Driver<S: Storage> {
+    replica: Replica<S>,
+    outbox: Outbox,
+    clock: SlotClock,
+    options: DriverOptions,
+    peers: Vec<Option<mpsc::Sender<Vec<Message>>>>,
+    clients: BTreeMap<u128, mpsc::Sender<Vec<FrameReply>>>,
+    pending_messages: Vec<Vec<Message>>,
+    pending_replies: BTreeMap<u128, Vec<FrameReply>>,
+    /// Reused buffer for the requests of one client frame.
+    request_group: Vec<ClientRequest>,
+    state: watch::Sender<ReplicaState>,
+    metrics: Arc<Metrics>,
+    expirations: Vec<Request>,
+}
+
+impl<S: Storage> Driver<S> {
+    /// A driver for `replica`; `peers[i]` is the outbound queue of replica `i` (`None` for
+    /// itself).
+    pub fn new(
+        replica: Replica<S>,
+        options: DriverOptions,
+        peers: Vec<Option<mpsc::Sender<Vec<Message>>>>,
+        metrics: Arc<Metrics>,
+    ) -> (Driver<S>, watch::Receiver<ReplicaState>) {
+        assert_eq!(peers.len(), usize::from(replica.config().replica_count));
+        assert!(
+            peers[usize::from(replica.index())].is_none(),
+            "no link to itself"
+        );
+        let expirations_max =
+            usize::try_from(replica.config().core.expirations_per_batch_max).expect("u32 fits");
+        let filler = Request {
+            operation_id: 0,
+            command: allocdb_core::Command::Revoke {
+                lease: allocdb_core::LeaseId(0),
+            },
+        };
+        let initial = observe(&replica, &mut vec![filler; expirations_max]);
+        let (state, state_rx) = watch::channel(initial);
+        let driver = Driver {
+            outbox: Outbox::new(OUTBOX_MESSAGES_MAX, OUTBOX_REPLIES_MAX),
+            clock: SlotClock::new(options.slot_ms),
+            options,
+            pending_messages: vec![Vec::new(); peers.len()],
+            peers,
+            clients: BTreeMap::new(),
+            pending_replies: BTreeMap::new(),
+            request_group: Vec::with_capacity(REQUESTS_PER_FRAME_MAX as usize),
+            state,
+            metrics,
+            expirations: vec![filler; expirations_max],
+            replica,
+        };
+        (driver, state_rx)
+    }
+
+    /// Runs until `shutdown` turns true (after finishing the current round: every write the
+    /// replica acknowledged is already synced, since the log syncs before any acknowledgement)
+    /// or the replica halts.
+    ///
+    /// # Errors
+    /// [`Halted`] when the replica stopped on a storage error; the process must restart.
+    pub async fn run(
+        mut self,
+        mut control: mpsc::Receiver<ControlInput>,
+        mut requests: mpsc::Receiver<ClientBatch>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Replica<S>, Halted> {
+        let mut ticker = tokio::time::interval(self.options.tick);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() { break; }
+                }
+                _ = ticker.tick() => {
+                    let slot = self.clock.slot();
+                    self.replica.on_tick(slot, &mut self.outbox);
+                    self.drain_outbox();
+                }
+                Some(input) = control.recv() => self.on_control(input),
+                Some(batch) = requests.recv() => self.on_batch(batch),
+            }
+            // More inputs already waiting join this round, so their outputs go out together.
+            for _ in 0..INPUTS_PER_ROUND_MAX {
+                if let Ok(input) = control.try_recv() {
+                    self.on_control(input);
+                } else if let Ok(batch) = requests.try_recv() {
+                    self.on_batch(batch);
+                } else {
+                    break;
+                }
+            }
+            self.dispatch();
+            if let Some(reason) = self.replica.halted() {
+                return Err(Halted {
+                    reason: reason.to_string(),
+                });
+            }
+        }
+        self.dispatch();
+        Ok(self.replica)
+    }
+
+    fn on_control(&mut self, input: ControlInput) {
+        match input {
+            ControlInput::Peer { from, message } => {
+                assert_ne!(
+                    from,
+                    self.replica.index(),
+                    "a link never delivers our own messages"
+                );
+                self.replica.on_message(from, &message, &mut self.outbox);
+                self.drain_outbox();
+            }
+            ControlInput::ClientGone { client } => {
+                self.clients.remove(&client);
+            }
+        }
+    }
+
+    fn on_batch(&mut self, batch: ClientBatch) {
+        self.clients.entry(batch.client).or_insert(batch.replies);
+        self.metrics
+            .request_batch
+            .observe(u64::try_from(batch.requests.len()).expect("bounded"));
+        // One call per frame: the replica queues the frame's writes and then prepares them
+        // together, so a frame of many requests costs one prepare and one fsync, not one each.
+        let mut group = std::mem::take(&mut self.request_group);
+        group.clear();
+        group.extend(batch.requests.iter().map(|request| ClientRequest {
+            client_id: batch.client,
+            request_id: request.request_id,
+            operation: request.operation,
+        }));
+        self.replica.on_requests(&group, &mut self.outbox);
+        self.request_group = group;
+        self.drain_outbox();
+    }
+
+    /// Moves the outbox's contents into per-destination buffers (keeps the outbox empty).
+    fn drain_outbox(&mut self) {
+        for envelope in self.outbox.messages.drain(..) {
+            let to = usize::from(envelope.to);
+            assert!(to < self.pending_messages.len() && to != usize::from(self.replica.index()));
+            self.pending_messages[to].push(envelope.message);
+        }
+        for reply in self.outbox.replies.drain(..) {
+            let reply_frame = FrameReply {
+                request_id: reply.request_id,
+                body: reply.body,
+            };
+            self.pending_replies
+                .entry(reply.client_id)
+                .or_default()
+                .push(reply_frame);
+        }
+        assert!(self.outbox.is_empty());
+    }
+
+    /// Hands every buffered output to its queue without waiting, and publishes the state.
+    fn dispatch(&mut self) {
+        for (to, messages) in self.pending_messages.iter_mut().enumerate() {
+            if messages.is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(messages);
+            let count = u64::try_from(batch.len()).expect("bounded");
+            let Some(link) = &self.peers[to] else {
+                unreachable!("no messages to ourselves")
+            };
+            if link.try_send(batch).is_err() {
+                self.metrics.peer_messages_dropped.add(count);
+            }
+        }
+        for (client, replies) in std::mem::take(&mut self.pending_replies) {
+            let count = u64::try_from(replies.len()).expect("bounded");
+            let Some(queue) = self.clients.get(&client) else {
+                self.metrics.replies_dropped.add(count);
+                continue;
+            };
+            match queue.try_send(replies) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => self.metrics.replies_dropped.add(count),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.metrics.replies_dropped.add(count);
+                    self.clients.remove(&client);
+                }
+            }
+        }
+        self.metrics.outbox_dropped.set(self.outbox.dropped());
+        let state = observe(&self.replica, &mut self.expirations);
+        self.state.send_if_modified(|published| {
+            let changed = *published != state;
+            *published = state;
+            changed
+        });
+    }
+}
+
+/// The replica's externally visible state.
+fn observe<S: Storage>(replica: &Replica<S>, expirations: &mut [Request]) -> ReplicaState {
+    let role = if replica.halted().is_some() {
+        Role::Halted
+    } else {
+        match replica.status() {
+            Status::Normal if replica.is_primary() => Role::Primary,
+            Status::Normal => Role::Backup,
+            Status::ViewChange => Role::ViewChange,
+            Status::Recovering => Role::Recovering,
+        }
+    };
+    let count = u64::from(replica.config().replica_count);
+    let primary_index = u8::try_from(replica.view() % count).expect("below the replica count");
+    let allocator = replica.allocator();
+    let slot = allocator.last_slot();
+    let due = allocator.due_expirations(slot, expirations);
+    let oldest_deadline = expirations[..due]
+        .iter()
+        .filter_map(|request| match request.command {
+            allocdb_core::Command::Expire { deadline_slot, .. } => Some(deadline_slot),
+            _ => None,
+        })
+        .min();
+    ReplicaState {
+        role,
+        view: replica.view(),
+        primary_index,
+        op: replica.last_op(),
+        commit: replica.commit_max(),
+        applied: replica.commit_min(),
+        expiry_due: u32::try_from(due).expect("bounded by expirations_per_batch_max"),
+        expiry_lag_slots: oldest_deadline.map_or(0, |deadline| slot.saturating_sub(deadline)),
+        slot,
+    }
+}

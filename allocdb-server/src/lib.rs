@@ -1,0 +1,32 @@
+//! `allocdb-server` runs one replica of an AllocDB cluster as a process: a tokio runtime
+//! around the sans-I/O [`allocdb_vsr::Replica`], with its TCP bus, client sessions, metrics,
+//! logging and the `allocdb` command line.
+//!
+//! The replica is owned by one task ([`driver`]) fed through bounded channels; every socket
+//! comes from [`net`], which is `tokio::net` in production and `turmoil::net` under the
+//! `simulation` feature; the only clock is [`clock::SlotClock`] over tokio's `Instant`. This
+//! crate must never decide anything the replica decides: it moves bytes, time and outputs.
+//! The wire format lives in `allocdb_vsr::frame`, shared with the client.
+
+pub mod audit;
+pub mod benchmark;
+pub mod cli_client;
+pub mod clock;
+pub mod commands;
+pub mod connection;
+pub mod demo;
+pub mod driver;
+pub mod duration;
+pub mod frame_io;
+pub mod histogram;
+pub mod json;
+pub mod local_cluster;
+pub mod metrics;
+pub mod net;
+pub mod peer;
+pub mod server;
+pub mod settings;
+pub mod status;
+
+pub use server::{RuntimeOptions, ServerError, run};
+pub use settings::ClusterSettings;

@@ -1,0 +1,394 @@
+//! Counters, gauges and histograms, rendered in the Prometheus text format, and a tiny
+//! HTTP/1.1 responder for `/metrics` and `/health`.
+//!
+//! Everything is a fixed set of atomics allocated at start-up; recording never allocates or
+//! locks. The responder reads one request head (bounded), answers, and closes.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use allocdb_core::Config as CoreConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Duration;
+
+use crate::driver::ReplicaState;
+use crate::net;
+
+/// The largest HTTP request head the responder reads.
+const HTTP_REQUEST_BYTES_MAX: usize = 4096;
+/// How long a metrics scraper may take to send its request.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `count`.
+    pub fn add(&self, count: u64) {
+        self.0.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Sets an absolute value taken from a counter kept elsewhere (never decreasing).
+    pub fn set(&self, value: u64) {
+        self.0.fetch_max(value, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A histogram over fixed upper bounds (Prometheus "le" buckets, cumulative when rendered).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [u64],
+    counts: Vec<AtomicU64>,
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    /// A histogram with these ascending upper bounds (plus `+Inf`).
+    pub fn new(bounds: &'static [u64]) -> Histogram {
+        assert!(
+            bounds.windows(2).all(|pair| pair[0] < pair[1]),
+            "bounds ascend"
+        );
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one value.
+    pub fn observe(&self, value: u64) {
+        let bucket = self.bounds.partition_point(|bound| *bound < value);
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (index, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.counts[index].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.counts[self.bounds.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
+    }
+}
+
+const LATENCY_BOUNDS_US: &[u64] = &[
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+const BATCH_BOUNDS: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/// Every metric of one server process.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Client requests received.
+    pub requests: Counter,
+    /// Requests answered `overloaded` because the replica's queue was full.
+    pub overloaded: Counter,
+    /// Replies dropped because a connection's queue was full or gone.
+    pub replies_dropped: Counter,
+    /// Peer messages dropped because a link's queue was full.
+    pub peer_messages_dropped: Counter,
+    /// Peer messages received.
+    pub peer_messages: Counter,
+    /// Outputs the replica's outbox dropped.
+    pub outbox_dropped: Counter,
+    /// Error frames sent (each closes its connection).
+    pub error_frames: Counter,
+    /// Connections accepted.
+    pub connections: Counter,
+    /// Peer links (re)established by this replica.
+    pub peer_links: Counter,
+    /// Requests per client frame.
+    pub request_batch: Histogram,
+    /// Microseconds from a request's frame arriving to its reply being written.
+    pub request_latency_us: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Counter::default(),
+            overloaded: Counter::default(),
+            replies_dropped: Counter::default(),
+            peer_messages_dropped: Counter::default(),
+            peer_messages: Counter::default(),
+            outbox_dropped: Counter::default(),
+            error_frames: Counter::default(),
+            connections: Counter::default(),
+            peer_links: Counter::default(),
+            request_batch: Histogram::new(BATCH_BOUNDS),
+            request_latency_us: Histogram::new(LATENCY_BOUNDS_US),
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric and of `state`.
+    pub fn render(&self, state: &ReplicaState, replica_index: u8, core: &CoreConfig) -> String {
+        let mut out = String::with_capacity(8192);
+        render_state(&mut out, state, replica_index);
+        render_tables(&mut out, core);
+        self.render_counters(&mut out);
+        self.request_batch.render(
+            &mut out,
+            "allocdb_request_batch_size",
+            "Requests per client frame.",
+        );
+        self.request_latency_us.render(
+            &mut out,
+            "allocdb_request_latency_us",
+            "Request latency in microseconds, frame in to reply out.",
+        );
+        out
+    }
+
+    fn render_counters(&self, out: &mut String) {
+        let counters = [
+            (
+                "allocdb_requests_total",
+                "Client requests received.",
+                &self.requests,
+            ),
+            (
+                "allocdb_overloaded_total",
+                "Requests answered overloaded.",
+                &self.overloaded,
+            ),
+            (
+                "allocdb_replies_dropped_total",
+                "Replies dropped (connection queue full or gone).",
+                &self.replies_dropped,
+            ),
+            (
+                "allocdb_peer_messages_total",
+                "Peer messages received.",
+                &self.peer_messages,
+            ),
+            (
+                "allocdb_peer_messages_dropped_total",
+                "Peer messages dropped (link queue full).",
+                &self.peer_messages_dropped,
+            ),
+            (
+                "allocdb_outbox_dropped_total",
+                "Replica outputs dropped (outbox full).",
+                &self.outbox_dropped,
+            ),
+            (
+                "allocdb_error_frames_total",
+                "Error frames sent.",
+                &self.error_frames,
+            ),
+            (
+                "allocdb_connections_total",
+                "Connections accepted.",
+                &self.connections,
+            ),
+            (
+                "allocdb_peer_links_total",
+                "Outbound peer links established.",
+                &self.peer_links,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.get()
+            );
+        }
+    }
+}
+
+fn render_state(out: &mut String, state: &ReplicaState, replica_index: u8) {
+    let _ = writeln!(
+        out,
+        "# HELP allocdb_role The replica's role (1 for the current one).\n# TYPE allocdb_role gauge"
+    );
+    for role in allocdb_vsr::frame::Role::ALL {
+        let _ = writeln!(
+            out,
+            "allocdb_role{{role=\"{}\"}} {}",
+            role.name(),
+            u8::from(role == state.role)
+        );
+    }
+    let gauges = [
+        (
+            "allocdb_replica_index",
+            "This replica's index.",
+            u64::from(replica_index),
+        ),
+        ("allocdb_view", "The replica's view.", state.view),
+        ("allocdb_op", "The last op in the replica's log.", state.op),
+        (
+            "allocdb_commit_op",
+            "The highest op known committed.",
+            state.commit,
+        ),
+        (
+            "allocdb_applied_op",
+            "The highest op applied to the state machine.",
+            state.applied,
+        ),
+        (
+            "allocdb_slot",
+            "The logical slot of the last applied batch.",
+            state.slot,
+        ),
+        (
+            "allocdb_expiry_due_leases",
+            "Leases past their deadline not yet expired (capped at one batch).",
+            u64::from(state.expiry_due),
+        ),
+        (
+            "allocdb_expiry_lag_slots",
+            "Slots between the oldest unexpired deadline and the last applied slot.",
+            state.expiry_lag_slots,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    }
+}
+
+fn render_tables(out: &mut String, core: &CoreConfig) {
+    let capacities = [
+        ("resources", core.resources_max),
+        ("pools", core.pools_max),
+        ("leases", core.leases_max),
+        ("lease_members", core.lease_members_max),
+        ("operations", core.operations_max),
+    ];
+    let _ = writeln!(
+        out,
+        "# HELP allocdb_table_capacity Rows allocated per core table.\n# TYPE allocdb_table_capacity gauge"
+    );
+    for (table, rows) in capacities {
+        let _ = writeln!(out, "allocdb_table_capacity{{table=\"{table}\"}} {rows}");
+    }
+}
+
+/// What the metrics endpoint needs.
+pub struct MetricsContext {
+    /// The counters.
+    pub metrics: Arc<Metrics>,
+    /// The replica's published state.
+    pub state: watch::Receiver<ReplicaState>,
+    /// This replica's index.
+    pub replica_index: u8,
+    /// The core's limits (table capacities).
+    pub core: CoreConfig,
+}
+
+/// Serves `/metrics` and `/health` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: net::TcpListener,
+    context: Arc<MetricsContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let context = Arc::clone(&context);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(HTTP_TIMEOUT, respond(stream, &context)).await;
+                });
+            }
+        }
+    }
+}
+
+async fn respond(mut stream: net::TcpStream, context: &MetricsContext) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0_u8; 512];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 || head.len() + read > HTTP_REQUEST_BYTES_MAX {
+            break;
+        }
+        head.extend_from_slice(&chunk[..read]);
+    }
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let state = *context.state.borrow();
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            context
+                .metrics
+                .render(&state, context.replica_index, &context.core),
+        ),
+        ("GET", "/health") if state.role.is_normal() => (
+            "200 OK",
+            "text/plain",
+            format!("ok {}\n", state.role.name()),
+        ),
+        ("GET", "/health") => (
+            "503 Service Unavailable",
+            "text/plain",
+            format!("unavailable {}\n", state.role.name()),
+        ),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "not found: try /metrics or /health\n".to_string(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Histogram;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_upper_bounds() {
+        static BOUNDS: &[u64] = &[1, 10, 100];
+        let histogram = Histogram::new(BOUNDS);
+        for value in [0, 1, 2, 10, 11, 1000] {
+            histogram.observe(value);
+        }
+        let mut out = String::new();
+        histogram.render(&mut out, "h", "help");
+        for expected in [
+            "h_bucket{le=\"1\"} 2",
+            "h_bucket{le=\"10\"} 4",
+            "h_bucket{le=\"100\"} 5",
+            "h_bucket{le=\"+Inf\"} 6",
+            "h_sum 1024",
+            "h_count 6",
+        ] {
+            assert!(out.contains(expected), "missing {expected} in\n{out}");
+        }
+    }
+}

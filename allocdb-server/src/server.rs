@@ -1,0 +1,288 @@
+//! Wires one replica process together: the listener, the peer links, the replica task and the
+//! metrics endpoint, all stopped by one shutdown signal.
+//!
+//! [`run`] is what `allocdb start` calls and what the simulator calls under turmoil: it takes
+//! an opened [`Replica`] over any [`Storage`] and runs until shutdown or until the replica
+//! halts. The replica task runs on the caller's task (not spawned), so the synchronous log
+//! writes never occupy a runtime worker that connection tasks need.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use allocdb_vsr::Replica;
+use allocdb_vsr::frame::ErrorCode;
+use allocdb_vsr::message_codec::MessageLimits;
+use allocdb_wal::Storage;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Duration;
+use tracing::{error, info, warn};
+
+use crate::connection::{self, ConnectionContext};
+use crate::driver::{Driver, DriverOptions};
+use crate::frame_io;
+use crate::metrics::{self, Metrics, MetricsContext};
+use crate::net;
+use crate::peer::{self, BusOptions, Identity};
+use crate::settings::ClusterSettings;
+
+/// How a server process runs (everything not fixed for the cluster at format time).
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// Every replica's address, by index.
+    pub addresses: Vec<String>,
+    /// Where to listen; `None` = this replica's entry in `addresses`.
+    pub listen: Option<String>,
+    /// Where to serve `/metrics` and `/health`, if anywhere.
+    pub metrics: Option<String>,
+    /// Peer-link timeouts.
+    pub bus: BusOptions,
+    /// How long a connection may take to send its first frame, or to finish any frame.
+    pub frame_timeout: Duration,
+    /// Peer messages and session events queued for the replica.
+    pub control_queue_max: usize,
+    /// Client frames queued for the replica; beyond it requests are answered `overloaded`.
+    pub request_queue_max: usize,
+    /// Message batches queued per peer link.
+    pub peer_queue_max: usize,
+    /// Open connections; beyond it a new connection gets an `overloaded` error frame.
+    pub connections_max: usize,
+}
+
+impl RuntimeOptions {
+    /// Defaults for a replica at `addresses`.
+    pub fn new(addresses: Vec<String>) -> RuntimeOptions {
+        RuntimeOptions {
+            addresses,
+            listen: None,
+            metrics: None,
+            bus: BusOptions::default(),
+            frame_timeout: Duration::from_secs(10),
+            control_queue_max: 4096,
+            request_queue_max: 1024,
+            peer_queue_max: 1024,
+            connections_max: 4096,
+        }
+    }
+}
+
+/// Why a server stopped with an error.
+#[derive(Debug)]
+pub enum ServerError {
+    /// The options do not fit the cluster.
+    Options(String),
+    /// A listener could not be bound.
+    Bind {
+        /// The address.
+        address: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The replica halted (storage error); restart the process.
+    Halted(String),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Options(reason) => f.write_str(reason),
+            ServerError::Bind { address, error } => {
+                write!(f, "cannot listen on {address}: {error}")
+            }
+            ServerError::Halted(reason) => write!(f, "replica halted: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// Runs `replica` until `shutdown` turns true (then returns it) or it halts.
+///
+/// # Errors
+/// Options that do not match the cluster, an address that cannot be bound, or a halt.
+pub async fn run<S: Storage>(
+    replica: Replica<S>,
+    settings: &ClusterSettings,
+    options: RuntimeOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Replica<S>, ServerError> {
+    let me = replica.index();
+    let count = replica.config().replica_count;
+    if options.addresses.len() != usize::from(count) {
+        let reason = format!(
+            "{} addresses given for a cluster of {count} replicas",
+            options.addresses.len()
+        );
+        return Err(ServerError::Options(reason));
+    }
+    let listen = options
+        .listen
+        .clone()
+        .unwrap_or_else(|| options.addresses[usize::from(me)].clone());
+    let listener = net::listen(&listen)
+        .await
+        .map_err(|error| ServerError::Bind {
+            address: listen.clone(),
+            error,
+        })?;
+    let metrics_listener = match &options.metrics {
+        Some(address) => Some(
+            net::listen(address)
+                .await
+                .map_err(|error| ServerError::Bind {
+                    address: address.clone(),
+                    error,
+                })?,
+        ),
+        None => None,
+    };
+    let identity = Identity {
+        cluster_id: settings.cluster_id,
+        replica_index: me,
+        replica_count: count,
+        limits: MessageLimits::from_config(replica.config()),
+    };
+    // One stop signal for every task: set by the caller's shutdown or by a halt.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let links = spawn_links(identity, &options, &metrics, &stop_rx);
+    let driver_options = DriverOptions {
+        tick: Duration::from_millis(settings.tick_ms),
+        slot_ms: settings.slot_ms,
+    };
+    let core = replica.config().core;
+    let (driver, state) = Driver::new(replica, driver_options, links, Arc::clone(&metrics));
+    let (control_tx, control_rx) = mpsc::channel(options.control_queue_max);
+    let (requests_tx, requests_rx) = mpsc::channel(options.request_queue_max);
+    let context = Arc::new(ConnectionContext {
+        identity,
+        slot_ms: settings.slot_ms,
+        control: control_tx,
+        requests: requests_tx,
+        state: state.clone(),
+        metrics: Arc::clone(&metrics),
+        bus: options.bus,
+        frame_timeout: options.frame_timeout,
+        shutdown: stop_rx.clone(),
+        next_client: AtomicU64::new(1),
+    });
+    tokio::spawn(accept_loop(
+        listener,
+        context,
+        options.connections_max,
+        stop_rx.clone(),
+    ));
+    if let Some(listener) = metrics_listener {
+        let context = Arc::new(MetricsContext {
+            metrics,
+            state,
+            replica_index: me,
+            core,
+        });
+        tokio::spawn(metrics::serve(listener, context, stop_rx.clone()));
+    }
+    info!(replica = me, replicas = count, address = %listen, "serving");
+    let forwarder = tokio::spawn(forward_shutdown(shutdown, stop_tx.clone()));
+    let result = driver.run(control_rx, requests_rx, stop_rx).await;
+    let _ = stop_tx.send(true);
+    forwarder.abort();
+    match result {
+        Ok(replica) => {
+            info!(replica = me, "stopped");
+            Ok(replica)
+        }
+        Err(halted) => {
+            error!(replica = me, reason = %halted.reason, "replica halted");
+            Err(ServerError::Halted(halted.reason))
+        }
+    }
+}
+
+/// Starts one outbound link task per peer; returns the replica's queue to each (`None` for
+/// itself).
+fn spawn_links(
+    identity: Identity,
+    options: &RuntimeOptions,
+    metrics: &Arc<Metrics>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<Option<mpsc::Sender<Vec<allocdb_vsr::Message>>>> {
+    let mut links = Vec::with_capacity(usize::from(identity.replica_count));
+    for peer_index in 0..identity.replica_count {
+        if peer_index == identity.replica_index {
+            links.push(None);
+            continue;
+        }
+        let (tx, rx) = mpsc::channel(options.peer_queue_max);
+        links.push(Some(tx));
+        let address = options.addresses[usize::from(peer_index)].clone();
+        let link = peer::run_outbound(
+            identity,
+            peer_index,
+            address,
+            rx,
+            options.bus,
+            Arc::clone(metrics),
+            stop.clone(),
+        );
+        tokio::spawn(link);
+    }
+    assert_eq!(links.len(), usize::from(identity.replica_count));
+    links
+}
+
+/// Turns the caller's shutdown (or the caller dropping its sender) into the internal stop.
+async fn forward_shutdown(mut shutdown: watch::Receiver<bool>, stop: watch::Sender<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            break;
+        }
+    }
+    let _ = stop.send(true);
+}
+
+async fn accept_loop(
+    listener: net::TcpListener,
+    context: Arc<ConnectionContext>,
+    connections_max: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(connections_max));
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors and similar: back off rather than spin.
+                warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let context = Arc::clone(&context);
+        match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    connection::serve(stream, context).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tokio::spawn(async move {
+                    let (_, mut write) = tokio::io::split(stream);
+                    context.metrics.error_frames.add(1);
+                    let text = format!("too many connections (limit {connections_max})");
+                    frame_io::send_error(
+                        &mut write,
+                        context.identity.cluster_id,
+                        ErrorCode::Overloaded,
+                        &text,
+                    )
+                    .await;
+                });
+            }
+        }
+    }
+}

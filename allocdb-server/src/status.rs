@@ -1,0 +1,112 @@
+//! Asking a replica where it stands: the `status_request` / `status_reply` exchange.
+
+use std::fmt::Write as _;
+
+use allocdb_vsr::frame::{self, ErrorBody, FrameKind, FrameLimits, StatusReply};
+use tokio::time::Duration;
+
+use crate::frame_io::{self, FrameReader};
+use crate::net;
+
+/// Connects to `address`, asks for its status, and returns the answer.
+///
+/// # Errors
+/// A description of what failed (connect, timeout, an error frame, a malformed answer).
+pub async fn probe(
+    address: &str,
+    cluster_id: u128,
+    timeout: Duration,
+) -> Result<StatusReply, String> {
+    let exchange = async {
+        let stream = net::connect(address)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut read, mut write) = tokio::io::split(stream);
+        let mut bytes = Vec::new();
+        frame::write_frame(&mut bytes, FrameKind::StatusRequest, cluster_id, |_| {});
+        frame_io::write_all(&mut write, &bytes)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let mut reader = FrameReader::new(FrameLimits::client(cluster_id));
+        let (header, body) = reader
+            .read_frame(&mut read)
+            .await
+            .map_err(|e| e.to_string())?;
+        match header.kind {
+            FrameKind::StatusReply => StatusReply::decode(&body).map_err(|e| e.to_string()),
+            FrameKind::Error => Err(ErrorBody::decode(&body).map_or_else(
+                |e| e.to_string(),
+                |b| format!("{}: {}", b.code.name(), b.message),
+            )),
+            kind => Err(format!("unexpected {} frame", kind.name())),
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+}
+
+/// One JSON line describing replica `index` at `address`.
+pub fn json_line(index: usize, address: &str, answer: &Result<StatusReply, String>) -> String {
+    let address = json_string(address);
+    match answer {
+        Ok(status) => format!(
+            "{{\"replica\":{index},\"address\":{address},\"role\":\"{}\",\"view\":{},\"op\":{},\"commit\":{}}}",
+            status.role.name(),
+            status.view,
+            status.op,
+            status.commit
+        ),
+        Err(error) => format!(
+            "{{\"replica\":{index},\"address\":{address},\"role\":\"unreachable\",\"view\":null,\"op\":null,\"commit\":null,\"error\":{}}}",
+            json_string(error)
+        ),
+    }
+}
+
+/// `text` as a JSON string literal.
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{json_line, json_string};
+    use allocdb_vsr::frame::{Role, StatusReply};
+
+    #[test]
+    fn lines_are_json_with_the_documented_fields() {
+        let status = StatusReply {
+            replica_index: 0,
+            replica_count: 1,
+            role: Role::Primary,
+            view: 2,
+            op: 9,
+            commit: 8,
+        };
+        assert_eq!(
+            json_line(0, "127.0.0.1:1", &Ok(status)),
+            r#"{"replica":0,"address":"127.0.0.1:1","role":"primary","view":2,"op":9,"commit":8}"#
+        );
+        let line = json_line(1, "h:2", &Err("connect: \"refused\"".to_string()));
+        assert!(
+            line.contains(r#""role":"unreachable""#) && line.contains(r#"\"refused\""#),
+            "{line}"
+        );
+        assert_eq!(json_string("a\u{1}b"), "\"a\\u0001b\"");
+    }
+}

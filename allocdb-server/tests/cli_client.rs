@@ -1,0 +1,288 @@
+//! `allocdb client` as a script sees it: one JSON line per command and the exit statuses
+//! 0 (ok), 1 (definite failure), 2 (usage or connection setup), 3 (indefinite outcome).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use allocdb_server::local_cluster::LocalCluster;
+use allocdb_vsr::frame::{self, FrameKind, Role, Welcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_allocdb"))
+}
+
+/// Runs `allocdb client --addresses <addresses> <args>`; (exit status, stdout line).
+fn cli(addresses: &str, args: &[&str]) -> (i32, String) {
+    let output = Command::new(binary())
+        .args(["client", "--addresses", addresses, "--timeout", "5s"])
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 output");
+    let status = output.status.code().expect("exited, not signalled");
+    (status, stdout.trim_end().to_string())
+}
+
+/// The value of `"key":` in a flat JSON line (strings unquoted).
+fn field(line: &str, key: &str) -> String {
+    let pattern = format!("\"{key}\":");
+    let start = line
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + pattern.len();
+    let rest = &line[start..];
+    let end = rest.find([',', '}']).map_or(rest.len(), |end| {
+        if rest.starts_with('[') {
+            rest.find(']').map_or(rest.len(), |close| close + 1)
+        } else {
+            end
+        }
+    });
+    rest[..end].trim_matches('"').to_string()
+}
+
+/// A started single-replica cluster and its address list.
+async fn single_replica(cluster_id: u128) -> (LocalCluster, String) {
+    let cluster = LocalCluster::start(binary(), 1, cluster_id).expect("replica starts");
+    cluster
+        .wait_for_primary(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let addresses = cluster.addresses.join(",");
+    (cluster, addresses)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_lifecycle_prints_json_lines_with_scriptable_exit_statuses() {
+    let (_cluster, a) = single_replica(0xC11).await;
+
+    let (status, line) = cli(&a, &["create-resource", "1"]);
+    assert_eq!(
+        (status, field(&line, "result").as_str()),
+        (0, "ok"),
+        "{line}"
+    );
+    let (status, _) = cli(&a, &["create-resource", "2", "--pool", "9"]);
+    assert_eq!(status, 0);
+    let (status, line) = cli(&a, &["create-resource", "1"]);
+    assert_eq!(
+        (status, field(&line, "result").as_str()),
+        (1, "already_exists"),
+        "{line}"
+    );
+
+    let (status, line) = cli(&a, &["reserve", "1", "--holder", "7", "--ttl", "30s"]);
+    assert_eq!(status, 0, "{line}");
+    for key in [
+        "op",
+        "lease_id",
+        "epoch",
+        "holder",
+        "state",
+        "resources",
+        "deadline",
+    ] {
+        field(&line, key);
+    }
+    assert_eq!(field(&line, "state"), "reserved");
+    assert_eq!(field(&line, "resources"), "[\"1\"]");
+    assert_eq!(field(&line, "epoch"), "1");
+    let lease = field(&line, "lease_id");
+    let op = field(&line, "op");
+
+    let (status, line) = cli(&a, &["reserve", "1", "--holder", "8", "--ttl", "30s"]);
+    assert_eq!(
+        (status, field(&line, "result").as_str()),
+        (1, "resource_busy"),
+        "{line}"
+    );
+
+    let (status, line) = cli(&a, &["get-resource", "1", "--min-op", &op]);
+    assert_eq!(status, 0);
+    assert_eq!(
+        (field(&line, "state"), field(&line, "lease_id")),
+        ("reserved".to_string(), lease.clone())
+    );
+    let (status, line) = cli(&a, &["activate", &lease, "--holder", "7", "--epoch", "1"]);
+    assert_eq!(
+        (status, field(&line, "state").as_str()),
+        (0, "active"),
+        "{line}"
+    );
+    assert_eq!(
+        field(&line, "deadline"),
+        "null",
+        "no TTL: held until released"
+    );
+    let (status, line) = cli(
+        &a,
+        &[
+            "renew", &lease, "--holder", "7", "--epoch", "1", "--ttl", "5m",
+        ],
+    );
+    assert_eq!(status, 0, "{line}");
+    let (status, line) = cli(&a, &["release", &lease, "--holder", "7", "--epoch", "9"]);
+    assert_eq!(
+        (status, field(&line, "result").as_str()),
+        (1, "stale_epoch"),
+        "{line}"
+    );
+    let (status, line) = cli(&a, &["release", &lease, "--holder", "7", "--epoch", "1"]);
+    assert_eq!(
+        (status, field(&line, "state").as_str()),
+        (0, "released"),
+        "{line}"
+    );
+    assert_eq!(field(&line, "epoch"), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_revocation_operation_ids_and_usage_errors() {
+    let (_cluster, a) = single_replica(0xC12).await;
+    let (status, _) = cli(&a, &["create-resource", "2", "--pool", "9"]);
+    assert_eq!(status, 0);
+    let (status, line) = cli(
+        &a,
+        &[
+            "reserve-any",
+            "9",
+            "--count",
+            "1",
+            "--holder",
+            "3",
+            "--ttl",
+            "30000ms",
+        ],
+    );
+    assert_eq!(
+        (status, field(&line, "resources").as_str()),
+        (0, "[\"2\"]"),
+        "{line}"
+    );
+    let pooled = field(&line, "lease_id");
+    let (status, line) = cli(&a, &["pool", "9"]);
+    assert_eq!(
+        (status, field(&line, "total"), field(&line, "free")),
+        (0, "1".into(), "0".into()),
+        "{line}"
+    );
+    let (status, line) = cli(&a, &["revoke", &pooled]);
+    assert_eq!(
+        (status, field(&line, "state").as_str()),
+        (0, "revoking"),
+        "{line}"
+    );
+    let (status, line) = cli(&a, &["reclaim", &pooled]);
+    assert_eq!(
+        (status, field(&line, "state").as_str()),
+        (0, "revoked"),
+        "{line}"
+    );
+    let (status, line) = cli(&a, &["get-lease", &pooled]);
+    assert_eq!(
+        (status, field(&line, "holder").as_str()),
+        (0, "3"),
+        "{line}"
+    );
+    let (status, line) = cli(&a, &["get-lease", "123"]);
+    assert_eq!(
+        (status, field(&line, "result").as_str()),
+        (1, "lease_not_found"),
+        "{line}"
+    );
+
+    // The same operation id is the same operation: a retry returns the stored outcome.
+    let (status, first) = cli(&a, &["--operation-id", "4242", "create-resource", "50"]);
+    assert_eq!(
+        (status, field(&first, "retry").as_str()),
+        (0, "false"),
+        "{first}"
+    );
+    let (status, again) = cli(&a, &["--operation-id", "4242", "create-resource", "50"]);
+    assert_eq!(
+        (status, field(&again, "retry").as_str()),
+        (0, "true"),
+        "{again}"
+    );
+    let (status, line) = cli(&a, &["--operation-id", "4242", "create-resource", "51"]);
+    assert_eq!(
+        (status, field(&line, "result").as_str()),
+        (1, "operation_conflict"),
+        "{line}"
+    );
+
+    // Usage errors.
+    let (status, _) = cli(&a, &["reserve", "1", "--holder", "7"]);
+    assert_eq!(status, 2, "missing --ttl");
+    let (status, _) = cli(&a, &["reserve", "1", "--holder", "7", "--ttl", "30"]);
+    assert_eq!(status, 2, "a duration needs a unit");
+}
+
+#[test]
+fn no_reachable_replica_is_a_setup_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let output = Command::new(binary())
+        .args([
+            "client",
+            "--addresses",
+            &address,
+            "--timeout",
+            "300ms",
+            "create-resource",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let line = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(field(&line, "result"), "connection_error", "{line}");
+}
+
+/// A replica that welcomes the client and then never answers: the write may or may not have
+/// happened, so the CLI must say `indefinite`, name the operation id, and exit 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_replica_yields_an_indefinite_outcome() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut welcome = Vec::new();
+                frame::write_frame(&mut welcome, FrameKind::ClientWelcome, 1, |body| {
+                    Welcome {
+                        replica_index: 0,
+                        replica_count: 1,
+                        role: Role::Primary,
+                        view: 0,
+                        primary_index: 0,
+                        slot_ms: 10,
+                        requests_per_frame_max: frame::REQUESTS_PER_FRAME_MAX,
+                    }
+                    .encode(body);
+                });
+                let mut sink = [0u8; 4096];
+                if stream.write_all(&welcome).await.is_ok() {
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                }
+            });
+        }
+    });
+    let address_for_cli = address.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(binary())
+            .args(["client", "--addresses", &address_for_cli, "--timeout", "1s"])
+            .args(["--operation-id", "777", "create-resource", "1"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let line = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(3), "{line}");
+    assert_eq!(field(&line, "result"), "indefinite", "{line}");
+    assert_eq!(field(&line, "operation_id"), "777", "{line}");
+}

@@ -1,0 +1,285 @@
+//! Shared helpers for the process-level tests: real `allocdb` processes on loopback, and a
+//! minimal frame client written directly against `allocdb_vsr::frame`.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use allocdb_server::frame_io::{FrameReader, ReadError};
+use allocdb_vsr::frame::{
+    self, ClientHello, ErrorBody, ErrorCode, FrameKind, FrameLimits, FrameReply, FrameRequest,
+    Role, StatusReply, Welcome,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+pub const CLUSTER: u128 = 0x00C0_FFEE;
+/// Every wait in these tests is bounded by this.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_allocdb")
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A local cluster of real processes; killed and deleted on drop.
+pub struct Cluster {
+    pub addresses: Vec<String>,
+    pub dirs: Vec<PathBuf>,
+    pub children: Vec<Option<Child>>,
+    root: PathBuf,
+}
+
+impl Cluster {
+    /// Formats and starts `count` replicas (extra `format` flags in `format_flags`).
+    pub fn start(name: &str, count: u8, format_flags: &[&str]) -> Cluster {
+        let root = std::env::temp_dir().join(format!("allocdb-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let addresses: Vec<String> = (0..count)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let mut dirs = Vec::new();
+        for index in 0..count {
+            let dir = root.join(format!("replica-{index}"));
+            let status = Command::new(binary())
+                .args([
+                    "format",
+                    "--cluster",
+                    &CLUSTER.to_string(),
+                    "--replica",
+                    &index.to_string(),
+                ])
+                .args(["--replica-count", &count.to_string()])
+                .args(format_flags)
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .status()
+                .expect("run allocdb format");
+            assert!(status.success(), "format replica {index}");
+            dirs.push(dir);
+        }
+        let mut cluster = Cluster {
+            addresses,
+            dirs,
+            children: Vec::new(),
+            root,
+        };
+        for index in 0..count {
+            let child = cluster.spawn(index);
+            cluster.children.push(Some(child));
+        }
+        cluster
+    }
+
+    fn spawn(&self, index: u8) -> Child {
+        Command::new(binary())
+            .args([
+                "start",
+                "--addresses",
+                &self.addresses.join(","),
+                "--replica",
+                &index.to_string(),
+            ])
+            .arg(&self.dirs[usize::from(index)])
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "error".to_string()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn allocdb start")
+    }
+
+    /// SIGKILLs replica `index`.
+    pub fn kill(&mut self, index: u8) {
+        if let Some(mut child) = self.children[usize::from(index)].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts replica `index` again from its data directory.
+    pub fn restart(&mut self, index: u8) {
+        assert!(self.children[usize::from(index)].is_none());
+        self.children[usize::from(index)] = Some(self.spawn(index));
+    }
+
+    /// Whether replica `index`'s process is still running.
+    pub fn running(&mut self, index: u8) -> bool {
+        self.children[usize::from(index)]
+            .as_mut()
+            .is_some_and(|child| child.try_wait().ok().flatten().is_none())
+    }
+
+    /// Waits until some replica reports itself primary in normal status; returns its index.
+    pub async fn primary(&self) -> u8 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            for (index, address) in self.addresses.iter().enumerate() {
+                if let Ok(status) =
+                    allocdb_server::status::probe(address, CLUSTER, Duration::from_millis(300))
+                        .await
+                {
+                    if status.role == Role::Primary {
+                        return u8::try_from(index).unwrap();
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no primary within {PATIENCE:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Status of every replica.
+    pub async fn statuses(&self) -> Vec<Result<StatusReply, String>> {
+        let mut out = Vec::new();
+        for address in &self.addresses {
+            out.push(
+                allocdb_server::status::probe(address, CLUSTER, Duration::from_millis(500)).await,
+            );
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Connects, retrying until the server listens (bounded).
+pub async fn connect(address: &str) -> TcpStream {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match TcpStream::connect(address).await {
+            Ok(stream) => return stream,
+            Err(error) => assert!(
+                Instant::now() < deadline,
+                "cannot connect to {address}: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The error frame the server sends before closing; then checks the connection is closed.
+pub async fn expect_error_and_close(stream: &mut TcpStream) -> ErrorBody {
+    let mut reader = FrameReader::new(FrameLimits::client(0));
+    let (header, body) = tokio::time::timeout(PATIENCE, reader.read_frame(stream))
+        .await
+        .expect("an answer in time")
+        .expect("a frame");
+    assert_eq!(header.kind, FrameKind::Error, "expected an error frame");
+    let error = ErrorBody::decode(&body).expect("a valid error body");
+    let after = tokio::time::timeout(PATIENCE, reader.read_frame(stream))
+        .await
+        .expect("the close in time");
+    assert!(
+        matches!(after, Err(ReadError::Closed | ReadError::Io(_))),
+        "connection must close after the error frame"
+    );
+    error
+}
+
+/// A minimal client session.
+pub struct TestClient {
+    pub stream: TcpStream,
+    reader: FrameReader,
+    pub welcome: Welcome,
+    next_request: u64,
+}
+
+impl TestClient {
+    pub async fn connect(address: &str) -> TestClient {
+        let mut stream = connect(address).await;
+        let mut bytes = Vec::new();
+        frame::write_frame(&mut bytes, FrameKind::ClientHello, CLUSTER, |b| {
+            ClientHello { client_id: 1 }.encode(b);
+        });
+        stream.write_all(&bytes).await.unwrap();
+        let mut reader = FrameReader::new(FrameLimits::client(CLUSTER));
+        let (header, body) = tokio::time::timeout(PATIENCE, reader.read_frame(&mut stream))
+            .await
+            .expect("welcome in time")
+            .expect("welcome");
+        assert_eq!(header.kind, FrameKind::ClientWelcome);
+        let welcome = Welcome::decode(&body).unwrap();
+        TestClient {
+            stream,
+            reader,
+            welcome,
+            next_request: 1,
+        }
+    }
+
+    /// Sends one frame of `operations` and waits for every reply; returns them in request order.
+    pub async fn call(&mut self, operations: &[allocdb_vsr::ClientOperation]) -> Vec<FrameReply> {
+        let first = self.next_request;
+        let requests: Vec<FrameRequest> = operations
+            .iter()
+            .enumerate()
+            .map(|(offset, operation)| FrameRequest {
+                request_id: first + offset as u64,
+                operation: *operation,
+            })
+            .collect();
+        self.next_request += operations.len() as u64;
+        let mut bytes = Vec::new();
+        frame::write_frame(&mut bytes, FrameKind::ClientRequests, CLUSTER, |b| {
+            frame::encode_requests(&requests, b);
+        });
+        self.stream.write_all(&bytes).await.unwrap();
+        let mut answers: Vec<Option<FrameReply>> = vec![None; operations.len()];
+        let mut replies = Vec::new();
+        while answers.iter().any(Option::is_none) {
+            let (header, body) =
+                tokio::time::timeout(PATIENCE, self.reader.read_frame(&mut self.stream))
+                    .await
+                    .expect("replies in time")
+                    .expect("a reply frame");
+            assert_eq!(
+                header.kind,
+                FrameKind::ClientReplies,
+                "{:?}",
+                ErrorBody::decode(&body)
+            );
+            frame::decode_replies(&body, &mut replies).unwrap();
+            for reply in &replies {
+                let slot = usize::try_from(reply.request_id - first).unwrap();
+                answers[slot] = Some(*reply);
+            }
+        }
+        answers.into_iter().map(Option::unwrap).collect()
+    }
+}
+
+/// A client request frame's bytes.
+pub fn requests_frame(cluster_id: u128, requests: &[FrameRequest]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    frame::write_frame(&mut bytes, FrameKind::ClientRequests, cluster_id, |b| {
+        frame::encode_requests(requests, b);
+    });
+    bytes
+}
+
+/// Asserts an error code.
+pub fn assert_code(error: &ErrorBody, code: ErrorCode) {
+    assert_eq!(
+        error.code,
+        code,
+        "error frame: {} {}",
+        error.code.name(),
+        error.message
+    );
+}
