@@ -15,7 +15,7 @@ use crate::operation_table::{OperationRow, OperationTable};
 use crate::pool_table::PoolTable;
 use crate::resource_table::ResourceTable;
 use crate::result_code::ResultCode;
-use crate::views::{LeaseView, PoolStats, ResourceView};
+use crate::views::{LeaseView, PoolStats, ResourceView, TableUsage};
 
 /// The allocator state machine. Every table is allocated once by [`Allocator::new`]; applying
 /// commands never allocates, never reads a clock and never depends on hash iteration order.
@@ -294,6 +294,22 @@ impl Allocator {
         let count = self.expiry.due(slot, limit, out);
         debug_assert!(out[..count].iter().all(|request| request.operation_id == 0));
         count
+    }
+
+    /// Rows in use per table. O(1): every table keeps its own count.
+    pub fn table_usage(&self) -> TableUsage {
+        let members = self.members.rows_max() - self.members.free_count();
+        let usage = TableUsage {
+            resources: self.resources.len(),
+            pools: self.pools.len(),
+            leases: self.leases.len(),
+            lease_members: members,
+            operations: self.operations.len(),
+        };
+        debug_assert!(usage.resources <= self.config.resources_max);
+        debug_assert!(usage.leases <= self.config.leases_max);
+        debug_assert!(usage.operations <= self.config.operations_max);
+        usage
     }
 
     /// Resolves a lease id to its row: found (live or terminal inside the history window),

@@ -42,4 +42,4 @@ pub use wire::{DecodeError, Reader, Writer};
 pub use allocator::Allocator;
 pub use invariants::InvariantViolation;
 pub use snapshot::{SNAPSHOT_MAGIC, SNAPSHOT_VERSION, SnapshotError};
-pub use views::{LeaseState, LeaseView, PoolStats, ResourceState, ResourceView};
+pub use views::{LeaseState, LeaseView, PoolStats, ResourceState, ResourceView, TableUsage};

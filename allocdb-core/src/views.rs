@@ -118,3 +118,18 @@ pub struct PoolStats {
     /// Members currently available.
     pub free: u32,
 }
+
+/// Rows in use per table, for monitoring (compare with the `Config` capacities).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableUsage {
+    /// Resources created.
+    pub resources: u32,
+    /// Pools created.
+    pub pools: u32,
+    /// Leases held: live ones and terminal ones still inside the history window.
+    pub leases: u32,
+    /// Lease-member rows held by those leases.
+    pub lease_members: u32,
+    /// Operation records inside the dedupe window.
+    pub operations: u32,
+}

@@ -5,7 +5,7 @@ mod support;
 
 use allocdb_core::{
     Allocator, Config, ConfigError, DEADLINE_NONE, LeaseId, LeaseState, Outcome, PoolStats,
-    Request, ResourceState, ResultCode,
+    Request, ResourceState, ResultCode, TableUsage,
 };
 use support::{
     Harness, activate, create, expire, reclaim, release, renew, reserve, reserve_any, revoke,
@@ -803,4 +803,35 @@ fn digest_ignores_layout_but_not_state() {
         three.allocator.state_digest(),
         four.allocator.state_digest()
     );
+}
+
+#[test]
+fn table_usage_counts_rows_in_use() {
+    let mut h = harness();
+    assert_eq!(h.allocator.table_usage(), TableUsage::default());
+    h.run(1, create(1, Some(9)));
+    h.run(1, create(2, Some(9)));
+    h.run(1, create(3, None));
+    let lease = h.next_lease();
+    h.run(1, reserve(&[1, 3], 7, 50));
+    let usage = h.allocator.table_usage();
+    assert_eq!(
+        usage,
+        TableUsage {
+            resources: 3,
+            pools: 1,
+            leases: 1,
+            lease_members: 2,
+            operations: 4,
+        }
+    );
+    // A released lease keeps its rows until it retires after the history window.
+    h.run(2, release(lease, 7, 1));
+    assert_eq!(h.allocator.table_usage().leases, 1);
+    let history = h.allocator.config().lease_history_slots;
+    let window = h.allocator.config().dedupe_window_slots;
+    h.run(3 + history.max(window), create(4, None));
+    let usage = h.allocator.table_usage();
+    assert_eq!((usage.leases, usage.lease_members), (0, 0));
+    assert_eq!((usage.resources, usage.operations), (4, 1));
 }

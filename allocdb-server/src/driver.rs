@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use allocdb_core::Request;
+use allocdb_core::{Request, TableUsage};
 use allocdb_vsr::frame::{FrameReply, FrameRequest, REQUESTS_PER_FRAME_MAX, Role};
 use allocdb_vsr::{ClientRequest, Message, Outbox, Replica, Status};
 use allocdb_wal::Storage;
@@ -77,6 +77,8 @@ pub struct ReplicaState {
     pub expiry_lag_slots: u64,
     /// The slot of the last applied batch.
     pub slot: u64,
+    /// Rows in use per core table.
+    pub tables: TableUsage,
 }
 
 /// How the replica task runs.
@@ -332,5 +334,6 @@ fn observe<S: Storage>(replica: &Replica<S>, expirations: &mut [Request]) -> Rep
         expiry_due: u32::try_from(due).expect("bounded by expirations_per_batch_max"),
         expiry_lag_slots: oldest_deadline.map_or(0, |deadline| slot.saturating_sub(deadline)),
         slot,
+        tables: allocator.table_usage(),
     }
 }

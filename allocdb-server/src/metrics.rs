@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use allocdb_core::Config as CoreConfig;
+use allocdb_core::{Config as CoreConfig, TableUsage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Duration;
@@ -143,7 +143,7 @@ impl Metrics {
     pub fn render(&self, state: &ReplicaState, replica_index: u8, core: &CoreConfig) -> String {
         let mut out = String::with_capacity(8192);
         render_state(&mut out, state, replica_index);
-        render_tables(&mut out, core);
+        render_tables(&mut out, core, &state.tables);
         self.render_counters(&mut out);
         self.request_batch.render(
             &mut out,
@@ -271,20 +271,31 @@ fn render_state(out: &mut String, state: &ReplicaState, replica_index: u8) {
     }
 }
 
-fn render_tables(out: &mut String, core: &CoreConfig) {
-    let capacities = [
-        ("resources", core.resources_max),
-        ("pools", core.pools_max),
-        ("leases", core.leases_max),
-        ("lease_members", core.lease_members_max),
-        ("operations", core.operations_max),
+fn render_tables(out: &mut String, core: &CoreConfig, usage: &TableUsage) {
+    // (table, capacity, rows in use): utilisation is rows / capacity; alarm well before 1.
+    let tables = [
+        ("resources", core.resources_max, usage.resources),
+        ("pools", core.pools_max, usage.pools),
+        ("leases", core.leases_max, usage.leases),
+        ("lease_members", core.lease_members_max, usage.lease_members),
+        ("operations", core.operations_max, usage.operations),
     ];
     let _ = writeln!(
         out,
         "# HELP allocdb_table_capacity Rows allocated per core table.\n# TYPE allocdb_table_capacity gauge"
     );
-    for (table, rows) in capacities {
-        let _ = writeln!(out, "allocdb_table_capacity{{table=\"{table}\"}} {rows}");
+    for (table, capacity, _) in tables {
+        let _ = writeln!(
+            out,
+            "allocdb_table_capacity{{table=\"{table}\"}} {capacity}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP allocdb_table_rows Rows in use per core table.\n# TYPE allocdb_table_rows gauge"
+    );
+    for (table, _, rows) in tables {
+        let _ = writeln!(out, "allocdb_table_rows{{table=\"{table}\"}} {rows}");
     }
 }
 
@@ -369,7 +380,8 @@ async fn respond(mut stream: net::TcpStream, context: &MetricsContext) -> std::i
 
 #[cfg(test)]
 mod tests {
-    use super::Histogram;
+    use super::{Histogram, render_tables};
+    use allocdb_core::{Config, TableUsage};
 
     #[test]
     fn histogram_buckets_are_cumulative_upper_bounds() {
@@ -389,6 +401,31 @@ mod tests {
             "h_count 6",
         ] {
             assert!(out.contains(expected), "missing {expected} in\n{out}");
+        }
+    }
+
+    #[test]
+    fn tables_report_capacity_and_rows_in_use() {
+        let config = Config::small();
+        let usage = TableUsage {
+            resources: 3,
+            pools: 1,
+            leases: 2,
+            lease_members: 5,
+            operations: 7,
+        };
+        let mut out = String::new();
+        render_tables(&mut out, &config, &usage);
+        for expected in [
+            format!(
+                "allocdb_table_capacity{{table=\"leases\"}} {}",
+                config.leases_max
+            ),
+            "allocdb_table_rows{table=\"resources\"} 3".to_string(),
+            "allocdb_table_rows{table=\"lease_members\"} 5".to_string(),
+            "allocdb_table_rows{table=\"operations\"} 7".to_string(),
+        ] {
+            assert!(out.contains(&expected), "missing {expected} in\n{out}");
         }
     }
 }
