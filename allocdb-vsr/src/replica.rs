@@ -53,6 +53,12 @@ pub enum ReplicaError {
         /// What differs.
         reason: String,
     },
+    /// The log lost data it had synced and there is no peer to repair it from (a single
+    /// replica): it refuses to start rather than serve without it.
+    Unrecoverable {
+        /// What was lost.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for ReplicaError {
@@ -62,7 +68,9 @@ impl std::fmt::Display for ReplicaError {
             ReplicaError::Wal(e) => write!(f, "log: {e}"),
             ReplicaError::Core(e) => write!(f, "core: {e}"),
             ReplicaError::Snapshot(e) => write!(f, "checkpoint snapshot: {e:?}"),
-            ReplicaError::IdentityMismatch { reason } => write!(f, "data directory: {reason}"),
+            ReplicaError::IdentityMismatch { reason } | ReplicaError::Unrecoverable { reason } => {
+                write!(f, "data directory: {reason}")
+            }
         }
     }
 }
@@ -137,16 +145,25 @@ impl<S: Storage> Replica<S> {
         Ok(replica)
     }
 
-    /// Reopens `storage` after a restart and rejoins from the durable state. The log is
-    /// opened in repair mode ([`Wal::open_for_repair`]): damage inside it is cut away and the
-    /// replica recovers the rest from its peers (status [`Status::Recovering`]).
+    /// Reopens `storage` after a restart and rejoins from the durable state. In a cluster the
+    /// log is opened in repair mode ([`Wal::open_for_repair`]): damage inside it is cut away
+    /// and the replica recovers the rest from its peers (status [`Status::Recovering`]).
     ///
     /// # Errors
     /// Invalid configuration; the log cannot be opened (no valid superblock, another cluster,
-    /// a storage error); the data belongs to another replica; the checkpoint cannot be decoded.
+    /// a storage error — and, for a single replica, any corruption); the data belongs to
+    /// another replica; the checkpoint cannot be decoded; a single replica lost synced ops.
     pub fn open(storage: S, config: ReplicaConfig) -> Result<Replica<S>, ReplicaError> {
         config.validate().map_err(ReplicaError::Config)?;
-        let mut wal = Wal::open_for_repair(storage, config.wal).map_err(ReplicaError::Wal)?;
+        // A single replica has no peer to repair from: its log opens fail-closed, and
+        // nothing is cut away that an operator might still want to look at.
+        let single = config.replica_count == 1;
+        let mut wal = if single {
+            Wal::open(storage, config.wal)
+        } else {
+            Wal::open_for_repair(storage, config.wal)
+        }
+        .map_err(ReplicaError::Wal)?;
         let superblock = *wal.superblock();
         if superblock.replica_index != config.replica_index
             || superblock.replica_count != config.replica_count
@@ -179,6 +196,15 @@ impl<S: Storage> Replica<S> {
         let damaged = superblock.recovering
             || recovery.lost_durable_data()
             || replica.wal.last_op() < superblock.commit_op;
+        if damaged && single {
+            return Err(ReplicaError::Unrecoverable {
+                reason: format!(
+                    "the log ends at op {} below the durable commit op {}, and a single replica has no peer to repair from",
+                    replica.wal.last_op(),
+                    superblock.commit_op
+                ),
+            });
+        }
         if damaged {
             // Durable before the replica acts on the damaged log (the WAL already set it for
             // corruption; this covers a log that is merely too short).

@@ -420,6 +420,66 @@ fn a_primary_with_a_corrupt_mid_log_record_repairs_and_rejoins() {
     heal_and_converge(&mut cluster);
 }
 
+/// A replica that was cut off kept voting for views that never started; then its disk rots
+/// and it restarts recovering in a view ahead of the cluster's. Nobody will ever send it that
+/// view's start, so it asks (with a `start_view_change` vote, never its log) for the cluster
+/// to move to it, then catches up and rejoins.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_recovering_replica_ahead_of_the_cluster_view_brings_it_along() {
+    let mut cluster = Cluster::new(Options::calm(20, 3));
+    steps(&mut cluster, 150);
+    for other in [0, 1] {
+        isolate_link(&mut cluster, 2, other, true);
+        isolate_link(&mut cluster, other, 2, true);
+    }
+    steps_until(&mut cluster, 400, |c| replica(c, 2).view() >= 2);
+    let op = replica(&cluster, 2).commit_min() - 3;
+    crash_and_corrupt(&mut cluster, 2, op);
+    steps(&mut cluster, 10); // its last votes, still in flight, are dropped
+    for other in [0, 1] {
+        isolate_link(&mut cluster, 2, other, false);
+        isolate_link(&mut cluster, other, 2, false);
+    }
+    cluster.restart(2);
+    let view = replica(&cluster, 2).view();
+    assert_eq!(replica(&cluster, 2).status(), Status::Recovering);
+    assert!(replica(&cluster, 0).view() < view && replica(&cluster, 0).is_primary());
+    steps_until(&mut cluster, 600, |c| {
+        replica(c, 2).status() == Status::Normal && replica(c, 0).view() >= view
+    });
+    heal_and_converge(&mut cluster);
+}
+
+/// A single replica has nobody to repair from: a rotted mid-log record stops it (fail
+/// closed), and nothing on its disk is cut away.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_single_replica_refuses_to_start_on_a_corrupt_log() {
+    let mut cluster = Cluster::new(Options::calm(19, 1));
+    steps(&mut cluster, 150);
+    let op = replica(&cluster, 0).commit_min() / 2;
+    crash_and_corrupt(&mut cluster, 0, op);
+    let storage = cluster.nodes[0].storage.clone();
+    let config = harness::replica_config(0, 1, 19);
+    for _ in 0..2 {
+        match allocdb_vsr::Replica::open(storage.clone(), config.clone()) {
+            Err(allocdb_vsr::ReplicaError::Wal(allocdb_wal::WalError::RecordCorrupt {
+                op: at,
+                ..
+            })) => assert_eq!(at, op),
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => panic!("a single replica started on a corrupt log"),
+        }
+    }
+}
+
 /// A replica whose checkpoint file rotted cannot restore its state from its own disk: it
 /// restarts empty and recovering, and a state transfer from the primary brings it back.
 #[test]

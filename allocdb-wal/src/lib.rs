@@ -4,7 +4,8 @@
 //!
 //! It never trusts bytes it reads back: every record, checkpoint and superblock copy is
 //! checksummed, a torn tail is cut off, and any other damage is an error naming the file,
-//! offset and op (fail closed). It never touches a file except through [`Storage`], so the
+//! offset and op (fail closed) — unless the caller opts into [`Wal::open_for_repair`], which
+//! durably marks the replica recovering and then cuts the log before the damage. It never touches a file except through [`Storage`], so the
 //! simulator's [`SimStorage`] can lose, tear and flip data deterministically. Record bodies
 //! and snapshots are opaque bytes produced by `allocdb-core`. Formats: `docs/storage.md`.
 
