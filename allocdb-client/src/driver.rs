@@ -13,8 +13,9 @@
 //! Honesty about outcomes: a write is *in doubt* once it was sent on a connection that then
 //! failed or went silent before answering it. When its deadline passes, an in-doubt (or still
 //! outstanding) write is reported [`ClientError::Indefinite`]; a write that every replica
-//! definitely refused to run (`not_primary`, `overloaded`) or that never left the client is
-//! reported [`ClientError::Unavailable`].
+//! definitely refused to run (`overloaded`) or that never left the client is reported
+//! [`ClientError::Unavailable`]. A `not_primary` answer makes a write in doubt: a primary
+//! leaving its role gives that answer also for writes already prepared, which may commit.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -294,6 +295,14 @@ impl Driver {
         let Some(pending) = self.pending.get_mut(&reply.request_id) else {
             return; // an answer to an attempt we already resolved
         };
+        // A primary that loses its role answers `not_primary` also for writes already in its
+        // pipeline, and those may still commit in the next view: such a write is in doubt
+        // (found by the simulator: `cargo run --release -p simulator -- --seed 30`).
+        if matches!(reply.body, ReplyBody::NotPrimary { .. })
+            && matches!(pending.call.operation, ClientOperation::Write(_))
+        {
+            pending.in_doubt = true;
+        }
         if pending.outstanding {
             pending.outstanding = false;
             let frame_seq = pending.frame_seq;

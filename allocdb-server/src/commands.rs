@@ -14,8 +14,12 @@ use tokio::sync::watch;
 use tokio::time::Duration;
 use tracing::{error, info};
 
+use crate::format_check::{self, Existing};
 use crate::server::{self, RuntimeOptions, ServerError};
-use crate::settings::{ClusterSettings, WAL_DIR, default_core_config, settings_path};
+use crate::settings::{
+    ClusterSettings, SLOT_MS_DEFAULT, TICK_MS_DEFAULT, WAL_DIR, default_core_config,
+    default_dedupe_window_slots, settings_path,
+};
 use crate::status;
 
 /// Exit code of a usage or setup error.
@@ -35,12 +39,18 @@ pub struct FormatArgs {
     /// The number of replicas: 1, 3 or 5.
     #[arg(long)]
     pub replica_count: u8,
-    /// Length of a slot (the unit of TTLs) in milliseconds.
-    #[arg(long, default_value_t = 10)]
-    pub slot_ms: u64,
-    /// Length of a protocol tick in milliseconds (timeouts are counted in ticks).
-    #[arg(long, default_value_t = 10)]
-    pub tick_ms: u64,
+    /// Length of a slot (the unit of TTLs) in milliseconds [default: 10].
+    #[arg(long)]
+    pub slot_ms: Option<u64>,
+    /// Length of a protocol tick in milliseconds (timeouts are counted in ticks) [default: 10].
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// Format only a missing or empty directory (`lost+found` is ignored); exit 0 without
+    /// touching anything when it already holds this replica (same cluster, replica and
+    /// replica count, and the same values for every limit given on this command line);
+    /// refuse anything else.
+    #[arg(long)]
+    pub if_empty: bool,
     /// The core's limits.
     #[command(flatten)]
     pub core: CoreFlags,
@@ -72,7 +82,7 @@ pub struct CoreFlags {
     /// The largest TTL, in slots.
     #[arg(long)]
     pub ttl_slots_max: Option<u64>,
-    /// How long an operation id is remembered for retries, in slots.
+    /// How long an operation id is remembered for retries, in slots [default: 60 s worth].
     #[arg(long)]
     pub dedupe_window_slots: Option<u64>,
     /// How long a finished lease stays queryable, in slots.
@@ -81,8 +91,11 @@ pub struct CoreFlags {
 }
 
 impl CoreFlags {
-    fn config(&self) -> CoreConfig {
+    /// The core configuration: these flags over the defaults (the dedupe window's default
+    /// scaled to `slot_ms`).
+    fn config(&self, slot_ms: u64) -> CoreConfig {
         let mut core = default_core_config();
+        core.dedupe_window_slots = default_dedupe_window_slots(slot_ms);
         let set32 = |field: &mut u32, value: Option<u32>| *field = value.unwrap_or(*field);
         set32(&mut core.resources_max, self.resources_max);
         set32(&mut core.pools_max, self.pools_max);
@@ -136,18 +149,46 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
+/// `--if-empty`: the exit code when the directory needs no formatting (it holds this replica)
+/// or must not be formatted; `None` when it is empty and formatting goes ahead.
+fn format_if_empty(args: &FormatArgs) -> Option<ExitCode> {
+    match format_check::existing(&args.data_dir, args) {
+        Ok(Existing::Empty) => None,
+        Ok(Existing::Same) => {
+            println!(
+                "{} already holds replica {} of {} (cluster {}); nothing changed",
+                args.data_dir.display(),
+                args.replica,
+                args.replica_count,
+                args.cluster
+            );
+            Some(ExitCode::SUCCESS)
+        }
+        Err(reason) => Some(usage_error(&reason)),
+    }
+}
+
 /// Runs `allocdb format`.
 pub fn format(args: &FormatArgs) -> ExitCode {
+    let slot_ms = args.slot_ms.unwrap_or(SLOT_MS_DEFAULT);
+    if slot_ms == 0 {
+        return usage_error("invalid settings: slot_ms and tick_ms must be at least 1");
+    }
     let mut settings = ClusterSettings::new(
         args.cluster,
         args.replica,
         args.replica_count,
-        args.slot_ms,
-        args.core.config(),
+        slot_ms,
+        args.core.config(slot_ms),
     );
-    settings.tick_ms = args.tick_ms;
+    settings.tick_ms = args.tick_ms.unwrap_or(TICK_MS_DEFAULT);
     if let Err(error) = settings.validate() {
         return usage_error(&format!("invalid settings: {error}"));
+    }
+    if args.if_empty {
+        if let Some(done) = format_if_empty(args) {
+            return done;
+        }
     }
     if settings_path(&args.data_dir).exists() {
         return usage_error(&format!("{} is already formatted", args.data_dir.display()));

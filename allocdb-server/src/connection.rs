@@ -62,6 +62,7 @@ impl ConnectionContext {
             view: state.view,
             op: state.op,
             commit: state.commit,
+            applied: state.applied,
         }
     }
 }

@@ -188,6 +188,7 @@ async fn race(client: Client, index: u32, stop_at: Instant, shared: Arc<Shared>)
                         holder,
                         resources,
                         released_at: None,
+                        release_retried: false,
                     });
                 count_grant(&shared, kind);
                 hold_and_let_go(&client, &mut rng, &grant, holder, slot, &shared).await;
@@ -222,11 +223,11 @@ async fn hold_and_let_go(
         match client.release(grant.lease, holder, epoch).await {
             Ok(released) => {
                 note_ack(shared);
-                shared
-                    .audit
-                    .lock()
-                    .expect("no panics hold it")
-                    .released(slot, (released.op, released.index));
+                shared.audit.lock().expect("no panics hold it").released(
+                    slot,
+                    (released.op, released.index),
+                    released.retry,
+                );
                 shared.tally.lock().expect("no panics hold it").released += 1;
             }
             Err(error) => count_error(shared, &error),

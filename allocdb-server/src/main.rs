@@ -19,8 +19,10 @@ enum Command {
     Format(FormatArgs),
     /// Run a replica until SIGTERM/SIGINT.
     Start(StartArgs),
-    /// Print one JSON line per replica: role, view, op, commit.
+    /// Print one JSON line per replica: role, view, op, commit, applied.
     Status(StatusArgs),
+    /// Probe a replica's HTTP /health: exit 0 on 200, 1 on another status, 2 on no answer.
+    Health(allocdb_server::health::HealthArgs),
     /// Run one command against a cluster; print one JSON line.
     Client(allocdb_server::cli_client::ClientArgs),
     /// Start a local three-replica cluster, race 200 clients, kill the primary, audit.
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Format(args) => commands::format(args),
         Command::Start(args) => commands::start(args),
         Command::Status(args) => commands::status(args),
+        Command::Health(args) => allocdb_server::health::run(args),
         Command::Client(args) => allocdb_server::cli_client::run(args),
         Command::Demo(args) => allocdb_server::demo::run(args),
         Command::Benchmark(args) => allocdb_server::benchmark::run(args),

@@ -1,14 +1,24 @@
 //! Counters, gauges and histograms, rendered in the Prometheus text format, and a tiny
-//! HTTP/1.1 responder for `/metrics` and `/health`.
+//! HTTP/1.1 responder for `/metrics`, `/health` and `/health/live`.
 //!
 //! Everything is a fixed set of atomics allocated at start-up; recording never allocates or
 //! locks. The responder reads one request head (bounded), answers, and closes.
+//!
+//! The two probes (see [`readiness`] and [`liveness`]) answer 200 or 503 with a one-line JSON
+//! body: `{"status":"ready","role":"backup","view":3,"op":120,"commit":120,"applied":120}`.
+//! - `GET /health` (readiness): 200 only while the replica is `primary` or `backup` **and**
+//!   caught up: it has applied every op it knows committed, up to one pipeline
+//!   (`pipeline_prepares_max` ops) behind. Otherwise 503 with `status` `halted`,
+//!   `shutting_down`, `view_change`, `recovering` or `lagging`.
+//! - `GET /health/live` (liveness): 200 (`alive`) unless the replica halted or the process is
+//!   shutting down; a view change, recovery or a lagging log are not reasons to restart it.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use allocdb_core::{Config as CoreConfig, TableUsage};
+use allocdb_vsr::frame::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Duration;
@@ -309,6 +319,64 @@ pub struct MetricsContext {
     pub replica_index: u8,
     /// The core's limits (table capacities).
     pub core: CoreConfig,
+    /// How far `applied` may trail `commit` for `/health` to answer 200 (one pipeline).
+    pub health_lag_ops_max: u64,
+}
+
+/// What a probe endpoint answers: 200 (`true`) or 503, and the one-line JSON body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeAnswer {
+    /// Whether the answer is 200.
+    pub ok: bool,
+    /// The body (one JSON object and a newline).
+    pub body: String,
+}
+
+fn probe_answer(ok: bool, status: &str, state: &ReplicaState) -> ProbeAnswer {
+    let body = format!(
+        "{{\"status\":\"{status}\",\"role\":\"{}\",\"view\":{},\"op\":{},\"commit\":{},\"applied\":{}}}\n",
+        state.role.name(),
+        state.view,
+        state.op,
+        state.commit,
+        state.applied
+    );
+    ProbeAnswer { ok, body }
+}
+
+/// `GET /health`: whether this replica is ready to serve as a full member of the cluster.
+///
+/// 200 (`ready`) while it is primary or backup and has applied every op it knows committed
+/// up to `lag_ops_max` behind; 503 otherwise, naming why: `halted`, `shutting_down`,
+/// `view_change`, `recovering` or `lagging` (`commit - applied > lag_ops_max`, e.g. a
+/// restarted backup still repairing its log).
+pub fn readiness(state: &ReplicaState, shutting_down: bool, lag_ops_max: u64) -> ProbeAnswer {
+    debug_assert!(state.applied <= state.commit, "applied never passes commit");
+    let status = if shutting_down && state.role != Role::Halted {
+        "shutting_down"
+    } else if !state.role.is_normal() {
+        state.role.name()
+    } else if state.commit.saturating_sub(state.applied) > lag_ops_max {
+        "lagging"
+    } else {
+        "ready"
+    };
+    probe_answer(status == "ready", status, state)
+}
+
+/// `GET /health/live`: whether the process should be left running.
+///
+/// 200 (`alive`) unless the replica halted (`halted`: restart it) or the process is stopping
+/// (`shutting_down`).
+pub fn liveness(state: &ReplicaState, shutting_down: bool) -> ProbeAnswer {
+    let status = if state.role == Role::Halted {
+        "halted"
+    } else if shutting_down {
+        "shutting_down"
+    } else {
+        "alive"
+    };
+    probe_answer(status == "alive", status, state)
 }
 
 /// Serves `/metrics` and `/health` on `listener` until `shutdown`.
@@ -323,15 +391,21 @@ pub async fn serve(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let context = Arc::clone(&context);
+                let shutting_down = *shutdown.borrow();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(HTTP_TIMEOUT, respond(stream, &context)).await;
+                    let answer = respond(stream, &context, shutting_down);
+                    let _ = tokio::time::timeout(HTTP_TIMEOUT, answer).await;
                 });
             }
         }
     }
 }
 
-async fn respond(mut stream: net::TcpStream, context: &MetricsContext) -> std::io::Result<()> {
+async fn respond(
+    mut stream: net::TcpStream,
+    context: &MetricsContext,
+    shutting_down: bool,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0_u8; 512];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
@@ -354,20 +428,14 @@ async fn respond(mut stream: net::TcpStream, context: &MetricsContext) -> std::i
                 .metrics
                 .render(&state, context.replica_index, &context.core),
         ),
-        ("GET", "/health") if state.role.is_normal() => (
-            "200 OK",
-            "text/plain",
-            format!("ok {}\n", state.role.name()),
-        ),
-        ("GET", "/health") => (
-            "503 Service Unavailable",
-            "text/plain",
-            format!("unavailable {}\n", state.role.name()),
-        ),
+        ("GET", "/health") => {
+            probe_response(readiness(&state, shutting_down, context.health_lag_ops_max))
+        }
+        ("GET", "/health/live") => probe_response(liveness(&state, shutting_down)),
         _ => (
             "404 Not Found",
             "text/plain",
-            "not found: try /metrics or /health\n".to_string(),
+            "not found: try /metrics, /health or /health/live\n".to_string(),
         ),
     };
     let response = format!(
@@ -378,10 +446,108 @@ async fn respond(mut stream: net::TcpStream, context: &MetricsContext) -> std::i
     stream.shutdown().await
 }
 
+fn probe_response(answer: ProbeAnswer) -> (&'static str, &'static str, String) {
+    let status = if answer.ok {
+        "200 OK"
+    } else {
+        "503 Service Unavailable"
+    };
+    (status, "application/json", answer.body)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Histogram, render_tables};
+    use super::{Histogram, liveness, readiness, render_tables};
+    use crate::driver::ReplicaState;
     use allocdb_core::{Config, TableUsage};
+    use allocdb_vsr::frame::Role;
+
+    fn state(role: Role, op: u64, commit: u64, applied: u64) -> ReplicaState {
+        ReplicaState {
+            role,
+            view: 3,
+            primary_index: 0,
+            op,
+            commit,
+            applied,
+            expiry_due: 0,
+            expiry_lag_slots: 0,
+            slot: 0,
+            tables: TableUsage::default(),
+        }
+    }
+
+    #[test]
+    fn readiness_needs_a_normal_role_and_a_caught_up_log() {
+        let cases = [
+            (state(Role::Primary, 120, 120, 120), false, true, "ready"),
+            (state(Role::Backup, 128, 120, 120), false, true, "ready"),
+            // Exactly one pipeline behind is still ready; one more op is not.
+            (state(Role::Backup, 120, 128, 120), false, true, "ready"),
+            (state(Role::Backup, 120, 129, 120), false, false, "lagging"),
+            // A backup whose log reached commit but has not applied it yet lags too.
+            (
+                state(Role::Backup, 6000, 6000, 4000),
+                false,
+                false,
+                "lagging",
+            ),
+            (
+                state(Role::ViewChange, 120, 120, 120),
+                false,
+                false,
+                "view_change",
+            ),
+            (
+                state(Role::Recovering, 120, 120, 120),
+                false,
+                false,
+                "recovering",
+            ),
+            (state(Role::Halted, 120, 120, 120), false, false, "halted"),
+            (state(Role::Halted, 120, 120, 120), true, false, "halted"),
+            (
+                state(Role::Primary, 120, 120, 120),
+                true,
+                false,
+                "shutting_down",
+            ),
+        ];
+        for (state, shutting_down, ok, status) in cases {
+            let answer = readiness(&state, shutting_down, 8);
+            assert_eq!(answer.ok, ok, "{state:?} shutting_down={shutting_down}");
+            let expected = format!(
+                "{{\"status\":\"{status}\",\"role\":\"{}\",\"view\":3,\"op\":{},\"commit\":{},\"applied\":{}}}\n",
+                state.role.name(),
+                state.op,
+                state.commit,
+                state.applied
+            );
+            assert_eq!(answer.body, expected);
+        }
+    }
+
+    #[test]
+    fn liveness_fails_only_when_halted_or_stopping() {
+        for role in Role::ALL {
+            let answer = liveness(&state(role, 5, 900, 1), false);
+            assert_eq!(answer.ok, role != Role::Halted, "{role:?}");
+            let expected = if role == Role::Halted {
+                "halted"
+            } else {
+                "alive"
+            };
+            assert!(
+                answer
+                    .body
+                    .starts_with(&format!("{{\"status\":\"{expected}\"")),
+                "{}",
+                answer.body
+            );
+        }
+        let stopping = liveness(&state(Role::Backup, 5, 5, 5), true);
+        assert!(!stopping.ok && stopping.body.contains("shutting_down"));
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative_upper_bounds() {

@@ -18,7 +18,7 @@ use tokio::time::Duration;
 use tracing::{error, info, warn};
 
 use crate::connection::{self, ConnectionContext};
-use crate::driver::{Driver, DriverOptions};
+use crate::driver::{Driver, DriverOptions, ReplicaState};
 use crate::frame_io;
 use crate::metrics::{self, Metrics, MetricsContext};
 use crate::net;
@@ -46,7 +46,13 @@ pub struct RuntimeOptions {
     pub peer_queue_max: usize,
     /// Open connections; beyond it a new connection gets an `overloaded` error frame.
     pub connections_max: usize,
+    /// Where to hand the replica's published state when serving starts (the simulator reads
+    /// each replica's view and applied op through it); `None` in production.
+    pub state_observer: Option<StateObserver>,
 }
+
+/// A slot [`run`] fills with a receiver of the replica's published [`ReplicaState`].
+pub type StateObserver = Arc<std::sync::Mutex<Option<watch::Receiver<ReplicaState>>>>;
 
 impl RuntimeOptions {
     /// Defaults for a replica at `addresses`.
@@ -61,6 +67,7 @@ impl RuntimeOptions {
             request_queue_max: 1024,
             peer_queue_max: 1024,
             connections_max: 4096,
+            state_observer: None,
         }
     }
 }
@@ -150,7 +157,14 @@ pub async fn run<S: Storage>(
         slot_ms: settings.slot_ms,
     };
     let core = replica.config().core;
+    let health_lag_ops_max = u64::from(replica.config().pipeline_prepares_max);
     let (driver, state) = Driver::new(replica, driver_options, links, Arc::clone(&metrics));
+    if let Some(observer) = &options.state_observer {
+        // A poisoned slot only means an observer panicked; the server does not depend on it.
+        if let Ok(mut slot) = observer.lock() {
+            *slot = Some(state.clone());
+        }
+    }
     let (control_tx, control_rx) = mpsc::channel(options.control_queue_max);
     let (requests_tx, requests_rx) = mpsc::channel(options.request_queue_max);
     let context = Arc::new(ConnectionContext {
@@ -177,6 +191,7 @@ pub async fn run<S: Storage>(
             state,
             replica_index: me,
             core,
+            health_lag_ops_max,
         });
         tokio::spawn(metrics::serve(listener, context, stop_rx.clone()));
     }

@@ -51,8 +51,29 @@ impl std::fmt::Display for SettingsError {
 
 impl std::error::Error for SettingsError {}
 
+/// The slot length `allocdb format` uses unless told otherwise.
+pub const SLOT_MS_DEFAULT: u64 = 10;
+/// The tick length `allocdb format` uses unless told otherwise.
+pub const TICK_MS_DEFAULT: u64 = 10;
+/// How long, in milliseconds, an operation id is remembered for retries unless `allocdb
+/// format` is told otherwise. A retry must land inside the window to get the original outcome
+/// back; 60 s outlasts a client's default 10 s call timeout plus a view change and a log
+/// repair (the end-to-end test saw a 15 s write stall, which a 10 s window turned into a
+/// retried reservation answered `resource_busy` by its own first execution).
+pub const DEDUPE_WINDOW_MS_DEFAULT: u64 = 60_000;
+
+/// The default dedupe window in slots of `slot_ms` (rounded up so it is never shorter than
+/// [`DEDUPE_WINDOW_MS_DEFAULT`]).
+pub fn default_dedupe_window_slots(slot_ms: u64) -> u64 {
+    assert!(slot_ms > 0, "a slot has a length");
+    let slots = DEDUPE_WINDOW_MS_DEFAULT.div_ceil(slot_ms);
+    debug_assert!(slots * slot_ms >= DEDUPE_WINDOW_MS_DEFAULT);
+    slots
+}
+
 /// The core limits a server uses unless `allocdb format` is told otherwise: sized for a
-/// benchmark-scale single machine rather than for tests.
+/// benchmark-scale single machine rather than for tests. The time windows assume
+/// [`SLOT_MS_DEFAULT`]; `allocdb format` rescales the dedupe window for other slot lengths.
 pub fn default_core_config() -> CoreConfig {
     CoreConfig {
         resources_max: 1 << 16,
@@ -62,7 +83,7 @@ pub fn default_core_config() -> CoreConfig {
         bundle_size_max: 16,
         operations_max: 1 << 20,
         ttl_slots_max: 8_640_000,
-        dedupe_window_slots: 1_000,
+        dedupe_window_slots: default_dedupe_window_slots(SLOT_MS_DEFAULT),
         lease_history_slots: 1_000,
         expirations_per_batch_max: 64,
         batch_requests_max: 1024,
@@ -94,7 +115,7 @@ impl ClusterSettings {
             replica_count,
             replica_index,
             slot_ms,
-            tick_ms: 10,
+            tick_ms: TICK_MS_DEFAULT,
             replica,
         }
     }
@@ -363,6 +384,15 @@ mod tests {
         decoded.encode(&mut again);
         assert_eq!(again, bytes);
         assert_eq!(format!("{decoded:?}"), format!("{settings:?}"));
+    }
+
+    #[test]
+    fn the_default_dedupe_window_lasts_a_minute_at_any_slot_length() {
+        assert_eq!(default_core_config().dedupe_window_slots, 6_000);
+        assert_eq!(super::default_dedupe_window_slots(10), 6_000);
+        assert_eq!(super::default_dedupe_window_slots(1), 60_000);
+        assert_eq!(super::default_dedupe_window_slots(7), 8_572);
+        assert_eq!(super::default_dedupe_window_slots(120_000), 1);
     }
 
     #[test]

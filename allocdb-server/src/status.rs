@@ -51,14 +51,15 @@ pub fn json_line(index: usize, address: &str, answer: &Result<StatusReply, Strin
     let address = json_string(address);
     match answer {
         Ok(status) => format!(
-            "{{\"replica\":{index},\"address\":{address},\"role\":\"{}\",\"view\":{},\"op\":{},\"commit\":{}}}",
+            "{{\"replica\":{index},\"address\":{address},\"role\":\"{}\",\"view\":{},\"op\":{},\"commit\":{},\"applied\":{}}}",
             status.role.name(),
             status.view,
             status.op,
-            status.commit
+            status.commit,
+            status.applied
         ),
         Err(error) => format!(
-            "{{\"replica\":{index},\"address\":{address},\"role\":\"unreachable\",\"view\":null,\"op\":null,\"commit\":null,\"error\":{}}}",
+            "{{\"replica\":{index},\"address\":{address},\"role\":\"unreachable\",\"view\":null,\"op\":null,\"commit\":null,\"applied\":null,\"error\":{}}}",
             json_string(error)
         ),
     }
@@ -97,10 +98,11 @@ mod tests {
             view: 2,
             op: 9,
             commit: 8,
+            applied: 7,
         };
         assert_eq!(
             json_line(0, "127.0.0.1:1", &Ok(status)),
-            r#"{"replica":0,"address":"127.0.0.1:1","role":"primary","view":2,"op":9,"commit":8}"#
+            r#"{"replica":0,"address":"127.0.0.1:1","role":"primary","view":2,"op":9,"commit":8,"applied":7}"#
         );
         let line = json_line(1, "h:2", &Err("connect: \"refused\"".to_string()));
         assert!(

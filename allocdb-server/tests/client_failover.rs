@@ -77,6 +77,7 @@ async fn worker(client: Client, index: u32, stop_at: Instant, record: Arc<Mutex<
                         holder,
                         resources,
                         released_at: None,
+                        release_retried: false,
                     })
                 };
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -109,7 +110,7 @@ async fn release(
             record.acked.push(Acked { command, committed });
             record
                 .audit
-                .released(handle, (committed.op, committed.index));
+                .released(handle, (committed.op, committed.index), committed.retry);
         }
         Err(error) => record.lock().unwrap().unexpected.push(error.to_string()),
     }

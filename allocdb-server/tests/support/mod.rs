@@ -18,7 +18,7 @@ pub const CLUSTER: u128 = 0x00C0_FFEE;
 /// Every wait in these tests is bounded by this.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
-fn binary() -> &'static str {
+pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_allocdb")
 }
 
@@ -31,6 +31,8 @@ pub fn free_port() -> u16 {
 /// A local cluster of real processes; killed and deleted on drop.
 pub struct Cluster {
     pub addresses: Vec<String>,
+    /// Each replica's `--metrics` address (`/metrics`, `/health`).
+    pub metrics: Vec<String>,
     pub dirs: Vec<PathBuf>,
     pub children: Vec<Option<Child>>,
     root: PathBuf,
@@ -42,6 +44,9 @@ impl Cluster {
         let root = std::env::temp_dir().join(format!("allocdb-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let addresses: Vec<String> = (0..count)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let metrics: Vec<String> = (0..count)
             .map(|_| format!("127.0.0.1:{}", free_port()))
             .collect();
         let mut dirs = Vec::new();
@@ -66,6 +71,7 @@ impl Cluster {
         }
         let mut cluster = Cluster {
             addresses,
+            metrics,
             dirs,
             children: Vec::new(),
             root,
@@ -85,6 +91,8 @@ impl Cluster {
                 &self.addresses.join(","),
                 "--replica",
                 &index.to_string(),
+                "--metrics",
+                &self.metrics[usize::from(index)],
             ])
             .arg(&self.dirs[usize::from(index)])
             .env(

@@ -228,8 +228,11 @@ pub struct StatusReply {
     pub view: u64,
     /// The last op in its log.
     pub op: u64,
-    /// The highest op it knows committed.
+    /// The highest op it knows committed (`commit_max`).
     pub commit: u64,
+    /// The highest op it has applied to its state machine (`commit_min`, at most `commit`
+    /// and `op`): the replica has caught up when this reaches the cluster's commit.
+    pub applied: u64,
 }
 
 impl StatusReply {
@@ -242,6 +245,7 @@ impl StatusReply {
         writer.u64(self.view);
         writer.u64(self.op);
         writer.u64(self.commit);
+        writer.u64(self.applied);
     }
 
     /// Reads a body.
@@ -257,6 +261,7 @@ impl StatusReply {
                 view: r.u64("view")?,
                 op: r.u64("op")?,
                 commit: r.u64("commit")?,
+                applied: r.u64("applied")?,
             })
         })
     }

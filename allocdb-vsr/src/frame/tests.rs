@@ -191,6 +191,7 @@ fn small_bodies_round_trip_and_refuse_trailing_bytes() {
         view: 3,
         op: 44,
         commit: 43,
+        applied: 42,
     };
     let error = ErrorBody::new(ErrorCode::WrongCluster, "cluster id 5 (this is cluster 6)");
     let mut bytes = Vec::new();
