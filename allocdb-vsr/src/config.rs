@@ -6,6 +6,11 @@ use allocdb_wal::WalConfig;
 /// The largest cluster: replica indices and acknowledgement sets are sized from it.
 pub const REPLICAS_MAX: u8 = 5;
 
+/// The most bytes of prepares one repair reply may carry (`repair_ops_max *
+/// batch_bytes_max`): a reply is produced in one call into the replica, so it must fit a
+/// driver's outbox and socket buffers.
+pub const REPAIR_REPLY_BYTES_MAX: u64 = 64 << 20;
+
 /// A replica's configuration. Every queue, message and timeout named here is a hard limit.
 #[derive(Clone, Debug)]
 pub struct ReplicaConfig {
@@ -33,8 +38,22 @@ pub struct ReplicaConfig {
     pub suffix_ops_max: u32,
     /// Headers carried by one `headers` reply.
     pub headers_max: u32,
-    /// Prepares one repair request asks for (and one repair reply sends).
+    /// Prepares one repair request asks for (and one repair reply sends, one message per
+    /// op, each at most `batch_bytes_max`): `repair_ops_max * batch_bytes_max` is limited to
+    /// [`REPAIR_REPLY_BYTES_MAX`].
     pub repair_ops_max: u32,
+    /// Repair requests (`request_prepares`) a lagging backup keeps outstanding: the next one
+    /// goes out as soon as a reply is absorbed, and `resend_interval_ticks` only retries lost
+    /// ones. The backup also buffers up to `repair_ops_max * repair_requests_in_flight_max`
+    /// prepares that arrive beyond a gap in its log, instead of dropping them.
+    pub repair_requests_in_flight_max: u32,
+    /// A backup at least this many ops behind the primary's commit point gets a state
+    /// transfer (the checkpoint) instead of ops: the primary takes a fresh checkpoint first
+    /// if its last one is not this far ahead of the backup (at most one per this many ops
+    /// committed), and the backup keeps a single request in flight meanwhile. A snapshot
+    /// above `snapshot_bytes_max` falls back to ops. 0: state transfer only for ops no
+    /// longer retained (always done).
+    pub repair_state_transfer_ops_min: u64,
     /// A new primary whose log cannot be joined to the chosen `do_view_change` log fetches
     /// up to this many canonical entries from the claimants (held in memory until the view
     /// starts); 0 turns fetching off (the view then times out to the next primary).
@@ -95,7 +114,9 @@ impl ReplicaConfig {
             read_queue_max: 256,
             suffix_ops_max: 32,
             headers_max: 64,
-            repair_ops_max: 16,
+            repair_ops_max: 64,
+            repair_requests_in_flight_max: 4,
+            repair_state_transfer_ops_min: 4096,
             view_change_fetch_ops_max: 1024,
             checkpoint_interval_ops: 1024,
             snapshot_bytes_max: 64 * 1024 * 1024,
@@ -152,6 +173,10 @@ impl ReplicaConfig {
             ("suffix_ops_max", u64::from(self.suffix_ops_max)),
             ("headers_max", u64::from(self.headers_max)),
             ("repair_ops_max", u64::from(self.repair_ops_max)),
+            (
+                "repair_requests_in_flight_max",
+                u64::from(self.repair_requests_in_flight_max),
+            ),
             ("checkpoint_interval_ops", self.checkpoint_interval_ops),
             ("heartbeat_interval_ticks", self.heartbeat_interval_ticks),
             ("primary_timeout_ticks", self.primary_timeout_ticks),
@@ -183,6 +208,7 @@ impl ReplicaConfig {
                 self.batch_bytes_max
             ));
         }
+        self.validate_repair()?;
         if self.suffix_ops_max < self.pipeline_prepares_max {
             return fail("suffix_ops_max must be at least pipeline_prepares_max".to_string());
         }
@@ -205,6 +231,27 @@ impl ReplicaConfig {
         }
         Ok(())
     }
+
+    /// The repair window must fit a message budget and the log.
+    fn validate_repair(&self) -> Result<(), ConfigError> {
+        let fail = |reason: String| Err(ConfigError { reason });
+        let repair_bytes = u64::from(self.repair_ops_max) * u64::from(self.batch_bytes_max);
+        if repair_bytes > REPAIR_REPLY_BYTES_MAX {
+            return fail(format!(
+                "repair_ops_max {} * batch_bytes_max {} exceeds {REPAIR_REPLY_BYTES_MAX} bytes per repair reply",
+                self.repair_ops_max, self.batch_bytes_max
+            ));
+        }
+        let repair_window =
+            u64::from(self.repair_ops_max) * u64::from(self.repair_requests_in_flight_max);
+        if repair_window > self.wal.log_ops_max {
+            return fail(format!(
+                "repair_ops_max * repair_requests_in_flight_max = {repair_window} exceeds wal.log_ops_max {}",
+                self.wal.log_ops_max
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -224,13 +271,20 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: [(&str, Mutation); 6] = [
+        let cases: [(&str, Mutation); 9] = [
             ("replica_count", |c| c.replica_count = 2),
             ("replica_index", |c| c.replica_index = 3),
             ("pipeline_prepares_max", |c| c.pipeline_prepares_max = 0),
             ("batch_requests_max", |c| c.batch_requests_max = 100_000),
             ("suffix_ops_max", |c| c.suffix_ops_max = 1),
             ("wal.cluster_id", |c| c.wal.cluster_id = 99),
+            ("repair_requests_in_flight_max", |c| {
+                c.repair_requests_in_flight_max = 0;
+            }),
+            ("repair_ops_max", |c| c.repair_ops_max = 100_000),
+            ("repair_requests_in_flight_max", |c| {
+                c.repair_requests_in_flight_max = 1_000_000;
+            }),
         ];
         for (field, mutate) in cases {
             let mut config = ReplicaConfig::new(7, 0, 3);

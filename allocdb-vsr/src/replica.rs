@@ -8,7 +8,7 @@
 //! steps of the VR paper live in `replica_primary.rs`, `replica_backup.rs` and
 //! `replica_view_change.rs`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use allocdb_core::{Allocator, Op, Outcome, Request, ResultCode, Slot, codec};
 use allocdb_wal::{
@@ -16,7 +16,7 @@ use allocdb_wal::{
 };
 
 use crate::config::{ConfigError, REPLICAS_MAX, ReplicaConfig};
-use crate::message::{ClientRequest, Message};
+use crate::message::{ClientRequest, Entry, Message};
 use crate::message_codec::MessageLimits;
 use crate::outbox::Outbox;
 use crate::replica_primary::PrimaryState;
@@ -113,6 +113,15 @@ pub struct Replica<S: Storage> {
     pub(crate) timer_contact_tick: u64,
     pub(crate) timer_resend_tick: u64,
     pub(crate) timeout_jitter: u64,
+    /// Repair: the highest op asked for by outstanding `request_prepares` (the window ends
+    /// here; 0 after a reset).
+    pub(crate) repair_requested_op: Op,
+    /// Repair: the last tick the log grew, or a retry went out (stalled → retry).
+    pub(crate) repair_progress_tick: u64,
+    /// Prepares from the primary of `repair_buffer_view` that arrived beyond a gap in the
+    /// log, waiting for it to fill (bounded by the repair window; ordered, so deterministic).
+    pub(crate) repair_buffer: BTreeMap<Op, Entry>,
+    pub(crate) repair_buffer_view: View,
     pub(crate) primary: Option<PrimaryState>,
     pub(crate) view_change: ViewChangeState,
     pub(crate) halted: Option<String>,
@@ -259,6 +268,10 @@ impl<S: Storage> Replica<S> {
             timer_contact_tick: 0,
             timer_resend_tick: 0,
             timeout_jitter: 0,
+            repair_requested_op: 0,
+            repair_progress_tick: 0,
+            repair_buffer: BTreeMap::new(),
+            repair_buffer_view: 0,
             primary: None,
             view_change: ViewChangeState::new(0),
             halted: None,
@@ -417,6 +430,10 @@ impl<S: Storage> Replica<S> {
         if self.status == Status::Normal && self.log_view == self.view {
             assert!(self.join.is_none());
         }
+        assert!(
+            self.repair_buffer.len() as u64 <= self.repair_window_ops(),
+            "the repair buffer is bounded by the repair window"
+        );
         assert_eq!(
             self.wal.superblock().recovering,
             self.status == Status::Recovering,
@@ -425,6 +442,12 @@ impl<S: Storage> Replica<S> {
     }
 
     // ---- shared helpers ----
+
+    /// Ops a backup may have asked for and not yet absorbed (and the most prepares it
+    /// buffers beyond a gap): `repair_ops_max * repair_requests_in_flight_max`.
+    pub(crate) fn repair_window_ops(&self) -> u64 {
+        u64::from(self.config.repair_ops_max) * u64::from(self.config.repair_requests_in_flight_max)
+    }
 
     /// The primary of `view` (round-robin).
     pub(crate) fn primary_of(&self, view: View) -> u8 {
@@ -454,6 +477,9 @@ impl<S: Storage> Replica<S> {
         self.timer_contact_tick = self.tick;
         self.timer_resend_tick = self.tick;
         self.timeout_jitter = self.prng.up_to(self.config.timeout_jitter_ticks);
+        // Whatever repair was outstanding may be for another view or primary: ask afresh.
+        self.repair_requested_op = 0;
+        self.repair_progress_tick = self.tick;
     }
 
     /// Writes view, log view and commit point durably (before any message depending on them).
@@ -540,15 +566,30 @@ impl<S: Storage> Replica<S> {
 
     fn maybe_checkpoint(&mut self) -> Result<(), WalError> {
         let due = self.commit_min >= self.wal.checkpoint_op() + self.config.checkpoint_interval_ops;
-        if !due || self.commit_min > self.wal.durable_op() {
-            return Ok(());
+        if due {
+            self.checkpoint_now(None)?;
+        }
+        Ok(())
+    }
+
+    /// Checkpoints the applied state now (when its ops are durable, it is newer than the
+    /// last checkpoint and its snapshot is at most `snapshot_bytes_max`); whether it did.
+    pub(crate) fn checkpoint_now(
+        &mut self,
+        snapshot_bytes_max: Option<u32>,
+    ) -> Result<bool, WalError> {
+        if self.commit_min > self.wal.durable_op() || self.commit_min <= self.wal.checkpoint_op() {
+            return Ok(false);
         }
         let mut snapshot = Vec::new();
         self.core.encode_snapshot(&mut snapshot);
+        if snapshot_bytes_max.is_some_and(|max| snapshot.len() as u64 > u64::from(max)) {
+            return Ok(false);
+        }
         let info = self.wal.checkpoint(self.commit_min, &snapshot)?;
         assert_eq!(info.op, self.commit_min);
         assert_eq!(self.wal.checkpoint_op(), self.commit_min);
-        Ok(())
+        Ok(true)
     }
 
     /// The chain checksum of the local log's last op.

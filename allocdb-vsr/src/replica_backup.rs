@@ -61,8 +61,67 @@ impl<S: Storage> Replica<S> {
         self.timer_contact_tick = self.tick;
         self.commit_max = self.commit_max.max(commit);
         self.head_known = self.head_known.max(entry.header.op);
-        self.absorb_entries(std::slice::from_ref(entry))?;
-        self.after_log_change(out)
+        let last_op = self.wal.last_op();
+        if entry.header.op > last_op + 1 {
+            self.buffer_ahead(entry);
+        } else {
+            self.absorb_entries(std::slice::from_ref(entry))?;
+            self.absorb_buffered()?;
+        }
+        let grew = self.wal.last_op() > last_op;
+        self.after_log_change(out)?;
+        if grew {
+            // A repair reply (or the live stream) was absorbed: ask for the next chunk now.
+            self.repair_progress_tick = self.tick;
+            self.request_prepares(out);
+        }
+        Ok(())
+    }
+
+    /// Keeps a prepare of this view's primary that lies beyond a gap in the log, if it falls
+    /// inside the repair window (older views' buffered entries go first).
+    fn buffer_ahead(&mut self, entry: &Entry) {
+        if self.repair_buffer_view != self.view {
+            self.repair_buffer.clear();
+            self.repair_buffer_view = self.view;
+        }
+        let op = entry.header.op;
+        let last_op = self.wal.last_op();
+        assert!(op > last_op + 1);
+        let window = self.repair_window_ops();
+        let room = usize::try_from(window).unwrap_or(usize::MAX);
+        if op - last_op > window || self.repair_buffer.contains_key(&op) {
+            return;
+        }
+        self.repair_buffer.retain(|&buffered, _| buffered > last_op);
+        if self.repair_buffer.len() < room {
+            self.repair_buffer.insert(op, entry.clone());
+        }
+        assert!(self.repair_buffer.len() <= room);
+    }
+
+    /// Absorbs the buffered prepares that now continue the log (one contiguous run, one
+    /// sync); stale ones (at or below the log's end) go. Each is checked against the hash
+    /// chain as it is appended, exactly like a prepare arriving in order.
+    fn absorb_buffered(&mut self) -> Result<(), WalError> {
+        if self.repair_buffer_view != self.view {
+            self.repair_buffer.clear();
+            return Ok(());
+        }
+        let last_op = self.wal.last_op();
+        self.repair_buffer.retain(|&buffered, _| buffered > last_op);
+        let mut run = Vec::new();
+        let mut next = last_op + 1;
+        while let Some(entry) = self.repair_buffer.remove(&next) {
+            run.push(entry);
+            next += 1;
+        }
+        if run.is_empty() {
+            return Ok(());
+        }
+        self.absorb_entries(&run)?;
+        assert!(self.repair_buffer.keys().all(|&op| op > next));
+        Ok(())
     }
 
     pub(crate) fn on_commit(
@@ -184,6 +243,7 @@ impl<S: Storage> Replica<S> {
         if !self.following(from, view) {
             return Ok(());
         }
+        let verified_before = self.verified_op;
         for header in headers {
             if header.op <= self.commit_min || header.op > self.wal.last_op() + 1 {
                 continue;
@@ -197,7 +257,13 @@ impl<S: Storage> Replica<S> {
                 Reconcile::Appendable | Reconcile::Ahead | Reconcile::Retired => {}
             }
         }
-        self.after_log_change(out)
+        self.after_log_change(out)?;
+        if self.verified_op > verified_before {
+            // Verification progressed: ask for the next headers (or the missing ops) now.
+            self.repair_progress_tick = self.tick;
+            self.request_repair(out);
+        }
+        Ok(())
     }
 
     /// State transfer: the primary sent its checkpoint because this replica asked for ops it
@@ -222,7 +288,19 @@ impl<S: Storage> Replica<S> {
             return Ok(());
         }
         self.take_checkpoint(info, snapshot)?;
-        self.after_log_change(out)
+        let installed = self.commit_min >= info.op;
+        if installed {
+            self.absorb_buffered()?;
+        }
+        self.after_log_change(out)?;
+        if installed && self.primary.is_none() {
+            // State transfer done: the outstanding requests were for ops it covers;
+            // continue from the checkpoint at once.
+            self.repair_progress_tick = self.tick;
+            self.repair_requested_op = 0;
+            self.request_repair(out);
+        }
+        Ok(())
     }
 
     /// Adopts a peer's checkpoint (a committed op, hence canonical) unless the local log
@@ -303,12 +381,24 @@ impl<S: Storage> Replica<S> {
         self.repair_tick(out);
     }
 
-    /// Asks the primary for what this replica lacks, one kind of request at a time.
+    /// Asks the primary for what this replica lacks, one kind of request at a time. Runs
+    /// every `resend_interval_ticks`: it tops up the repair window and, when nothing arrived
+    /// for a whole interval, assumes the outstanding requests were lost and asks again.
     fn repair_tick(&mut self, out: &mut Outbox) {
         if self.tick - self.timer_resend_tick < self.config.resend_interval_ticks {
             return;
         }
         self.timer_resend_tick = self.tick;
+        if self.tick - self.repair_progress_tick >= self.config.resend_interval_ticks {
+            self.repair_requested_op = 0;
+            self.repair_progress_tick = self.tick;
+        }
+        self.request_repair(out);
+    }
+
+    /// Sends the next repair request: the view's start, headers to verify the local log,
+    /// or prepares to extend it.
+    fn request_repair(&mut self, out: &mut Outbox) {
         let primary = self.primary_of(self.view);
         let view = self.view;
         let last_op = self.wal.last_op();
@@ -326,23 +416,47 @@ impl<S: Storage> Replica<S> {
                 },
             );
         } else {
-            let target = self
-                .head_known
-                .max(self.join.map_or(0, |(op, _)| op))
-                .max(self.commit_max);
-            if last_op < target {
-                let op_min = last_op + 1;
-                let op_max = target.min(last_op + u64::from(self.config.repair_ops_max));
-                out.send(
-                    primary,
-                    Message::RequestPrepares {
-                        view,
-                        op_min,
-                        op_max,
-                    },
-                );
-            }
+            self.request_prepares(out);
         }
+    }
+
+    /// Keeps up to `repair_requests_in_flight_max` `request_prepares` of `repair_ops_max`
+    /// ops outstanding between the log's end and the highest op known to exist; a backup
+    /// more than `repair_state_transfer_ops_min` behind expects a state transfer and keeps
+    /// one (each request far behind would be answered with a snapshot).
+    fn request_prepares(&mut self, out: &mut Outbox) {
+        let last_op = self.wal.last_op();
+        let joining = self.log_view < self.view && self.join.is_none();
+        if joining || self.verified_op < last_op || self.primary.is_some() {
+            return;
+        }
+        let target = self
+            .head_known
+            .max(self.join.map_or(0, |(op, _)| op))
+            .max(self.commit_max);
+        let chunk = u64::from(self.config.repair_ops_max);
+        let far = self.config.repair_state_transfer_ops_min > 0
+            && target - last_op.min(target) > self.config.repair_state_transfer_ops_min;
+        let window = if far { chunk } else { self.repair_window_ops() };
+        let mut requested = self.repair_requested_op.max(last_op);
+        let mut sent = 0_u32;
+        while requested < target && requested + chunk <= last_op + window {
+            let op_min = requested + 1;
+            let op_max = target.min(requested + chunk);
+            out.send(
+                self.primary_of(self.view),
+                Message::RequestPrepares {
+                    view: self.view,
+                    op_min,
+                    op_max,
+                },
+            );
+            requested = op_max;
+            sent += 1;
+        }
+        assert!(sent <= self.config.repair_requests_in_flight_max);
+        assert!(requested <= last_op + window || requested == self.repair_requested_op);
+        self.repair_requested_op = requested;
     }
 
     /// `start_view` from the primary of `view`: adopt the view and its log head.

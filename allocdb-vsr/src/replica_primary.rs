@@ -65,6 +65,9 @@ pub(crate) struct PrimaryState {
     queue: VecDeque<Queued>,
     reads: VecDeque<PendingRead>,
     scratch_expirations: Vec<Request>,
+    /// The commit point at the last checkpoint taken for a state transfer (or attempted:
+    /// a snapshot too large to send is not taken), so they stay rare.
+    transfer_checkpoint_op: Op,
 }
 
 impl<S: Storage> Replica<S> {
@@ -85,6 +88,7 @@ impl<S: Storage> Replica<S> {
             heartbeat_tick: self.tick,
             heartbeat_due: true,
             view_first_op: 0,
+            transfer_checkpoint_op: 0,
             pipeline: VecDeque::with_capacity(
                 usize::try_from(self.config.pipeline_prepares_max).expect("u32 fits"),
             ),
@@ -524,8 +528,13 @@ impl<S: Storage> Replica<S> {
         if view != self.view || !self.is_primary() || op_min > op_max {
             return Ok(());
         }
-        if op_min < self.wal.first_op() && op_min <= self.wal.checkpoint_op() {
-            return self.send_checkpoint(from, out);
+        let checkpoint_op = self.wal.checkpoint_op();
+        if op_min < self.wal.first_op() && op_min <= checkpoint_op {
+            self.send_checkpoint(from, out)?;
+            return Ok(());
+        }
+        if self.state_transfer_instead(op_min)? && self.send_checkpoint(from, out)? {
+            return Ok(());
         }
         let op_max = op_max.min(op_min + u64::from(self.config.repair_ops_max) - 1);
         for entry in journal::read_entries(&mut self.wal, op_min, op_max)? {
@@ -541,6 +550,32 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
+    /// Whether a backup asking for ops from `op_min` is so far behind (at least
+    /// `repair_state_transfer_ops_min` ops below the commit point) that the checkpoint is
+    /// cheaper than the ops. If the checkpoint is not far enough ahead of `op_min` to help,
+    /// a new one is taken first — at most one per `repair_state_transfer_ops_min` ops
+    /// committed, however many backups ask.
+    fn state_transfer_instead(&mut self, op_min: Op) -> Result<bool, WalError> {
+        let transfer_min = self.config.repair_state_transfer_ops_min;
+        if transfer_min == 0 || self.commit_min < op_min.saturating_add(transfer_min) {
+            return Ok(false);
+        }
+        let checkpoint_op = self.wal.checkpoint_op();
+        let state = self.primary.as_mut().expect("primary");
+        let last = checkpoint_op.max(state.transfer_checkpoint_op);
+        if checkpoint_op < op_min.saturating_add(transfer_min)
+            && self.commit_min - last.min(self.commit_min) >= transfer_min
+        {
+            state.transfer_checkpoint_op = self.commit_min;
+            // Only a snapshot that can be sent: a checkpoint drops the ops below it, and a
+            // backup must get either those ops or the snapshot.
+            self.checkpoint_now(Some(self.config.snapshot_bytes_max))?;
+        }
+        let checkpoint_op = self.wal.checkpoint_op();
+        assert!(checkpoint_op <= self.commit_min);
+        Ok(checkpoint_op >= op_min.saturating_add(transfer_min))
+    }
+
     pub(crate) fn on_request_headers(
         &mut self,
         from: u8,
@@ -553,7 +588,8 @@ impl<S: Storage> Replica<S> {
             return Ok(());
         }
         if op_min < self.wal.first_op() && op_min <= self.wal.checkpoint_op() {
-            return self.send_checkpoint(from, out);
+            self.send_checkpoint(from, out)?;
+            return Ok(());
         }
         let count = usize::try_from(self.config.headers_max).expect("u32 fits");
         let headers: Vec<_> = self
@@ -575,12 +611,13 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
-    pub(crate) fn send_checkpoint(&mut self, to: u8, out: &mut Outbox) -> Result<(), WalError> {
+    /// Sends the checkpoint (state transfer); whether there was one that fits a message.
+    pub(crate) fn send_checkpoint(&mut self, to: u8, out: &mut Outbox) -> Result<bool, WalError> {
         let Some(checkpoint) = self.wal.read_checkpoint()? else {
-            return Ok(());
+            return Ok(false);
         };
         if checkpoint.snapshot.len() as u64 > u64::from(self.config.snapshot_bytes_max) {
-            return Ok(());
+            return Ok(false);
         }
         out.send(
             to,
@@ -590,7 +627,7 @@ impl<S: Storage> Replica<S> {
                 snapshot: checkpoint.snapshot,
             },
         );
-        Ok(())
+        Ok(true)
     }
 
     /// A replica asks for the current view's start (late joiner or recovering replica).

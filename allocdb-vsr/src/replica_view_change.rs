@@ -259,7 +259,8 @@ impl<S: Storage> Replica<S> {
         }
         if op_min < self.wal.first_op() && op_min <= self.wal.checkpoint_op() {
             // Checkpointed away here: the (committed, hence canonical) checkpoint instead.
-            return self.send_checkpoint(from, out);
+            self.send_checkpoint(from, out)?;
+            return Ok(());
         }
         let op_max = op_max.min(op_min + u64::from(self.config.repair_ops_max) - 1);
         for entry in journal::read_entries(&mut self.wal, op_min, op_max)? {

@@ -41,6 +41,8 @@ pub struct Options {
     pub view_change_fetch_ops_max: u32,
     /// Chance (percent) a crash also rots one bit of a record inside the replica's log.
     pub corrupt_percent: u64,
+    /// Changes every replica's configuration after the harness defaults (scenarios).
+    pub replica_tweak: Option<fn(&mut ReplicaConfig)>,
 }
 
 impl Options {
@@ -64,6 +66,7 @@ impl Options {
             client_timeout_ticks: 50,
             view_change_fetch_ops_max: 1024,
             corrupt_percent: 20,
+            replica_tweak: None,
         }
     }
 
@@ -100,6 +103,9 @@ pub fn core_config() -> CoreConfig {
 fn options_config(options: &Options, index: u8, seed: u64) -> ReplicaConfig {
     let mut config = replica_config(index, options.replica_count, seed);
     config.view_change_fetch_ops_max = options.view_change_fetch_ops_max;
+    if let Some(tweak) = options.replica_tweak {
+        tweak(&mut config);
+    }
     config
 }
 
@@ -113,6 +119,8 @@ pub fn replica_config(index: u8, count: u8, seed: u64) -> ReplicaConfig {
     config.suffix_ops_max = 16;
     config.headers_max = 32;
     config.repair_ops_max = 8;
+    // Small, so random runs exercise state transfer by distance (forced checkpoints).
+    config.repair_state_transfer_ops_min = 96;
     config.checkpoint_interval_ops = 48;
     config.request_queue_max = 64;
     config.read_queue_max = 16;
