@@ -174,14 +174,7 @@ pub fn encode_request(request: &Request, writer: &mut Writer) {
             holder,
             ttl_slots,
         } => {
-            assert!(
-                resources.len() <= BUNDLE_SIZE_LIMIT,
-                "bundle over its limit"
-            );
-            writer.u8(u8::try_from(resources.len()).expect("BUNDLE_SIZE_LIMIT fits in u8"));
-            for resource in resources.as_slice() {
-                writer.u128(*resource);
-            }
+            encode_bundle(resources, writer);
             writer.u128(*holder);
             writer.u64(*ttl_slots);
         }
@@ -352,20 +345,38 @@ fn decode_lease_command(reader: &mut Reader, kind: u8) -> Result<Command, Decode
     Ok(command)
 }
 
-fn decode_reserve(reader: &mut Reader) -> Result<Command, DecodeError> {
-    let len = reader.u8("reserve bundle length")?;
+/// Writes a bundle: a `u8` length, then the ids. Shared by every format that carries one.
+pub fn encode_bundle(bundle: &Bundle, writer: &mut Writer) {
+    assert!(bundle.len() <= BUNDLE_SIZE_LIMIT, "bundle over its limit");
+    writer.u8(u8::try_from(bundle.len()).expect("BUNDLE_SIZE_LIMIT fits in u8"));
+    for resource in bundle.as_slice() {
+        writer.u128(*resource);
+    }
+}
+
+/// Reads a bundle written by [`encode_bundle`]; `what` names it in errors.
+///
+/// # Errors
+/// Truncated input, or a length above [`BUNDLE_SIZE_LIMIT`] (checked before any id is read).
+pub fn decode_bundle(reader: &mut Reader, what: &'static str) -> Result<Bundle, DecodeError> {
+    let len = reader.u8(what)?;
     if usize::from(len) > BUNDLE_SIZE_LIMIT {
         return Err(DecodeError::TooLarge {
-            what: "reserve bundle length",
+            what,
             value: u64::from(len),
             max: u64::try_from(BUNDLE_SIZE_LIMIT).expect("small constant"),
         });
     }
-    let mut resources = Bundle::EMPTY;
+    let mut bundle = Bundle::EMPTY;
     for _ in 0..len {
-        resources.push(reader.u128("reserve bundle resource")?);
+        bundle.push(reader.u128(what)?);
     }
-    assert_eq!(resources.len(), usize::from(len));
+    assert_eq!(bundle.len(), usize::from(len));
+    Ok(bundle)
+}
+
+fn decode_reserve(reader: &mut Reader) -> Result<Command, DecodeError> {
+    let resources = decode_bundle(reader, "reserve bundle")?;
     Ok(Command::Reserve {
         resources,
         holder: reader.u128("reserve holder")?,

@@ -177,7 +177,7 @@ fn oversized_bundle_is_rejected_before_reading_it() {
     assert_eq!(
         decode_one(&bytes, RequestOrigin::Client),
         Err(DecodeError::TooLarge {
-            what: "reserve bundle length",
+            what: "reserve bundle",
             value: 17,
             max: 16
         })

@@ -16,7 +16,7 @@
 
 use allocdb_core::codec::{self, KIND_EXPIRE, REQUEST_ENCODED_BYTES_MAX, RequestOrigin};
 use allocdb_core::{
-    BUNDLE_SIZE_LIMIT, Bundle, DecodeError, LeaseId, LeaseState, LeaseView, OUTCOME_ENCODED_BYTES,
+    BUNDLE_SIZE_LIMIT, DecodeError, LeaseId, LeaseState, LeaseView, OUTCOME_ENCODED_BYTES,
     PoolStats, Reader, ResourceState, ResourceView, ResultCode, Writer,
 };
 
@@ -336,10 +336,7 @@ fn encode_lease_view(writer: &mut Writer, view: &LeaseView) {
     writer.u128(view.holder);
     writer.u8(view.state as u8);
     writer.u64(view.epoch);
-    writer.u8(u8::try_from(view.resources.len()).expect("bundle fits in u8"));
-    for resource in view.resources.as_slice() {
-        writer.u128(*resource);
-    }
+    codec::encode_bundle(&view.resources, writer);
     writer.u64(view.deadline_slot);
     writer.u64(view.retire_slot);
 }
@@ -455,18 +452,7 @@ fn decode_lease_view(reader: &mut Reader) -> Result<LeaseView, DecodeError> {
         value: u64::from(value),
     })?;
     let epoch = reader.u64("lease epoch")?;
-    let len = reader.u8("lease resource count")?;
-    if usize::from(len) > BUNDLE_SIZE_LIMIT {
-        return Err(DecodeError::TooLarge {
-            what: "lease resource count",
-            value: u64::from(len),
-            max: u64::try_from(BUNDLE_SIZE_LIMIT).expect("small constant"),
-        });
-    }
-    let mut resources = Bundle::EMPTY;
-    for _ in 0..len {
-        resources.push(reader.u128("lease resource")?);
-    }
+    let resources = codec::decode_bundle(reader, "lease resources")?;
     let deadline_slot = reader.u64("lease deadline_slot")?;
     let retire_slot = reader.u64("lease retire_slot")?;
     Ok(LeaseView {
