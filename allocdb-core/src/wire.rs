@@ -133,6 +133,12 @@ impl<'a> Writer<'a> {
         self.out.extend_from_slice(value);
     }
 
+    /// The underlying buffer, for an encoder that must checksum the bytes it has written
+    /// (e.g. a header whose last field is a crc32c of the others).
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+
     /// Overwrites a `u32` written earlier at `offset` (for lengths and checksums known late).
     pub fn patch_u32(&mut self, offset: usize, value: u32) {
         assert!(

@@ -9,7 +9,7 @@
 //! version, crc32c) belongs to the transport.
 
 use allocdb_core::{DecodeError, Reader, Writer};
-use allocdb_wal::{CheckpointInfo, RecordHeader};
+use allocdb_wal::{CheckpointInfo, RECORD_HEADER_SIZE, RecordHeader};
 
 use crate::config::ReplicaConfig;
 use crate::message::{Entry, Message};
@@ -27,8 +27,8 @@ const KIND_REQUEST_HEADERS: u8 = 10;
 const KIND_HEADERS: u8 = 11;
 const KIND_CHECKPOINT: u8 = 12;
 
-/// Bytes of an encoded record header.
-pub const HEADER_ENCODED_BYTES: u32 = 16 + 8 + 8 + 8 + 4 + 4 + 16 + 16;
+/// Bytes of an encoded record header: the log's own header format.
+pub const HEADER_ENCODED_BYTES: u32 = RECORD_HEADER_SIZE;
 
 /// The bounds a decoder enforces; a sender never exceeds them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,29 +291,21 @@ fn check_room(
     Ok(())
 }
 
+/// Headers travel in exactly their on-disk form (allocdb-wal's record header, with its own
+/// crc32c), so a header damaged in flight is refused before its fields are believed.
 fn encode_header(w: &mut Writer, header: &RecordHeader) {
     let start = w.len();
-    w.u128(header.cluster_id);
-    w.u64(header.view);
-    w.u64(header.op);
-    w.u64(header.slot);
-    w.u32(header.body_len);
-    w.u32(header.body_crc32c);
-    w.u128(header.parent);
-    w.u128(header.checksum);
+    header.encode(w.buffer());
     assert_eq!(w.len() - start, HEADER_ENCODED_BYTES as usize);
 }
 
 fn decode_header(r: &mut Reader) -> Result<RecordHeader, DecodeError> {
-    Ok(RecordHeader {
-        cluster_id: r.u128("header cluster_id")?,
-        view: r.u64("header view")?,
-        op: r.u64("header op")?,
-        slot: r.u64("header slot")?,
-        body_len: r.u32("header body_len")?,
-        body_crc32c: r.u32("header body_crc32c")?,
-        parent: r.u128("header parent")?,
-        checksum: r.u128("header checksum")?,
+    let offset = r.offset();
+    let bytes = r.take("record header", HEADER_ENCODED_BYTES as usize)?;
+    RecordHeader::decode(bytes).map_err(|reason| DecodeError::Invalid {
+        what: reason,
+        offset,
+        value: 0,
     })
 }
 
