@@ -18,7 +18,7 @@
 //! leaving its role gives that answer also for writes already prepared, which may commit.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -92,7 +92,7 @@ pub(crate) struct Driver {
     progress_at: Instant,
     outstanding_count: u32,
     /// Requests still unanswered per frame of the current session, by frame number.
-    frames_outstanding: HashMap<u64, u32>,
+    frames_outstanding: BTreeMap<u64, u32>,
     frame_seq_next: u64,
     replica: usize,
     view_max: u64,
@@ -133,7 +133,7 @@ impl Driver {
             backoffs: BinaryHeap::new(),
             progress_at: now,
             outstanding_count: 0,
-            frames_outstanding: HashMap::new(),
+            frames_outstanding: BTreeMap::new(),
             frame_seq_next: 1,
             replica: session.replica,
             view_max: session.welcome.view,
