@@ -29,9 +29,11 @@ pub mod message;
 pub mod message_codec;
 mod outbox;
 pub mod quorum;
+mod recovery_probe;
 mod replica;
 mod replica_backup;
 mod replica_primary;
+mod replica_recovery;
 mod replica_view_change;
 pub mod view_change;
 

@@ -135,6 +135,27 @@ pub enum Message {
         /// The encoded allocator state after `info.op`.
         snapshot: Vec<u8>,
     },
+    /// Fresh replica (a newly formatted data directory) → all: what is your durable view,
+    /// and are you fresh too? Answers bound the views its replica slot may have voted in
+    /// before its disk was lost, or show that the whole cluster is new (genesis).
+    RecoveryProbe {
+        /// Sender's view.
+        view: View,
+        /// Drawn once per process: answers carrying another nonce are stale.
+        nonce: u64,
+    },
+    /// Any → a fresh replica: the answer to its probe.
+    RecoveryReply {
+        /// The sender's durable view.
+        view: View,
+        /// The probe's nonce.
+        nonce: u64,
+        /// Whether the sender is fresh itself (its view then tells nothing).
+        fresh: bool,
+        /// Whether the sender holds nothing at all: fresh, or an empty log it never left
+        /// view 0's for (what every replica of a new cluster answers).
+        empty: bool,
+    },
 }
 
 impl Message {
@@ -152,7 +173,9 @@ impl Message {
             | Message::RequestPrepares { view, .. }
             | Message::RequestHeaders { view, .. }
             | Message::Headers { view, .. }
-            | Message::Checkpoint { view, .. } => *view,
+            | Message::Checkpoint { view, .. }
+            | Message::RecoveryProbe { view, .. }
+            | Message::RecoveryReply { view, .. } => *view,
         }
     }
 
@@ -171,6 +194,8 @@ impl Message {
             Message::RequestHeaders { .. } => "request_headers",
             Message::Headers { .. } => "headers",
             Message::Checkpoint { .. } => "checkpoint",
+            Message::RecoveryProbe { .. } => "recovery_probe",
+            Message::RecoveryReply { .. } => "recovery_reply",
         }
     }
 }

@@ -26,6 +26,8 @@ const KIND_REQUEST_PREPARES: u8 = 9;
 const KIND_REQUEST_HEADERS: u8 = 10;
 const KIND_HEADERS: u8 = 11;
 const KIND_CHECKPOINT: u8 = 12;
+const KIND_RECOVERY_PROBE: u8 = 13;
+const KIND_RECOVERY_REPLY: u8 = 14;
 
 /// Bytes of an encoded record header: the log's own header format.
 pub const HEADER_ENCODED_BYTES: u32 = RECORD_HEADER_SIZE;
@@ -178,6 +180,23 @@ pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
             encode_checkpoint_info(&mut w, info);
             encode_bytes(&mut w, snapshot);
         }
+        Message::RecoveryProbe { view, nonce } => {
+            w.u8(KIND_RECOVERY_PROBE);
+            w.u64(*view);
+            w.u64(*nonce);
+        }
+        Message::RecoveryReply {
+            view,
+            nonce,
+            fresh,
+            empty,
+        } => {
+            w.u8(KIND_RECOVERY_REPLY);
+            w.u64(*view);
+            w.u64(*nonce);
+            w.u8(u8::from(*fresh));
+            w.u8(u8::from(*empty));
+        }
     }
     assert!(out.len() > start, "every message has a kind byte");
 }
@@ -262,6 +281,16 @@ pub fn decode_message(bytes: &[u8], limits: &MessageLimits) -> Result<Message, D
             info: decode_checkpoint_info(&mut r)?,
             snapshot: decode_bytes(&mut r, "checkpoint snapshot", limits.snapshot_bytes_max)?,
         },
+        KIND_RECOVERY_PROBE => Message::RecoveryProbe {
+            view: r.u64("recovery_probe view")?,
+            nonce: r.u64("recovery_probe nonce")?,
+        },
+        KIND_RECOVERY_REPLY => Message::RecoveryReply {
+            view: r.u64("recovery_reply view")?,
+            nonce: r.u64("recovery_reply nonce")?,
+            fresh: decode_bool(&mut r, "recovery_reply fresh")?,
+            empty: decode_bool(&mut r, "recovery_reply empty")?,
+        },
         _ => {
             return Err(DecodeError::Invalid {
                 what: "message kind",
@@ -272,6 +301,20 @@ pub fn decode_message(bytes: &[u8], limits: &MessageLimits) -> Result<Message, D
     };
     r.finish()?;
     Ok(message)
+}
+
+/// A flag byte: 0 or 1, anything else is refused.
+fn decode_bool(r: &mut Reader, what: &'static str) -> Result<bool, DecodeError> {
+    let offset = r.offset();
+    match r.u8(what)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        value => Err(DecodeError::Invalid {
+            what,
+            offset,
+            value: u64::from(value),
+        }),
+    }
 }
 
 /// Rejects a count the remaining input cannot possibly hold, before allocating for it.

@@ -19,6 +19,7 @@ use crate::config::{ConfigError, REPLICAS_MAX, ReplicaConfig};
 use crate::message::{ClientRequest, Entry, Message};
 use crate::message_codec::MessageLimits;
 use crate::outbox::Outbox;
+use crate::recovery_probe::Probe;
 use crate::replica_primary::PrimaryState;
 use crate::view_change::ViewChangeState;
 
@@ -108,6 +109,8 @@ pub struct Replica<S: Storage> {
     pub(crate) head_known: Op,
     /// Recovering: the primary of a view older than this replica's was heard serving.
     pub(crate) older_view_serving: bool,
+    /// Fresh (a newly formatted data directory): what its peers answered to its probe.
+    pub(crate) probe: Probe,
     pub(crate) tick: u64,
     pub(crate) clock_slot: Slot,
     pub(crate) timer_contact_tick: u64,
@@ -142,14 +145,21 @@ impl<S: Storage> Replica<S> {
             replica_index: config.replica_index,
             replica_count: config.replica_count,
         };
-        let wal = Wal::format(storage, config.wal, identity).map_err(ReplicaError::Wal)?;
+        let mut wal = Wal::format(storage, config.wal, identity).map_err(ReplicaError::Wal)?;
+        let single = config.replica_count == 1;
+        if !single {
+            // A formatted directory cannot tell a new cluster from a lost disk: it is fresh
+            // (durably) and votes only after catching up (see `recovery_probe.rs`).
+            wal.mark_fresh().map_err(ReplicaError::Wal)?;
+        }
         let core = Allocator::new(config.core).map_err(ReplicaError::Core)?;
         let mut replica = Replica::assemble(config, wal, core);
-        // Every replica starts in view 0 with an empty log: the logs agree, so view 0 needs
-        // no view change and replica 0 leads it.
-        replica.status = Status::Normal;
-        if replica.is_primary_of(0) {
+        if single {
+            // Nobody else could ever have acknowledged anything: it leads view 0 at once.
+            replica.status = Status::Normal;
             replica.become_primary_state();
+        } else {
+            replica.status = Status::Recovering;
         }
         Ok(replica)
     }
@@ -251,9 +261,11 @@ impl<S: Storage> Replica<S> {
     fn assemble(config: ReplicaConfig, wal: Wal<S>, core: Allocator) -> Replica<S> {
         let requests_max = usize::try_from(config.core.batch_requests_max).expect("u32 fits");
         let trace_max = usize::try_from(config.applied_trace_max).expect("u32 fits");
+        let mut prng = SplitMix64::new(config.seed);
+        let nonce = prng.next_u64();
         Replica {
             limits: MessageLimits::from_config(&config),
-            prng: SplitMix64::new(config.seed),
+            prng,
             status: Status::Normal,
             view: 0,
             log_view: 0,
@@ -263,6 +275,7 @@ impl<S: Storage> Replica<S> {
             join: None,
             head_known: 0,
             older_view_serving: false,
+            probe: Probe::new(nonce),
             tick: 0,
             clock_slot: 0,
             timer_contact_tick: 0,
@@ -384,6 +397,23 @@ impl<S: Storage> Replica<S> {
                 info,
                 snapshot,
             } => self.on_checkpoint(from, *view, info, snapshot, out),
+            Message::RecoveryProbe { nonce, .. } => {
+                self.on_recovery_probe(from, *nonce, out);
+                Ok(())
+            }
+            Message::RecoveryReply {
+                view,
+                nonce,
+                fresh,
+                empty,
+            } => {
+                let answer = crate::recovery_probe::Answer {
+                    view: *view,
+                    fresh: *fresh,
+                    empty: *empty,
+                };
+                self.on_recovery_reply(from, *nonce, answer, out)
+            }
         }
     }
 
@@ -439,6 +469,10 @@ impl<S: Storage> Replica<S> {
             self.status == Status::Recovering,
             "the durable recovering flag matches the status"
         );
+        if self.wal.superblock().fresh {
+            assert_eq!(self.log_view, 0, "a fresh replica never adopted a view's log");
+            assert!(self.primary.is_none(), "a fresh replica never leads");
+        }
     }
 
     // ---- shared helpers ----
@@ -676,6 +710,12 @@ impl<S: Storage> Replica<S> {
     /// Whether the durable `recovering` flag is set (see [`Status::Recovering`]).
     pub fn recovering_flag(&self) -> bool {
         self.wal.superblock().recovering
+    }
+
+    /// Whether the data directory is fresh: formatted and not yet caught up to any view's
+    /// log (it votes and acknowledges nothing until it has; see `docs/replication.md`).
+    pub fn fresh(&self) -> bool {
+        self.wal.superblock().fresh
     }
 
     /// Why the replica halted, if it did (drop it and reopen from storage).

@@ -20,6 +20,7 @@ impl<S: Storage> Replica<S> {
             && from == self.primary_of(view)
             && matches!(self.status, Status::Normal | Status::Recovering)
             && self.primary.is_none()
+            && !self.probing()
     }
 
     /// A message from the primary of a newer view reached a normal backup that missed the
@@ -144,6 +145,12 @@ impl<S: Storage> Replica<S> {
         self.timer_contact_tick = self.tick;
         self.commit_max = self.commit_max.max(commit);
         self.head_known = self.head_known.max(head_op);
+        if self.status == Status::Recovering {
+            // No answer at all: a heartbeat answer counts towards the majority that proves a
+            // read current, and a recovering replica can never be part of a newer view's
+            // majority, so counting it could let a primary already replaced serve a read.
+            return self.apply_committed(out);
+        }
         let (op, checksum) = self.acknowledgeable();
         out.send(
             from,
@@ -365,7 +372,15 @@ impl<S: Storage> Replica<S> {
     }
 
     pub(crate) fn recovering_tick(&mut self, out: &mut Outbox) {
-        if self.tick - self.timer_resend_tick < self.config.resend_interval_ticks {
+        let due = self.tick - self.timer_resend_tick >= self.config.resend_interval_ticks;
+        if self.probing() {
+            // The first probe goes out at once: a new cluster starts after one round trip.
+            if due || self.tick == 1 {
+                self.probe_tick(out);
+            }
+            return;
+        }
+        if !due {
             return;
         }
         if self.join.is_none() {
@@ -472,6 +487,7 @@ impl<S: Storage> Replica<S> {
         if view < self.view
             || from != self.primary_of(view)
             || self.primary.is_some() && view == self.view
+            || self.probing()
         {
             return Ok(());
         }

@@ -68,6 +68,12 @@ pub(crate) struct PrimaryState {
     /// The commit point at the last checkpoint taken for a state transfer (or attempted:
     /// a snapshot too large to send is not taken), so they stay rare.
     transfer_checkpoint_op: Op,
+    /// The primary of a new cluster prepares nothing until a majority has taken its place
+    /// in view 0 (answered a heartbeat): until then every replica holds nothing, so a
+    /// replica that was fresh when it started can still join the new cluster (a replica
+    /// holding an op would have to be outvoted by a majority of intact ones, which a new
+    /// cluster has not got yet).
+    pub(crate) genesis_pending: bool,
 }
 
 impl<S: Storage> Replica<S> {
@@ -89,6 +95,7 @@ impl<S: Storage> Replica<S> {
             heartbeat_due: true,
             view_first_op: 0,
             transfer_checkpoint_op: 0,
+            genesis_pending: false,
             pipeline: VecDeque::with_capacity(
                 usize::try_from(self.config.pipeline_prepares_max).expect("u32 fits"),
             ),
@@ -271,7 +278,7 @@ impl<S: Storage> Replica<S> {
         out: &mut Outbox,
     ) -> Result<(), WalError> {
         for _ in 0..=self.config.pipeline_prepares_max {
-            if !self.is_primary() {
+            if !self.is_primary() || self.primary.as_ref().is_some_and(|p| p.genesis_pending) {
                 return Ok(());
             }
             let in_flight = self.wal.last_op() - self.commit_max.min(self.wal.last_op());
@@ -393,6 +400,14 @@ impl<S: Storage> Replica<S> {
         state.contact_tick[slot_of(from)] = tick;
         let acked = &mut state.heartbeat_acked[slot_of(from)];
         *acked = (*acked).max(heartbeat);
+        if state.genesis_pending {
+            let count = usize::from(self.config.replica_count);
+            let answered = state.heartbeat_acked[..count]
+                .iter()
+                .filter(|&&round| round > 0)
+                .count();
+            state.genesis_pending = answered < usize::from(self.config.quorum());
+        }
         if op > 0 {
             self.record_ack(from, op, checksum);
         }

@@ -87,6 +87,7 @@ impl<S: Storage> Wal<S> {
             checkpoint_op: 0,
             checkpoint_checksum: 0,
             recovering: false,
+            fresh: false,
         };
         superblock.write(&mut storage, handle)?;
         superblock.sequence = 2;

@@ -5,7 +5,7 @@
 //!  0 u32 magic "ADBS"   16 u128 cluster id       40 u64 view          72 u128 checkpoint checksum
 //!  4 u16 version (1)    32 u8   replica index    48 u64 log view      88 u32  copy index
 //!  6 u16 reserved       33 u8   replica count    56 u64 commit op     92 u32  crc32c of 0..92
-//!  8 u64 sequence       34 u16  flags            64 u64 checkpoint op
+//!  8 u64 sequence       34 u16  flags (1 recovering, 2 fresh)   64 u64 checkpoint op
 //!                       36 u32  reserved, zero
 //! ```
 //! Each update increments `sequence` and overwrites copy `sequence % 2`, then syncs, so the
@@ -33,6 +33,8 @@ const SUPERBLOCK_VERSION: u16 = 1;
 const CRC_OFFSET: usize = 92;
 /// Flag bit: the replica must catch up from its peers before it votes again.
 const FLAG_RECOVERING: u16 = 1;
+/// Flag bit: formatted and never yet caught up to any view's log (implies recovering).
+const FLAG_FRESH: u16 = 2;
 
 /// The durable replica metadata.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +60,11 @@ pub struct Superblock {
     /// Set by the replication layer when its log may lack ops it once acknowledged: until it
     /// clears the flag, the replica must not vote. Durable so a second crash cannot hide it.
     pub recovering: bool,
+    /// Set at format (in a cluster of more than one replica) and cleared with `recovering`:
+    /// the data directory is new, so it knows nothing of what its replica slot may have
+    /// acknowledged before (a lost disk formatted again looks exactly like a new one).
+    /// Implies `recovering`.
+    pub fresh: bool,
 }
 
 impl Superblock {
@@ -77,7 +84,10 @@ impl Superblock {
         writer.u128(self.cluster_id);
         writer.u8(self.replica_index);
         writer.u8(self.replica_count);
-        writer.u16(if self.recovering { FLAG_RECOVERING } else { 0 });
+        assert!(!self.fresh || self.recovering, "fresh implies recovering");
+        let flags = if self.recovering { FLAG_RECOVERING } else { 0 }
+            | if self.fresh { FLAG_FRESH } else { 0 };
+        writer.u16(flags);
         writer.u32(0);
         writer.u64(self.view);
         writer.u64(self.log_view);
@@ -117,8 +127,11 @@ impl Superblock {
         let replica_count = reader.u8("replica count").map_err(unreadable)?;
         let flags = reader.u16("flags").map_err(unreadable)?;
         let padding = reader.u32("reserved").map_err(unreadable)?;
-        if flags & !FLAG_RECOVERING != 0 {
+        if flags & !(FLAG_RECOVERING | FLAG_FRESH) != 0 {
             return Err("unknown flag bits");
+        }
+        if flags & FLAG_FRESH != 0 && flags & FLAG_RECOVERING == 0 {
+            return Err("fresh flag without recovering flag");
         }
         let superblock = Superblock {
             sequence,
@@ -131,6 +144,7 @@ impl Superblock {
             checkpoint_op: reader.u64("checkpoint op").map_err(unreadable)?,
             checkpoint_checksum: reader.u128("checkpoint checksum").map_err(unreadable)?,
             recovering: flags & FLAG_RECOVERING != 0,
+            fresh: flags & FLAG_FRESH != 0,
         };
         let stored_copy = reader.u32("copy index").map_err(unreadable)?;
         reader.finish().map_err(unreadable)?;

@@ -460,20 +460,44 @@ impl<S: Storage> Wal<S> {
     ///
     /// # Errors
     /// `Poisoned`, or a storage error (poisons).
+    /// Clearing it also clears `fresh` (in the same write): catching up is what ends both.
     pub fn set_recovering(&mut self, recovering: bool) -> Result<(), WalError> {
         self.check_usable()?;
         if self.superblock.recovering == recovering {
             return Ok(());
         }
+        let fresh = self.superblock.fresh && recovering;
+        self.write_flags(recovering, fresh)?;
+        assert_eq!(self.superblock.recovering, recovering);
+        Ok(())
+    }
+
+    /// Durably marks a newly formatted log `fresh` (and so `recovering`): the replication
+    /// layer may not let it vote or acknowledge until it has caught up from its peers, since
+    /// a formatted data directory cannot tell a new cluster from a lost disk.
+    ///
+    /// # Errors
+    /// `Poisoned`, or a storage error (poisons).
+    pub fn mark_fresh(&mut self) -> Result<(), WalError> {
+        self.check_usable()?;
+        assert_eq!(self.last_op(), 0, "only an empty log can be fresh");
+        assert_eq!(self.checkpoint_op(), 0, "only an empty log can be fresh");
+        self.write_flags(true, true)?;
+        assert!(self.superblock.fresh && self.superblock.recovering);
+        Ok(())
+    }
+
+    fn write_flags(&mut self, recovering: bool, fresh: bool) -> Result<(), WalError> {
+        assert!(!fresh || recovering, "fresh implies recovering");
         let next = Superblock {
             sequence: self.superblock.sequence + 1,
             recovering,
+            fresh,
             ..self.superblock
         };
         let result = next.write(&mut self.storage, self.superblock_handle);
         self.poison_on_error(result)?;
         self.superblock = next;
-        assert_eq!(self.superblock.recovering, recovering);
         Ok(())
     }
 

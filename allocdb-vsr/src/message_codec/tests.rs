@@ -90,6 +90,16 @@ fn samples() -> Vec<Message> {
             info,
             snapshot: vec![1, 2, 3],
         },
+        Message::RecoveryProbe {
+            view: 2,
+            nonce: u64::MAX,
+        },
+        Message::RecoveryReply {
+            view: 3,
+            nonce: 4,
+            fresh: true,
+            empty: true,
+        },
     ]
 }
 
