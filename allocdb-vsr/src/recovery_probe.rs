@@ -107,7 +107,11 @@ pub(crate) fn decide(
     if all_empty {
         return Some(Decision::Genesis);
     }
-    let intact: Vec<View> = peers().flatten().filter(|a| !a.fresh).map(|a| a.view).collect();
+    let intact: Vec<View> = peers()
+        .flatten()
+        .filter(|a| !a.fresh)
+        .map(|a| a.view)
+        .collect();
     if intact.len() >= usize::from(quorum::majority(replica_count)) {
         return intact.iter().max().copied().map(Decision::Beyond);
     }
@@ -165,22 +169,42 @@ mod tests {
             // One intact peer is not a majority: wait (more than f disks may be lost).
             (&[intact(4), None, fresh(0)], 1, 3, None),
             (&[intact(4), None, None], 1, 3, None),
-            (&[intact(4), None, intact(6)], 1, 3, Some(Decision::Beyond(6))),
+            (
+                &[intact(4), None, intact(6)],
+                1,
+                3,
+                Some(Decision::Beyond(6)),
+            ),
             // A fresh peer's view says nothing.
             (&[fresh(9), None, intact(6)], 1, 3, None),
             // Its own slot's answer (a stale one from itself) is never counted.
             (&[intact(4), intact(8), None], 1, 3, None),
             // Five replicas: three intact peers are needed.
             (&[None, intact(3), intact(5), None, None], 0, 5, None),
-            (&[None, intact(3), intact(5), intact(2), None], 0, 5, Some(Decision::Beyond(5))),
+            (
+                &[None, intact(3), intact(5), intact(2), None],
+                0,
+                5,
+                Some(Decision::Beyond(5)),
+            ),
             (&[None, fresh(0), fresh(0), fresh(0), None], 0, 5, None),
-            (&[None, fresh(0), fresh(0), fresh(0), fresh(0)], 0, 5, Some(Decision::Genesis)),
+            (
+                &[None, fresh(0), fresh(0), fresh(0), fresh(0)],
+                0,
+                5,
+                Some(Decision::Genesis),
+            ),
             (&[None, fresh(0), intact(7), fresh(0), fresh(0)], 0, 5, None),
             // A new cluster's replica that took its place but holds nothing yet.
             (&[empty(0), None, fresh(0)], 1, 3, Some(Decision::Genesis)),
             (&[empty(3), None, empty(3)], 1, 3, Some(Decision::Genesis)),
             // Two intact peers, one of them empty: a majority bounds the views.
-            (&[empty(2), None, intact(4)], 1, 3, Some(Decision::Beyond(4))),
+            (
+                &[empty(2), None, intact(4)],
+                1,
+                3,
+                Some(Decision::Beyond(4)),
+            ),
             (&[empty(2), None, None], 1, 3, None),
         ];
         for (index, (answers, own, count, expected)) in cases.iter().enumerate() {

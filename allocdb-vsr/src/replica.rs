@@ -470,7 +470,10 @@ impl<S: Storage> Replica<S> {
             "the durable recovering flag matches the status"
         );
         if self.wal.superblock().fresh {
-            assert_eq!(self.log_view, 0, "a fresh replica never adopted a view's log");
+            assert_eq!(
+                self.log_view, 0,
+                "a fresh replica never adopted a view's log"
+            );
             assert!(self.primary.is_none(), "a fresh replica never leads");
         }
     }
@@ -519,11 +522,7 @@ impl<S: Storage> Replica<S> {
     /// Writes view, log view and commit point durably (before any message depending on them).
     pub(crate) fn persist_vsr_state(&mut self) -> Result<(), WalError> {
         let superblock = self.wal.superblock();
-        let state = VsrState {
-            view: self.view,
-            log_view: self.log_view,
-            commit_op: self.commit_min.max(superblock.commit_op),
-        };
+        let state = self.vsr_state();
         if state.view == superblock.view
             && state.log_view == superblock.log_view
             && state.commit_op == superblock.commit_op
@@ -533,6 +532,15 @@ impl<S: Storage> Replica<S> {
         self.wal.write_vsr_state(state)?;
         assert_eq!(self.wal.superblock().view, self.view);
         Ok(())
+    }
+
+    /// The protocol state to make durable: view, log view and the applied commit point.
+    pub(crate) fn vsr_state(&self) -> VsrState {
+        VsrState {
+            view: self.view,
+            log_view: self.log_view,
+            commit_op: self.commit_min.max(self.wal.superblock().commit_op),
+        }
     }
 
     /// Applies every op known committed that the local log holds and has verified.

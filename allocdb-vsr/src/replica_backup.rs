@@ -228,12 +228,14 @@ impl<S: Storage> Replica<S> {
         }
         self.log_view = self.view;
         self.join = None;
-        self.persist_vsr_state()?;
         if self.status == Status::Recovering {
-            // Caught up to a view's head (hash-chain checked, or through a checkpoint) and
-            // `log_view` is durable: only now may the durable mark go.
-            self.wal.set_recovering(false)?;
+            // Caught up to a view's head (hash-chain checked, or through a checkpoint): the
+            // durable mark goes in the same write that makes `log_view` durable.
+            let state = self.vsr_state();
+            self.wal.write_vsr_state_recovered(state)?;
             self.status = Status::Normal;
+        } else {
+            self.persist_vsr_state()?;
         }
         assert!(!self.wal.superblock().recovering);
         self.reset_timers();

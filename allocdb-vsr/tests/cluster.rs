@@ -33,7 +33,7 @@ fn many_seeds() {
     let start = env_u64("VSR_START", 0);
     let mut failures = Vec::new();
     let (mut ops, mut crashes, mut partitions, mut writes, mut reads) = (0, 0, 0, 0, 0);
-    let mut corruptions = 0;
+    let (mut corruptions, mut reformats, mut storms) = (0, 0, 0);
     let mut recovery: Vec<u64> = Vec::new();
     let mut failovers: Vec<u64> = Vec::new();
     // `VSR_FETCH_OPS_MAX=0` turns off a lagging new primary's fetch (to compare failovers).
@@ -48,6 +48,8 @@ fn many_seeds() {
                 ops += report.ops_committed;
                 crashes += report.crashes;
                 corruptions += report.corruptions;
+                reformats += report.reformats;
+                storms += report.storms;
                 partitions += report.partitions;
                 writes += report.writes_checked;
                 reads += report.reads_checked;
@@ -75,7 +77,7 @@ fn many_seeds() {
     let options = Options::faulty(start);
     println!(
         "many_seeds: {count} seeds from {start}; faults: loss {}%, duplication {}%, delay 1..={} ticks, partition {}‰/tick, crash {}‰/tick ({}% mid-write, {}% of the others also rot a log record); \
-         {ops} ops committed, {writes} replies and {reads} reads checked, {crashes} crashes, {corruptions} rotted records, {partitions} partitions; \
+         {ops} ops committed, {writes} replies and {reads} reads checked, {crashes} crashes, {corruptions} rotted records, {reformats} reformatted disks, {storms} storms (more than f down), {partitions} partitions; \
          ticks to recovery after heal: p50 {} p99 {} max {} (bound {})",
         options.loss_percent,
         options.duplicate_percent,
@@ -779,4 +781,83 @@ fn each_checker_catches_what_it_checks() {
     checker.advance_model();
     assert!(checker.violations.is_empty(), "{:?}", checker.violations);
     assert_eq!(checker.writes_checked, 1);
+}
+
+/// The field report of issue 10: backup C is stopped; writes are acknowledged by the primary
+/// P and backup B; B loses its disk and is formatted again; P dies; C and the new B run alone.
+/// They must not form a view (C's log lacks the acknowledged ops and B knows nothing), and
+/// when P returns every acknowledged op survives and B catches up.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_reformatted_backup_cannot_help_a_stale_one_drop_acknowledged_ops() {
+    let mut cluster = Cluster::new(Options::calm(21, 3));
+    steps_until(&mut cluster, 300, |c| replica(c, 0).commit_min() > 5);
+    assert!(replica(&cluster, 0).is_primary());
+    // C (replica 2) stops; P (0) and B (1) go on committing.
+    cluster.crash(2);
+    let stale = replica(&cluster, 0).commit_min();
+    steps_until(&mut cluster, 500, |c| {
+        replica(c, 0).commit_min() > stale + 20 && replica(c, 1).last_op() > stale + 20
+    });
+    let op = replica(&cluster, 0).commit_min();
+    let checksum = replica(&cluster, 0).header(op).unwrap().checksum;
+    // B's disk is lost and formatted again; P dies; C and the new B start.
+    cluster.wipe(1);
+    cluster.crash(0);
+    cluster.restart(1);
+    cluster.restart(2);
+    assert!(replica(&cluster, 1).fresh());
+    assert_eq!(replica(&cluster, 1).status(), Status::Recovering);
+    steps(&mut cluster, 600);
+    for index in [1, 2] {
+        assert!(
+            !replica(&cluster, index).is_primary(),
+            "{}",
+            cluster.describe()
+        );
+    }
+    assert!(
+        replica(&cluster, 1).fresh(),
+        "B votes only after catching up"
+    );
+    // Nothing was committed without P: its pipeline (at most 4 ops) bounds the history.
+    assert!(
+        cluster.checker.history_op_max() <= op + 4,
+        "{}",
+        cluster.describe()
+    );
+    // P returns: the acknowledged op survives and B catches up and votes again.
+    cluster.restart(0);
+    heal_and_converge(&mut cluster);
+    assert_eq!(cluster.checker.history[&op].checksum, checksum);
+    assert!(!replica(&cluster, 1).fresh());
+    assert_eq!(replica(&cluster, 1).status(), Status::Normal);
+    assert!(replica(&cluster, 1).commit_min() >= op);
+}
+
+/// A new cluster starts only when every replica has answered (genesis needs all of them:
+/// a silent replica might be the one intact disk); replica 0 leads view 0.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_new_cluster_starts_once_every_replica_answers() {
+    let mut cluster = Cluster::new(Options::calm(22, 3));
+    cluster.crash(2);
+    steps(&mut cluster, 300);
+    assert!(cluster.checker.history.is_empty(), "{}", cluster.describe());
+    for index in [0, 1] {
+        assert_eq!(replica(&cluster, index).status(), Status::Recovering);
+        assert!(replica(&cluster, index).fresh());
+    }
+    cluster.restart(2);
+    steps_until(&mut cluster, 200, |c| replica(c, 0).commit_min() > 0);
+    assert!(replica(&cluster, 0).is_primary());
+    assert_eq!(replica(&cluster, 0).view(), 0);
+    heal_and_converge(&mut cluster);
+    assert!((0..3).all(|i| !replica(&cluster, i).fresh()));
 }

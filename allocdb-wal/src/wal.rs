@@ -529,6 +529,40 @@ impl<S: Storage> Wal<S> {
         Ok(())
     }
 
+    /// Writes the replication protocol's state and clears `recovering` (and `fresh`) in one
+    /// superblock write: a recovering replica that caught up to a view's log must never be
+    /// found, after a crash, with that view's `log_view` but still flagged fresh (or with
+    /// the flag cleared but an older `log_view`).
+    ///
+    /// # Errors
+    /// `Poisoned`, or a storage error (poisons).
+    pub fn write_vsr_state_recovered(&mut self, state: VsrState) -> Result<(), WalError> {
+        self.check_usable()?;
+        assert!(
+            self.superblock.recovering,
+            "only a recovering replica recovers"
+        );
+        assert!(
+            state.view >= self.superblock.view,
+            "view must never decrease"
+        );
+        assert!(state.log_view <= state.view, "log_view above view");
+        assert!(state.commit_op >= self.superblock.commit_op);
+        let next = Superblock {
+            sequence: self.superblock.sequence + 1,
+            view: state.view,
+            log_view: state.log_view,
+            commit_op: state.commit_op,
+            recovering: false,
+            fresh: false,
+            ..self.superblock
+        };
+        let result = next.write(&mut self.storage, self.superblock_handle);
+        self.poison_on_error(result)?;
+        self.superblock = next;
+        Ok(())
+    }
+
     /// Records `snapshot` as the state after `op` (`checkpoint_op() < op <= durable_op()`):
     /// checkpoint file (temp, sync, rename, directory sync), then the superblock, then deletes
     /// the previous checkpoint and every segment wholly covered by `op`.

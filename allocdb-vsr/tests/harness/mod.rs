@@ -41,6 +41,13 @@ pub struct Options {
     pub view_change_fetch_ops_max: u32,
     /// Chance (percent) a crash also rots one bit of a record inside the replica's log.
     pub corrupt_percent: u64,
+    /// Chance (percent) a crash loses the replica's whole disk: it comes back formatted
+    /// again (fresh), as the deployment recipes do with an empty volume.
+    pub reformat_percent: u64,
+    /// Per-tick chance (per mille) of a storm: for 50..=200 ticks up to all but one replica
+    /// may be down at once (more than f). Safety must hold throughout; liveness only after
+    /// the heal. Disks are lost (rot, reformat) only while fewer than f replicas lack data.
+    pub storm_per_mille: u64,
     /// Changes every replica's configuration after the harness defaults (scenarios).
     pub replica_tweak: Option<fn(&mut ReplicaConfig)>,
 }
@@ -66,6 +73,8 @@ impl Options {
             client_timeout_ticks: 50,
             view_change_fetch_ops_max: 1024,
             corrupt_percent: 20,
+            reformat_percent: 10,
+            storm_per_mille: 1,
             replica_tweak: None,
         }
     }
@@ -77,6 +86,7 @@ impl Options {
             duplicate_percent: 0,
             partition_per_mille: 0,
             crash_per_mille: 0,
+            storm_per_mille: 0,
             ..Options::faulty(seed)
         }
     }
@@ -156,6 +166,10 @@ pub struct Node_ {
     pub replica: Option<Replica<SimStorage>>,
     pub storage: SimStorage,
     pub down_until: u64,
+    /// Its disk was lost: the next restart formats a new one.
+    pub wiped: bool,
+    /// Its disk lost data (rot or a wipe) and it has not caught up since.
+    pub lacks_data: bool,
     pub clock_offset: u64,
     applied_cursor: u64,
     digest_op: u64,
@@ -179,6 +193,9 @@ pub struct Cluster {
     pub trace_digest: u64,
     pub crashes: u64,
     pub corruptions: u64,
+    pub reformats: u64,
+    pub storms: u64,
+    storm_until: u64,
     pub partitions: u64,
     pub messages_delivered: u64,
     outbox: Outbox,
@@ -218,6 +235,9 @@ impl Cluster {
                     replica: Some(replica),
                     storage,
                     down_until: 0,
+                    wiped: false,
+                    // Fresh until it has taken its place in the new cluster.
+                    lacks_data: count > 1,
                     clock_offset: prng.up_to(1_000_000),
                     applied_cursor: 0,
                     digest_op: 0,
@@ -243,6 +263,9 @@ impl Cluster {
             trace_digest: options.seed,
             crashes: 0,
             corruptions: 0,
+            reformats: 0,
+            storms: 0,
+            storm_until: 0,
             partitions: 0,
             messages_delivered: 0,
             outbox: Outbox::new(4_096, 4_096),
@@ -568,6 +591,21 @@ impl Cluster {
         }
     }
 
+    /// Crashes replica `index` and throws its disk away: it restarts (now, or at its next
+    /// restart when it is down) from a newly formatted one.
+    pub fn wipe(&mut self, index: u8) {
+        self.crash(index);
+        let node = &mut self.nodes[usize::from(index)];
+        node.wiped = true;
+        node.lacks_data = true;
+        self.reformats += 1;
+    }
+
+    /// Replicas whose disk lost data (rot or a wipe) and that have not caught up since.
+    fn lacking_count(&self) -> usize {
+        self.nodes.iter().filter(|n| n.lacks_data).count()
+    }
+
     pub fn restart(&mut self, index: u8) {
         let seed = self.options.seed ^ self.tick;
         let offset = self.prng.up_to(1_000_000);
@@ -578,7 +616,14 @@ impl Cluster {
         node.storage.fail_mutations_after(None);
         let config = options_config(&self.options, index, seed);
         let node = &mut self.nodes[usize::from(index)];
-        match Replica::open(node.storage.clone(), config) {
+        let opened = if std::mem::take(&mut node.wiped) {
+            // A new disk, formatted exactly as `allocdb format` does it.
+            node.storage = SimStorage::new(SimConfig::new(seed ^ 0xD15C));
+            Replica::format(node.storage.clone(), config)
+        } else {
+            Replica::open(node.storage.clone(), config)
+        };
+        match opened {
             Ok(replica) => {
                 if self.tracing {
                     println!(
@@ -715,36 +760,62 @@ impl Cluster {
                 self.restart(index);
             }
         }
+        if count > 1 && self.tick >= self.storm_until {
+            if self.prng.up_to(999) < self.options.storm_per_mille {
+                self.storms += 1;
+                self.storm_until = self.tick + 50 + self.prng.up_to(150);
+            }
+        }
+        let down_max = if self.tick < self.storm_until {
+            usize::from(count) - 1
+        } else {
+            self.f()
+        };
         if count > 1
             && self.prng.up_to(999) < self.options.crash_per_mille
-            && self.faulty_count() < self.f()
+            && self.faulty_count() < down_max
         {
-            let victim = if self.prng.up_to(1) == 0 {
-                self.primary().unwrap_or(0)
-            } else {
-                u8::try_from(self.prng.up_to(u64::from(count) - 1)).unwrap()
-            };
-            let rot = self.prng.up_to(99) < self.options.corrupt_percent;
-            let location = if rot {
-                self.random_record(victim)
-            } else {
-                None
-            };
-            self.crash(victim);
-            if let Some((name, offset)) = location {
-                // Disk rot inside the log (never in the last record, which would look like a
-                // torn write): the replica must notice, recover, and not vote meanwhile.
-                let bit = self.prng.up_to(8 * 64);
-                assert!(
-                    self.nodes[usize::from(victim)]
-                        .storage
-                        .flip_bit(&name, offset * 8 + bit)
-                );
-                self.corruptions += 1;
-            }
-            let downtime = 5 + self.prng.up_to(100);
-            self.nodes[usize::from(victim)].down_until = self.tick + downtime;
+            self.random_crash(count);
         }
+    }
+
+    /// Crashes a replica (the primary half the time); while fewer than f replicas lack data,
+    /// the crash may also rot a record or lose the whole disk.
+    fn random_crash(&mut self, count: u8) {
+        let victim = if self.prng.up_to(1) == 0 {
+            self.primary().unwrap_or(0)
+        } else {
+            u8::try_from(self.prng.up_to(u64::from(count) - 1)).unwrap()
+        };
+        let may_lose = self.lacking_count() < self.f()
+            && !self.nodes[usize::from(victim)].lacks_data
+            && self.nodes[usize::from(victim)].replica.is_some();
+        let wipe = may_lose && self.prng.up_to(99) < self.options.reformat_percent;
+        let rot = may_lose && !wipe && self.prng.up_to(99) < self.options.corrupt_percent;
+        let location = if rot {
+            self.random_record(victim)
+        } else {
+            None
+        };
+        if wipe {
+            self.wipe(victim);
+        } else {
+            self.crash(victim);
+        }
+        if let Some((name, offset)) = location {
+            // Disk rot inside the log (never in the last record, which would look like a
+            // torn write): the replica must notice, recover, and not vote meanwhile.
+            let bit = self.prng.up_to(8 * 64);
+            assert!(
+                self.nodes[usize::from(victim)]
+                    .storage
+                    .flip_bit(&name, offset * 8 + bit)
+            );
+            self.corruptions += 1;
+            self.nodes[usize::from(victim)].lacks_data = true;
+        }
+        let downtime = 5 + self.prng.up_to(100);
+        self.nodes[usize::from(victim)].down_until = self.tick + downtime;
     }
 
     // ---- the loop ----
@@ -768,6 +839,15 @@ impl Cluster {
             }
         }
         self.handle_halts();
+        for node in &mut self.nodes {
+            if node
+                .replica
+                .as_ref()
+                .is_some_and(|r| r.status() != Status::Recovering)
+            {
+                node.lacks_data = false;
+            }
+        }
         if self.tracing {
             println!("t{} {}", self.tick, self.describe());
         }
@@ -890,6 +970,8 @@ impl Cluster {
             operations_completed: self.clients.iter().map(|c| c.completed).sum(),
             crashes: self.crashes,
             corruptions: self.corruptions,
+            reformats: self.reformats,
+            storms: self.storms,
             partitions: self.partitions,
             trace_digest: self.trace_digest,
             writes_checked: self.checker.writes_checked,
@@ -949,6 +1031,8 @@ pub struct Report {
     pub operations_completed: u64,
     pub crashes: u64,
     pub corruptions: u64,
+    pub reformats: u64,
+    pub storms: u64,
     pub partitions: u64,
     pub trace_digest: u64,
     pub writes_checked: u64,
