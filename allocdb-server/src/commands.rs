@@ -256,7 +256,9 @@ pub fn start(args: &StartArgs) -> ExitCode {
         Ok(storage) => storage,
         Err(error) => return usage_error(&format!("cannot open the log directory: {error}")),
     };
-    let replica = match Replica::open(storage, settings.replica_config()) {
+    let mut config = settings.replica_config();
+    config.seed ^= process_entropy();
+    let replica = match Replica::open(storage, config) {
         Ok(replica) => replica,
         Err(error) => {
             error!(%error, "cannot open the replica");
@@ -335,4 +337,13 @@ pub fn status(args: &StatusArgs) -> ExitCode {
     } else {
         ExitCode::from(EXIT_FAILURE)
     }
+}
+
+/// A value drawn from the operating system's randomness once per process: the replica's seed
+/// (election jitter, and the nonce that tells a fresh replica's probe answers from answers
+/// to an earlier process on the same data directory) must differ from one process to the next.
+/// The replica itself never draws randomness; the simulator passes its own seeds.
+fn process_entropy() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id())
 }

@@ -251,17 +251,24 @@ async fn peers_dial_host_names_and_replicas_bind_their_listen_address() {
     // Peers know replicas 0 and 1 only by a host name. Replica 2's name does not resolve
     // (`.invalid`, RFC 6761), like a pod whose DNS record does not exist yet: it can bind
     // only through --listen.
-    let named = [
+    let unresolvable = [
         format!("localhost:{}", ports[0]),
         format!("localhost:{}", ports[1]),
         format!("replica-2.invalid:{}", ports[2]),
+    ];
+    // A new cluster starts only once every replica has answered every other (genesis), so
+    // the running cluster names replica 2 `localhost` too; it still binds through --listen.
+    let named = [
+        format!("localhost:{}", ports[0]),
+        format!("localhost:{}", ports[1]),
+        format!("localhost:{}", ports[2]),
     ];
     let addresses = named.join(",");
     let dirs: Vec<PathBuf> = (0..3).map(|i| root.join(format!("replica-{i}"))).collect();
     for (index, dir) in (0..3_u8).zip(&dirs) {
         format_replica(dir, index, 3);
     }
-    let unlistened = spawn_start(&addresses, 2, &[], &dirs[2])
+    let unlistened = spawn_start(&unresolvable.join(","), 2, &[], &dirs[2])
         .wait_with_output()
         .expect("wait for allocdb start");
     assert_eq!(unlistened.status.code(), Some(2));
