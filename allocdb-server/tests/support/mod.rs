@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use allocdb_server::frame_io::{FrameReader, ReadError};
@@ -28,6 +28,11 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// The flags the deployment recipes (`deploy/docker/compose.yaml`, `deploy/systemd/allocdb@.service`,
+/// `deploy/kubernetes/statefulset.yaml`) give `allocdb format` after `--cluster`, `--replica`
+/// and `--replica-count`: run on every start, it formats an empty directory.
+pub const RECIPE_FORMAT_FLAGS: &[&str] = &["--if-empty", "--dedupe-window-slots", "6000"];
+
 /// A local cluster of real processes; killed and deleted on drop.
 pub struct Cluster {
     pub addresses: Vec<String>,
@@ -36,6 +41,9 @@ pub struct Cluster {
     pub dirs: Vec<PathBuf>,
     pub children: Vec<Option<Child>>,
     root: PathBuf,
+    /// Whether replicas' stderr goes to `<root>/replica-<i>.log` (see [`Cluster::log_tail`])
+    /// rather than the test's own stderr.
+    log_files: bool,
 }
 
 impl Cluster {
@@ -75,6 +83,7 @@ impl Cluster {
             dirs,
             children: Vec::new(),
             root,
+            log_files: false,
         };
         for index in 0..count {
             let child = cluster.spawn(index);
@@ -83,7 +92,88 @@ impl Cluster {
         cluster
     }
 
+    /// Formats `count` replicas with `format_flags` (e.g. [`RECIPE_FORMAT_FLAGS`]) and starts
+    /// none of them: start each with [`Cluster::restart`]. Replicas' stderr goes to log files
+    /// ([`Cluster::log_tail`]).
+    pub fn formatted(name: &str, count: u8, format_flags: &[&str]) -> Cluster {
+        let root = std::env::temp_dir().join(format!("allocdb-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("create the test directory");
+        let cluster = Cluster {
+            addresses: (0..count)
+                .map(|_| format!("127.0.0.1:{}", free_port()))
+                .collect(),
+            metrics: (0..count)
+                .map(|_| format!("127.0.0.1:{}", free_port()))
+                .collect(),
+            dirs: (0..count)
+                .map(|index| root.join(format!("replica-{index}")))
+                .collect(),
+            children: (0..count).map(|_| None).collect(),
+            root,
+            log_files: true,
+        };
+        for index in 0..count {
+            let output = cluster.format(index, format_flags);
+            assert!(
+                output.status.success(),
+                "format replica {index}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        cluster
+    }
+
+    /// Runs `allocdb format` for replica `index` on its data directory with `flags`.
+    pub fn format(&self, index: u8, flags: &[&str]) -> Output {
+        Command::new(binary())
+            .args(["format", "--cluster", &CLUSTER.to_string()])
+            .args(["--replica", &index.to_string()])
+            .args(["--replica-count", &self.addresses.len().to_string()])
+            .args(flags)
+            .arg(&self.dirs[usize::from(index)])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run allocdb format")
+    }
+
+    /// Deletes replica `index`'s data directory (a lost disk); the replica must be stopped.
+    pub fn wipe(&mut self, index: u8) {
+        assert!(
+            self.children[usize::from(index)].is_none(),
+            "replica {index} is running"
+        );
+        std::fs::remove_dir_all(&self.dirs[usize::from(index)]).expect("delete the data directory");
+    }
+
+    /// How replica `index`'s process ended, if it was started and has exited on its own.
+    pub fn exit_status(&mut self, index: u8) -> Option<ExitStatus> {
+        self.children[usize::from(index)]
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
+    }
+
+    /// The last lines of replica `index`'s log (clusters made by [`Cluster::formatted`]).
+    pub fn log_tail(&self, index: u8) -> String {
+        let path = self.root.join(format!("replica-{index}.log"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
     fn spawn(&self, index: u8) -> Child {
+        let stderr = if self.log_files {
+            let path = self.root.join(format!("replica-{index}.log"));
+            Stdio::from(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .expect("open the replica's log file"),
+            )
+        } else {
+            Stdio::inherit()
+        };
         Command::new(binary())
             .args([
                 "start",
@@ -100,6 +190,7 @@ impl Cluster {
                 std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "error".to_string()),
             )
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn allocdb start")
     }
