@@ -131,8 +131,13 @@ pub(crate) fn target_view(bound: View, own_view: View, own_index: u8, replica_co
 }
 
 #[cfg(test)]
+// Table helpers: every cell of a case is an optional answer.
+#[allow(clippy::unnecessary_wraps)]
 mod tests {
     use super::*;
+
+    /// (answers indexed by replica, own index, replica count, expected decision)
+    type Case<'a> = (&'a [Option<Answer>], u8, u8, Option<Decision>);
 
     fn intact(view: View) -> Option<Answer> {
         Some(Answer {
@@ -160,8 +165,7 @@ mod tests {
 
     #[test]
     fn decisions() {
-        // (answers indexed by replica, own index, replica count, decision)
-        let cases: &[(&[Option<Answer>], u8, u8, Option<Decision>)] = &[
+        let cases: &[Case] = &[
             // Three replicas, replica 1 probes.
             (&[None, None, None], 1, 3, None),
             (&[fresh(0), None, None], 1, 3, None),

@@ -224,6 +224,7 @@ mod tests {
             checkpoint_op: 4,
             checkpoint_checksum: 99,
             recovering: sequence % 2 == 0,
+            fresh: sequence % 4 == 0,
         }
     }
 
@@ -242,6 +243,27 @@ mod tests {
         assert_eq!(Superblock::read_newest(&mut storage, handle), Ok(sample(2)));
         assert!(disk.flip_bit(SUPERBLOCK_FILE, 17));
         assert!(Superblock::read_newest(&mut storage, handle).is_err());
+    }
+
+    #[test]
+    fn the_fresh_flag_round_trips_and_never_stands_alone() {
+        let disk = SimStorage::new(SimConfig::new(2));
+        let mut storage = disk.clone();
+        let handle = storage.create(SUPERBLOCK_FILE).unwrap();
+        let fresh = sample(4);
+        assert!(fresh.fresh && fresh.recovering);
+        fresh.write(&mut storage, handle).unwrap();
+        assert_eq!(Superblock::read_newest(&mut storage, handle), Ok(fresh));
+        // Flags 2 (fresh) without 1 (recovering) is refused as corrupt.
+        let mut bytes = Vec::new();
+        fresh.encode(&mut bytes);
+        bytes[34] = 2;
+        let crc = crc32c::crc32c(&bytes[..92]);
+        bytes[92..96].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            Superblock::decode(&bytes, fresh.copy_index()),
+            Err("fresh flag without recovering flag")
+        );
     }
 
     #[test]

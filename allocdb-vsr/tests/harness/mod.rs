@@ -760,11 +760,12 @@ impl Cluster {
                 self.restart(index);
             }
         }
-        if count > 1 && self.tick >= self.storm_until {
-            if self.prng.up_to(999) < self.options.storm_per_mille {
-                self.storms += 1;
-                self.storm_until = self.tick + 50 + self.prng.up_to(150);
-            }
+        if count > 1
+            && self.tick >= self.storm_until
+            && self.prng.up_to(999) < self.options.storm_per_mille
+        {
+            self.storms += 1;
+            self.storm_until = self.tick + 50 + self.prng.up_to(150);
         }
         let down_max = if self.tick < self.storm_until {
             usize::from(count) - 1
