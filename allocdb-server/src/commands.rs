@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Duration;
 use tracing::{error, info};
 
+use crate::dir_lock::{DirLock, DirLockError};
 use crate::format_check::{self, Existing};
 use crate::server::{self, RuntimeOptions, ServerError};
 use crate::settings::{
@@ -185,19 +186,35 @@ pub fn format(args: &FormatArgs) -> ExitCode {
     if let Err(error) = settings.validate() {
         return usage_error(&format!("invalid settings: {error}"));
     }
-    if args.if_empty {
-        if let Some(done) = format_if_empty(args) {
-            return done;
-        }
-    }
-    if settings_path(&args.data_dir).exists() {
-        return usage_error(&format!("{} is already formatted", args.data_dir.display()));
-    }
+    // The directory must exist to hold its lock; creating an empty one changes nothing the
+    // checks below look at. The lock comes before every check so that a live replica's
+    // directory is reported as in use (naming its pid), not inspected while it changes.
     if let Err(error) = std::fs::create_dir_all(&args.data_dir) {
         return usage_error(&format!(
             "cannot create {}: {error}",
             args.data_dir.display()
         ));
+    }
+    let lock = match DirLock::acquire(&args.data_dir) {
+        Ok(lock) => lock,
+        Err(error) => return usage_error(&error.to_string()),
+    };
+    let refusal = if args.if_empty {
+        format_if_empty(args)
+    } else if settings_path(&args.data_dir).exists() {
+        Some(usage_error(&format!(
+            "{} is already formatted",
+            args.data_dir.display()
+        )))
+    } else {
+        None
+    };
+    if let Some(done) = refusal {
+        // Nothing was formatted: leave the directory exactly as it was found.
+        if let Err(error) = lock.release_leaving_no_trace() {
+            return usage_error(&format!("cannot remove the lock file: {error}"));
+        }
+        return done;
     }
     let storage = match FileStorage::open_dir(args.data_dir.join(WAL_DIR)) {
         Ok(storage) => storage,
@@ -233,6 +250,18 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Runs `allocdb start` until SIGTERM/SIGINT.
 pub fn start(args: &StartArgs) -> ExitCode {
+    // Held until this function returns, i.e. for as long as the replica runs.
+    let _lock = match DirLock::acquire(&args.data_dir) {
+        Ok(lock) => lock,
+        Err(DirLockError::Io { path, error }) if error.kind() == std::io::ErrorKind::NotFound => {
+            return usage_error(&format!(
+                "cannot lock {}: the data directory {} does not exist (make it with `allocdb format`)",
+                path.display(),
+                args.data_dir.display()
+            ));
+        }
+        Err(error) => return usage_error(&error.to_string()),
+    };
     let settings = match ClusterSettings::read(&args.data_dir) {
         Ok(settings) => settings,
         Err(error) => return usage_error(&error.to_string()),

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod commands;
 pub mod connection;
 pub mod demo;
+pub mod dir_lock;
 pub mod driver;
 pub mod duration;
 pub mod format_check;
