@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use allocdb_core::Config as CoreConfig;
-use allocdb_vsr::Replica;
-use allocdb_wal::FileStorage;
+use allocdb_vsr::{Replica, ReplicaError};
+use allocdb_wal::{FileStorage, WalError};
 use clap::Args;
 use tokio::sync::watch;
 use tokio::time::Duration;
@@ -18,7 +18,7 @@ use crate::dir_lock::{DirLock, DirLockError};
 use crate::format_check::{self, Existing};
 use crate::server::{self, RuntimeOptions, ServerError};
 use crate::settings::{
-    ClusterSettings, SLOT_MS_DEFAULT, TICK_MS_DEFAULT, WAL_DIR, default_core_config,
+    ClusterSettings, SETTINGS_FILE, SLOT_MS_DEFAULT, TICK_MS_DEFAULT, WAL_DIR, default_core_config,
     default_dedupe_window_slots, settings_path,
 };
 use crate::status;
@@ -127,6 +127,10 @@ pub struct StartArgs {
     /// Listen here instead of on this replica's entry in --addresses (e.g. 0.0.0.0:port).
     #[arg(long)]
     pub listen: Option<String>,
+    /// The cluster id this replica must belong to: start only if the data directory was
+    /// formatted for it (guards against a volume mounted on the wrong cluster's replica).
+    #[arg(long)]
+    pub cluster: Option<u128>,
     /// The data directory made by `allocdb format`.
     pub data_dir: PathBuf,
 }
@@ -266,6 +270,16 @@ pub fn start(args: &StartArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(error) => return usage_error(&error.to_string()),
     };
+    if let Some(cluster) = args.cluster {
+        if cluster != settings.cluster_id {
+            return usage_error(&format!(
+                "{} belongs to cluster {}, not to --cluster {cluster}: wrong data directory \
+                 or wrong cluster",
+                args.data_dir.display(),
+                settings.cluster_id
+            ));
+        }
+    }
     if args.replica != settings.replica_index {
         return usage_error(&format!(
             "--replica {} but {} holds replica {}",
@@ -287,6 +301,16 @@ pub fn start(args: &StartArgs) -> ExitCode {
     };
     let replica = match Replica::open(storage, settings.replica_config()) {
         Ok(replica) => replica,
+        Err(ReplicaError::Wal(WalError::ClusterMismatch { expected, found })) => {
+            // cluster.settings and the log disagree: parts of two data directories.
+            let text = format!(
+                "{}: the log ({WAL_DIR}/) belongs to cluster {found}, but {SETTINGS_FILE} \
+                 says cluster {expected}; this is not one replica's data directory",
+                args.data_dir.display()
+            );
+            error!("{text}");
+            return usage_error(&text);
+        }
         Err(error) => {
             error!(%error, "cannot open the replica");
             return usage_error(&format!("cannot open {}: {error}", args.data_dir.display()));

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod dir_lock;
 pub mod driver;
 pub mod duration;
+pub mod fingerprint;
 pub mod format_check;
 pub mod frame_io;
 pub mod health;
