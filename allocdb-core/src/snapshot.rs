@@ -34,7 +34,11 @@ use crate::wire::{DecodeError, Reader, Writer};
 /// "ALLOCSNP" as a little-endian u64.
 pub const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"ALLOCSNP");
 /// The snapshot format this build writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+///
+/// Version 2: the table capacities at the start of the body, written since version 1, are
+/// binding (a snapshot loads only into tables of exactly its sizes); version 1 readers
+/// ignored them, so a version 1 snapshot may come from differently sized tables.
+pub const SNAPSHOT_VERSION: u32 = 2;
 /// Bytes before the body: magic, version, body length, checksum.
 const HEADER_BYTES: usize = 8 + 4 + 8 + 4;
 
@@ -62,7 +66,7 @@ pub enum SnapshotError {
     },
     /// The configuration given to decode is itself invalid.
     Config(ConfigError),
-    /// A behavioural bound differs between the snapshot and the given config.
+    /// A table size or behavioural bound differs between the snapshot and the given config.
     ConfigMismatch {
         /// The config field.
         field: &'static str,
@@ -157,14 +161,16 @@ fn behaviour_fields(config: &Config) -> [(&'static str, u64); 6] {
     ]
 }
 
-/// The table capacities: a snapshot may be loaded into tables at least as large as it needs.
+/// The table capacities. They change behaviour too (a full table answers `*_table_full`), so
+/// a snapshot loads only into tables of exactly its sizes: replicas with other sizes would
+/// answer the same batch differently and diverge.
 fn capacity_fields(config: &Config) -> [(&'static str, u32); 5] {
     [
-        ("resources", config.resources_max),
-        ("pools", config.pools_max),
-        ("leases", config.leases_max),
-        ("lease_members", config.lease_members_max),
-        ("operations", config.operations_max),
+        ("resources_max", config.resources_max),
+        ("pools_max", config.pools_max),
+        ("leases_max", config.leases_max),
+        ("lease_members_max", config.lease_members_max),
+        ("operations_max", config.operations_max),
     ]
 }
 
@@ -587,7 +593,15 @@ fn decode_config(config: Config, reader: &mut Reader<'_>) -> Result<Allocator, S
     for value in &mut behaviour {
         *value = reader.u64("snapshot config bound")?;
     }
-    for ((field, expected), found) in behaviour_fields(&config).into_iter().zip(behaviour) {
+    let capacities = capacity_fields(&config)
+        .into_iter()
+        .zip(capacities)
+        .map(|((field, expected), found)| (field, u64::from(expected), u64::from(found)));
+    let behaviour = behaviour_fields(&config)
+        .into_iter()
+        .zip(behaviour)
+        .map(|((field, expected), found)| (field, expected, found));
+    for (field, expected, found) in capacities.chain(behaviour) {
         if expected != found {
             return Err(SnapshotError::ConfigMismatch {
                 field,
@@ -596,8 +610,7 @@ fn decode_config(config: Config, reader: &mut Reader<'_>) -> Result<Allocator, S
             });
         }
     }
-    // The snapshot's own capacities are informational: what must fit is its content, which
-    // each section checks against `config` as it is read.
-    let _ = capacities;
+    // Equal capacities do not make the content fit: a corrupt-but-checksummed row count is
+    // still checked against `config` by each section as it is read.
     Allocator::new(config).map_err(SnapshotError::Config)
 }

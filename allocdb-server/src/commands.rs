@@ -7,17 +7,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use allocdb_core::Config as CoreConfig;
-use allocdb_vsr::Replica;
-use allocdb_wal::FileStorage;
+use allocdb_vsr::{Replica, ReplicaError};
+use allocdb_wal::{FileStorage, WalError};
 use clap::Args;
 use tokio::sync::watch;
 use tokio::time::Duration;
 use tracing::{error, info};
 
+use crate::dir_lock::{DirLock, DirLockError};
 use crate::format_check::{self, Existing};
 use crate::server::{self, RuntimeOptions, ServerError};
 use crate::settings::{
-    ClusterSettings, SLOT_MS_DEFAULT, TICK_MS_DEFAULT, WAL_DIR, default_core_config,
+    ClusterSettings, SETTINGS_FILE, SLOT_MS_DEFAULT, TICK_MS_DEFAULT, WAL_DIR, default_core_config,
     default_dedupe_window_slots, settings_path,
 };
 use crate::status;
@@ -126,6 +127,10 @@ pub struct StartArgs {
     /// Listen here instead of on this replica's entry in --addresses (e.g. 0.0.0.0:port).
     #[arg(long)]
     pub listen: Option<String>,
+    /// The cluster id this replica must belong to: start only if the data directory was
+    /// formatted for it (guards against a volume mounted on the wrong cluster's replica).
+    #[arg(long)]
+    pub cluster: Option<u128>,
     /// The data directory made by `allocdb format`.
     pub data_dir: PathBuf,
 }
@@ -185,19 +190,35 @@ pub fn format(args: &FormatArgs) -> ExitCode {
     if let Err(error) = settings.validate() {
         return usage_error(&format!("invalid settings: {error}"));
     }
-    if args.if_empty {
-        if let Some(done) = format_if_empty(args) {
-            return done;
-        }
-    }
-    if settings_path(&args.data_dir).exists() {
-        return usage_error(&format!("{} is already formatted", args.data_dir.display()));
-    }
+    // The directory must exist to hold its lock; creating an empty one changes nothing the
+    // checks below look at. The lock comes before every check so that a live replica's
+    // directory is reported as in use (naming its pid), not inspected while it changes.
     if let Err(error) = std::fs::create_dir_all(&args.data_dir) {
         return usage_error(&format!(
             "cannot create {}: {error}",
             args.data_dir.display()
         ));
+    }
+    let lock = match DirLock::acquire(&args.data_dir) {
+        Ok(lock) => lock,
+        Err(error) => return usage_error(&error.to_string()),
+    };
+    let refusal = if args.if_empty {
+        format_if_empty(args)
+    } else if settings_path(&args.data_dir).exists() {
+        Some(usage_error(&format!(
+            "{} is already formatted",
+            args.data_dir.display()
+        )))
+    } else {
+        None
+    };
+    if let Some(done) = refusal {
+        // Nothing was formatted: leave the directory exactly as it was found.
+        if let Err(error) = lock.release_leaving_no_trace() {
+            return usage_error(&format!("cannot remove the lock file: {error}"));
+        }
+        return done;
     }
     let storage = match FileStorage::open_dir(args.data_dir.join(WAL_DIR)) {
         Ok(storage) => storage,
@@ -233,10 +254,32 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Runs `allocdb start` until SIGTERM/SIGINT.
 pub fn start(args: &StartArgs) -> ExitCode {
+    // Held until this function returns, i.e. for as long as the replica runs.
+    let _lock = match DirLock::acquire(&args.data_dir) {
+        Ok(lock) => lock,
+        Err(DirLockError::Io { path, error }) if error.kind() == std::io::ErrorKind::NotFound => {
+            return usage_error(&format!(
+                "cannot lock {}: the data directory {} does not exist (make it with `allocdb format`)",
+                path.display(),
+                args.data_dir.display()
+            ));
+        }
+        Err(error) => return usage_error(&error.to_string()),
+    };
     let settings = match ClusterSettings::read(&args.data_dir) {
         Ok(settings) => settings,
         Err(error) => return usage_error(&error.to_string()),
     };
+    if let Some(cluster) = args.cluster {
+        if cluster != settings.cluster_id {
+            return usage_error(&format!(
+                "{} belongs to cluster {}, not to --cluster {cluster}: wrong data directory \
+                 or wrong cluster",
+                args.data_dir.display(),
+                settings.cluster_id
+            ));
+        }
+    }
     if args.replica != settings.replica_index {
         return usage_error(&format!(
             "--replica {} but {} holds replica {}",
@@ -260,6 +303,16 @@ pub fn start(args: &StartArgs) -> ExitCode {
     config.seed ^= process_entropy();
     let replica = match Replica::open(storage, config) {
         Ok(replica) => replica,
+        Err(ReplicaError::Wal(WalError::ClusterMismatch { expected, found })) => {
+            // cluster.settings and the log disagree: parts of two data directories.
+            let text = format!(
+                "{}: the log ({WAL_DIR}/) belongs to cluster {found}, but {SETTINGS_FILE} \
+                 says cluster {expected}; this is not one replica's data directory",
+                args.data_dir.display()
+            );
+            error!("{text}");
+            return usage_error(&text);
+        }
         Err(error) => {
             error!(%error, "cannot open the replica");
             return usage_error(&format!("cannot open {}: {error}", args.data_dir.display()));

@@ -63,6 +63,7 @@ impl ConnectionContext {
             op: state.op,
             commit: state.commit,
             applied: state.applied,
+            config_mismatch: self.metrics.config_mismatches.summary().unwrap_or_default(),
         }
     }
 }
@@ -93,7 +94,7 @@ pub async fn serve(stream: net::TcpStream, context: Arc<ConnectionContext>) {
                 context.shutdown.clone(),
             );
             if let Err(end) = peer::run_inbound(
-                context.identity,
+                context.identity.clone(),
                 &body,
                 halves,
                 control,

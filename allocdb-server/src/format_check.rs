@@ -8,15 +8,18 @@
 use std::path::Path;
 
 use crate::commands::FormatArgs;
+use crate::dir_lock::LOCK_FILE;
 use crate::settings::{ClusterSettings, SETTINGS_FILE, WAL_DIR};
 
-/// Entries a fresh file system puts into an otherwise empty mount point.
-const IGNORED_ENTRIES: &[&str] = &["lost+found"];
+/// Entries that do not make a directory non-empty: what a fresh file system puts into an
+/// otherwise empty mount point, and the lock file, which `format` itself creates (before this
+/// check) and which an interrupted `format` may leave behind.
+const IGNORED_ENTRIES: &[&str] = &["lost+found", LOCK_FILE];
 
 /// What the data directory holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Existing {
-    /// Nothing (missing, or empty but for [`IGNORED_ENTRIES`]): format it.
+    /// Nothing (missing, or empty but for `lost+found` and the lock file): format it.
     Empty,
     /// The replica `args` describes: leave it alone.
     Same,

@@ -2,14 +2,16 @@
 //! HTTP/1.1 responder for `/metrics`, `/health` and `/health/live`.
 //!
 //! Everything is a fixed set of atomics allocated at start-up; recording never allocates or
-//! locks. The responder reads one request head (bounded), answers, and closes.
+//! locks, except [`ConfigMismatches`], which changes only on peer handshakes. The responder reads one request head (bounded), answers, and closes.
 //!
 //! The two probes (see [`readiness`] and [`liveness`]) answer 200 or 503 with a one-line JSON
 //! body: `{"status":"ready","role":"backup","view":3,"op":120,"commit":120,"applied":120}`.
 //! - `GET /health` (readiness): 200 only while the replica is `primary` or `backup` **and**
 //!   caught up: it has applied every op it knows committed, up to one pipeline
-//!   (`pipeline_prepares_max` ops) behind. Otherwise 503 with `status` `halted`,
-//!   `shutting_down`, `view_change`, `recovering` or `lagging`.
+//!   (`pipeline_prepares_max` ops) behind, **and** no peer link is refused for a configuration
+//!   mismatch. Otherwise 503 with `status` `halted`, `shutting_down`, `config_mismatch` (the
+//!   body then also has a `config_mismatch` field naming the values), `view_change`,
+//!   `recovering` or `lagging`.
 //! - `GET /health/live` (liveness): 200 (`alive`) unless the replica halted or the process is
 //!   shutting down; a view change, recovery or a lagging log are not reasons to restart it.
 
@@ -24,7 +26,9 @@ use tokio::sync::watch;
 use tokio::time::Duration;
 
 use crate::driver::ReplicaState;
+use crate::fingerprint::ConfigMismatches;
 use crate::net;
+use crate::status::json_string;
 
 /// The largest HTTP request head the responder reads.
 const HTTP_REQUEST_BYTES_MAX: usize = 4096;
@@ -124,6 +128,10 @@ pub struct Metrics {
     pub connections: Counter,
     /// Peer links (re)established by this replica.
     pub peer_links: Counter,
+    /// Peer links refused for a configuration mismatch (by either end, counted at this one).
+    pub peer_config_mismatches: Counter,
+    /// The configuration mismatches that refuse peer links now.
+    pub config_mismatches: ConfigMismatches,
     /// Requests per client frame.
     pub request_batch: Histogram,
     /// Microseconds from a request's frame arriving to its reply being written.
@@ -142,6 +150,8 @@ impl Default for Metrics {
             error_frames: Counter::default(),
             connections: Counter::default(),
             peer_links: Counter::default(),
+            peer_config_mismatches: Counter::default(),
+            config_mismatches: ConfigMismatches::default(),
             request_batch: Histogram::new(BATCH_BOUNDS),
             request_latency_us: Histogram::new(LATENCY_BOUNDS_US),
         }
@@ -215,6 +225,11 @@ impl Metrics {
                 "Outbound peer links established.",
                 &self.peer_links,
             ),
+            (
+                "allocdb_peer_config_mismatches_total",
+                "Peer links refused for a configuration mismatch.",
+                &self.peer_config_mismatches,
+            ),
         ];
         for (name, help, counter) in counters {
             let _ = writeln!(
@@ -223,6 +238,11 @@ impl Metrics {
                 counter.get()
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP allocdb_peer_config_mismatch Peers whose links are refused for a configuration mismatch now.\n# TYPE allocdb_peer_config_mismatch gauge\nallocdb_peer_config_mismatch {}",
+            self.config_mismatches.peers()
+        );
     }
 }
 
@@ -344,6 +364,30 @@ fn probe_answer(ok: bool, status: &str, state: &ReplicaState) -> ProbeAnswer {
     ProbeAnswer { ok, body }
 }
 
+/// `GET /health` with the configuration mismatch that refuses peer links now, if any: 503
+/// `config_mismatch` (naming it) unless the replica is halted or stopping, which say more.
+pub fn readiness_with(
+    state: &ReplicaState,
+    shutting_down: bool,
+    lag_ops_max: u64,
+    config_mismatch: Option<&str>,
+) -> ProbeAnswer {
+    let answer = readiness(state, shutting_down, lag_ops_max);
+    let Some(mismatch) = config_mismatch else {
+        return answer;
+    };
+    if state.role == Role::Halted || shutting_down {
+        return answer;
+    }
+    let mut body = probe_answer(false, "config_mismatch", state).body;
+    let closing = body.rfind('}').expect("a JSON object");
+    body.insert_str(
+        closing,
+        &format!(",\"config_mismatch\":{}", json_string(mismatch)),
+    );
+    ProbeAnswer { ok: false, body }
+}
+
 /// `GET /health`: whether this replica is ready to serve as a full member of the cluster.
 ///
 /// 200 (`ready`) while it is primary or backup and has applied every op it knows committed
@@ -429,7 +473,13 @@ async fn respond(
                 .render(&state, context.replica_index, &context.core),
         ),
         ("GET", "/health") => {
-            probe_response(readiness(&state, shutting_down, context.health_lag_ops_max))
+            let mismatch = context.metrics.config_mismatches.summary();
+            probe_response(readiness_with(
+                &state,
+                shutting_down,
+                context.health_lag_ops_max,
+                mismatch.as_deref(),
+            ))
         }
         ("GET", "/health/live") => probe_response(liveness(&state, shutting_down)),
         _ => (
@@ -457,7 +507,7 @@ fn probe_response(answer: ProbeAnswer) -> (&'static str, &'static str, String) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Histogram, liveness, readiness, render_tables};
+    use super::{Histogram, liveness, readiness, readiness_with, render_tables};
     use crate::driver::ReplicaState;
     use allocdb_core::{Config, TableUsage};
     use allocdb_vsr::frame::Role;
@@ -475,6 +525,35 @@ mod tests {
             slot: 0,
             tables: TableUsage::default(),
         }
+    }
+
+    #[test]
+    fn a_configuration_mismatch_makes_a_ready_replica_unready_naming_it() {
+        let ready = state(Role::Primary, 120, 120, 120);
+        assert_eq!(
+            readiness_with(&ready, false, 8, None),
+            readiness(&ready, false, 8)
+        );
+        let answer = readiness_with(&ready, false, 8, Some("peer 2's \"list\""));
+        assert!(!answer.ok);
+        assert_eq!(
+            answer.body,
+            "{\"status\":\"config_mismatch\",\"role\":\"primary\",\"view\":3,\"op\":120,\"commit\":120,\"applied\":120,\"config_mismatch\":\"peer 2's \\\"list\\\"\"}\n"
+        );
+        // Halted and stopping say more about what to do than the mismatch.
+        let halted = state(Role::Halted, 120, 120, 120);
+        let answer = readiness_with(&halted, false, 8, Some("x"));
+        assert!(
+            answer.body.starts_with("{\"status\":\"halted\""),
+            "{}",
+            answer.body
+        );
+        let answer = readiness_with(&ready, true, 8, Some("x"));
+        assert!(
+            answer.body.starts_with("{\"status\":\"shutting_down\""),
+            "{}",
+            answer.body
+        );
     }
 
     #[test]

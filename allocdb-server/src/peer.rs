@@ -8,6 +8,10 @@
 //! only reliable sign. The dialer then reconnects with exponential backoff. Messages queued
 //! while a link is down are discarded: every message is best-effort and the protocol
 //! retransmits (resends are idempotent).
+//!
+//! The handshake carries each side's [`Fingerprint`]; a link between replicas configured
+//! differently is refused at both ends and recorded in [`ConfigMismatches`] (see
+//! [`crate::fingerprint`]).
 
 use std::sync::Arc;
 
@@ -19,6 +23,7 @@ use tokio::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::driver::ControlInput;
+use crate::fingerprint::{Fingerprint, LinkEnd as MismatchEnd};
 use crate::frame_io::{self, FrameReader, ReadError};
 use crate::metrics::Metrics;
 use crate::net;
@@ -54,7 +59,7 @@ impl Default for BusOptions {
 }
 
 /// Who this replica is on the bus.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Identity {
     /// The cluster.
     pub cluster_id: u128,
@@ -64,6 +69,8 @@ pub struct Identity {
     pub replica_count: u8,
     /// Decoding bounds of peer messages.
     pub limits: MessageLimits,
+    /// The configuration every peer must share, sent and compared in the handshake.
+    pub fingerprint: Arc<Fingerprint>,
 }
 
 impl Identity {
@@ -75,10 +82,9 @@ impl Identity {
     }
 
     fn handshake_frame(&self) -> Vec<u8> {
-        let handshake = PeerHandshake {
-            replica_index: self.replica_index,
-            replica_count: self.replica_count,
-        };
+        let handshake = self
+            .fingerprint
+            .handshake(self.replica_index, self.replica_count);
         let mut bytes = Vec::new();
         frame::write_frame(&mut bytes, FrameKind::PeerHandshake, self.cluster_id, |b| {
             handshake.encode(b);
@@ -289,18 +295,28 @@ pub async fn run_outbound(
         if *shutdown.borrow() {
             return;
         }
-        match tokio::time::timeout(options.connect_timeout, dial(&identity, &address)).await {
+        let dialed = dial(&identity, peer, &address);
+        match tokio::time::timeout(options.connect_timeout, dialed).await {
             Ok(Ok((read, write, reader))) => {
                 backoff = options.backoff_min;
                 metrics.peer_links.add(1);
+                metrics.config_mismatches.clear(peer, MismatchEnd::Outbound);
                 info!(peer, %address, "peer link up");
-                let mut link = Link::new(identity, peer, read, write, reader, options);
+                let mut link = Link::new(identity.clone(), peer, read, write, reader, options);
                 let end = link
                     .run(Some(&mut outgoing), None, &metrics, &mut shutdown)
                     .await;
                 warn!(peer, %address, reason = %end, "peer link down");
             }
-            Ok(Err(error)) => debug!(peer, %address, %error, "cannot reach peer"),
+            Ok(Err(DialError::Mismatch(text))) => {
+                metrics.peer_config_mismatches.add(1);
+                metrics
+                    .config_mismatches
+                    .report(peer, MismatchEnd::Outbound, &text);
+            }
+            Ok(Err(DialError::Unreachable(error))) => {
+                debug!(peer, %address, %error, "cannot reach peer");
+            }
             Err(_) => debug!(peer, %address, "connecting to peer timed out"),
         }
         // Messages queued while the link is down are stale; the protocol resends.
@@ -320,32 +336,79 @@ type Halves = (
     FrameReader,
 );
 
-/// Connects, sends our handshake, and checks the acceptor's answer.
-async fn dial(identity: &Identity, address: &str) -> Result<Halves, String> {
-    let stream = net::connect(address).await.map_err(|e| e.to_string())?;
+/// Why a dial did not produce a link.
+enum DialError {
+    /// No link now (refused, reset, timed out, not an AllocDB replica): retried quietly.
+    Unreachable(String),
+    /// The replica there is configured differently from this one (other cluster, settings,
+    /// address list or index), by its verdict or ours: an operator must act.
+    Mismatch(String),
+}
+
+/// Connects, sends our handshake, and checks the acceptor's answer: it must be replica
+/// `peer` (the one our address list puts at `address`) with our fingerprint.
+async fn dial(identity: &Identity, peer: u8, address: &str) -> Result<Halves, DialError> {
+    let unreachable = |error: &dyn std::fmt::Display| DialError::Unreachable(error.to_string());
+    let stream = net::connect(address).await.map_err(|e| unreachable(&e))?;
     let (mut read, mut write) = tokio::io::split(stream);
     frame_io::write_all(&mut write, &identity.handshake_frame())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| unreachable(&e))?;
     let mut reader = FrameReader::new(identity.frame_limits());
-    let (header, body) = reader
-        .read_frame(&mut read)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (header, body) = match reader.read_frame(&mut read).await {
+        Ok(frame) => frame,
+        // An answer in another cluster's frames: the acceptor's own frame says which.
+        Err(ReadError::Frame(error @ frame::FrameError::WrongCluster { .. })) => {
+            return Err(DialError::Mismatch(format!(
+                "replica {peer} at {address} belongs to another cluster: {error}"
+            )));
+        }
+        Err(error) => return Err(unreachable(&error)),
+    };
     match header.kind {
         FrameKind::PeerHandshake => {
-            let handshake = PeerHandshake::decode(&body).map_err(|e| e.to_string())?;
-            handshake
+            let handshake = PeerHandshake::decode(&body).map_err(|e| unreachable(&e))?;
+            let mismatch = |text: String| DialError::Mismatch(text);
+            let answered = handshake
                 .check_peer(identity.replica_index, identity.replica_count)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| mismatch(format!("replica {peer} at {address}: {e}")))?;
+            if answered != peer {
+                return Err(mismatch(format!(
+                    "{address} is replica {peer} in our address list, but replica {answered} answers there"
+                )));
+            }
+            identity
+                .fingerprint
+                .compare(peer, &handshake)
+                .map_err(mismatch)?;
             Ok((read, write, reader))
         }
-        FrameKind::Error => Err(ErrorBody::decode(&body).map_or_else(
-            |e| e.to_string(),
-            |b| format!("{}: {}", b.code.name(), b.message),
-        )),
-        kind => Err(format!("expected a peer handshake, got {}", kind.name())),
+        FrameKind::Error => match ErrorBody::decode(&body) {
+            Ok(refusal) if is_config_refusal(refusal.code) => Err(DialError::Mismatch(format!(
+                "replica {peer} at {address} refused our link ({}): {}",
+                refusal.code.name(),
+                refusal.message
+            ))),
+            Ok(refusal) => Err(DialError::Unreachable(format!(
+                "{}: {}",
+                refusal.code.name(),
+                refusal.message
+            ))),
+            Err(error) => Err(unreachable(&error)),
+        },
+        kind => Err(DialError::Unreachable(format!(
+            "expected a peer handshake, got {}",
+            kind.name()
+        ))),
     }
+}
+
+/// Whether an acceptor's error code means "configured differently" rather than "not now".
+fn is_config_refusal(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::ConfigMismatch | ErrorCode::WrongCluster | ErrorCode::WrongReplica
+    )
 }
 
 /// Serves an inbound link whose first frame was a peer handshake with body `body`.
@@ -361,9 +424,20 @@ pub async fn run_inbound<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let peer = match PeerHandshake::decode(body)
-        .and_then(|h| h.check_peer(identity.replica_index, identity.replica_count))
-    {
+    let checked = PeerHandshake::decode(body).and_then(|handshake| {
+        let peer = handshake.check_peer(identity.replica_index, identity.replica_count)?;
+        match identity.fingerprint.compare(peer, &handshake) {
+            Ok(()) => Ok(peer),
+            Err(reason) => {
+                metrics.peer_config_mismatches.add(1);
+                metrics
+                    .config_mismatches
+                    .report(peer, MismatchEnd::Inbound, &reason);
+                Err(frame::FrameError::ConfigMismatch { reason })
+            }
+        }
+    });
+    let peer = match checked {
         Ok(peer) => peer,
         Err(error) => {
             frame_io::send_error(
@@ -376,6 +450,7 @@ pub async fn run_inbound<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             return Err(error.to_string());
         }
     };
+    metrics.config_mismatches.clear(peer, MismatchEnd::Inbound);
     reader.set_limits(identity.frame_limits());
     if let Err(error) = frame_io::write_all(&mut write, &identity.handshake_frame()).await {
         return Err(format!("handshake answer to replica {peer}: {error}"));

@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::connection::{self, ConnectionContext};
 use crate::driver::{Driver, DriverOptions, ReplicaState};
+use crate::fingerprint::Fingerprint;
 use crate::frame_io;
 use crate::metrics::{self, Metrics, MetricsContext};
 use crate::net;
@@ -142,16 +143,11 @@ pub async fn run<S: Storage>(
         ),
         None => None,
     };
-    let identity = Identity {
-        cluster_id: settings.cluster_id,
-        replica_index: me,
-        replica_count: count,
-        limits: MessageLimits::from_config(replica.config()),
-    };
+    let identity = identity(settings, replica.config(), &options.addresses)?;
     // One stop signal for every task: set by the caller's shutdown or by a halt.
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
-    let links = spawn_links(identity, &options, &metrics, &stop_rx);
+    let links = spawn_links(&identity, &options, &metrics, &stop_rx);
     let driver_options = DriverOptions {
         tick: Duration::from_millis(settings.tick_ms),
         slot_ms: settings.slot_ms,
@@ -212,10 +208,26 @@ pub async fn run<S: Storage>(
     }
 }
 
+/// Who this replica is on the bus, with the fingerprint its handshakes carry.
+fn identity(
+    settings: &ClusterSettings,
+    config: &allocdb_vsr::ReplicaConfig,
+    addresses: &[String],
+) -> Result<Identity, ServerError> {
+    let fingerprint = Fingerprint::new(settings, addresses).map_err(ServerError::Options)?;
+    Ok(Identity {
+        cluster_id: settings.cluster_id,
+        replica_index: config.replica_index,
+        replica_count: config.replica_count,
+        limits: MessageLimits::from_config(config),
+        fingerprint: Arc::new(fingerprint),
+    })
+}
+
 /// Starts one outbound link task per peer; returns the replica's queue to each (`None` for
 /// itself).
 fn spawn_links(
-    identity: Identity,
+    identity: &Identity,
     options: &RuntimeOptions,
     metrics: &Arc<Metrics>,
     stop: &watch::Receiver<bool>,
@@ -230,7 +242,7 @@ fn spawn_links(
         links.push(Some(tx));
         let address = options.addresses[usize::from(peer_index)].clone();
         let link = peer::run_outbound(
-            identity,
+            identity.clone(),
             peer_index,
             address,
             rx,

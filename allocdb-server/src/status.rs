@@ -51,15 +51,20 @@ pub fn json_line(index: usize, address: &str, answer: &Result<StatusReply, Strin
     let address = json_string(address);
     match answer {
         Ok(status) => format!(
-            "{{\"replica\":{index},\"address\":{address},\"role\":\"{}\",\"view\":{},\"op\":{},\"commit\":{},\"applied\":{}}}",
+            "{{\"replica\":{index},\"address\":{address},\"role\":\"{}\",\"view\":{},\"op\":{},\"commit\":{},\"applied\":{},\"config_mismatch\":{}}}",
             status.role.name(),
             status.view,
             status.op,
             status.commit,
-            status.applied
+            status.applied,
+            if status.config_mismatch.is_empty() {
+                "null".to_string()
+            } else {
+                json_string(&status.config_mismatch)
+            }
         ),
         Err(error) => format!(
-            "{{\"replica\":{index},\"address\":{address},\"role\":\"unreachable\",\"view\":null,\"op\":null,\"commit\":null,\"applied\":null,\"error\":{}}}",
+            "{{\"replica\":{index},\"address\":{address},\"role\":\"unreachable\",\"view\":null,\"op\":null,\"commit\":null,\"applied\":null,\"config_mismatch\":null,\"error\":{}}}",
             json_string(error)
         ),
     }
@@ -99,10 +104,19 @@ mod tests {
             op: 9,
             commit: 8,
             applied: 7,
+            config_mismatch: String::new(),
         };
         assert_eq!(
-            json_line(0, "127.0.0.1:1", &Ok(status)),
-            r#"{"replica":0,"address":"127.0.0.1:1","role":"primary","view":2,"op":9,"commit":8,"applied":7}"#
+            json_line(0, "127.0.0.1:1", &Ok(status.clone())),
+            r#"{"replica":0,"address":"127.0.0.1:1","role":"primary","view":2,"op":9,"commit":8,"applied":7,"config_mismatch":null}"#
+        );
+        let mismatched = StatusReply {
+            config_mismatch: "peer 2's address list is [\"b\"], ours is [a]".to_string(),
+            ..status
+        };
+        assert!(
+            json_line(0, "h:1", &Ok(mismatched))
+                .ends_with(r#""config_mismatch":"peer 2's address list is [\"b\"], ours is [a]"}"#),
         );
         let line = json_line(1, "h:2", &Err("connect: \"refused\"".to_string()));
         assert!(

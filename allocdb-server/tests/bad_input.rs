@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use allocdb_core::{Command, LeaseId, Request, ResultCode};
+use allocdb_server::fingerprint::Fingerprint;
 use allocdb_server::frame_io::FrameReader;
 use allocdb_vsr::frame::{
     self, CLIENT_BODY_BYTES_MAX, ClientHello, ErrorCode, FrameKind, FrameLimits, FrameRequest,
@@ -252,20 +253,32 @@ async fn a_client_session_cannot_send_replica_messages_or_internal_commands() {
     }
 }
 
-fn handshake(index: u8, count: u8, cluster_id: u128) -> Vec<u8> {
+/// The handshake of a replica configured like `cluster`'s (default settings, its addresses).
+fn template(cluster: &Cluster) -> PeerHandshake {
+    let settings = allocdb_server::ClusterSettings::read(&cluster.dirs[0]).unwrap();
+    Fingerprint::new(&settings, &cluster.addresses)
+        .unwrap()
+        .handshake(0, 3)
+}
+
+fn handshake(template: &PeerHandshake, index: u8, count: u8, cluster_id: u128) -> Vec<u8> {
     let mut body = Vec::new();
     PeerHandshake {
         replica_index: index,
         replica_count: count,
+        ..template.clone()
     }
     .encode(&mut body);
     frame_bytes(FrameKind::PeerHandshake, cluster_id, &body)
 }
 
 /// Connects as replica 1 and reads replica 0's handshake answer.
-async fn peer_link(address: &str) -> (TcpStream, FrameReader) {
+async fn peer_link(address: &str, template: &PeerHandshake) -> (TcpStream, FrameReader) {
     let mut stream = connect(address).await;
-    stream.write_all(&handshake(1, 3, CLUSTER)).await.unwrap();
+    stream
+        .write_all(&handshake(template, 1, 3, CLUSTER))
+        .await
+        .unwrap();
     let mut reader = FrameReader::new(FrameLimits {
         cluster_id: CLUSTER,
         body_bytes_max: 1 << 24,
@@ -275,13 +288,7 @@ async fn peer_link(address: &str) -> (TcpStream, FrameReader) {
         .unwrap()
         .unwrap();
     assert_eq!(header.kind, FrameKind::PeerHandshake);
-    assert_eq!(
-        PeerHandshake::decode(&body).unwrap(),
-        PeerHandshake {
-            replica_index: 0,
-            replica_count: 3
-        }
-    );
+    assert_eq!(PeerHandshake::decode(&body).unwrap(), *template);
     (stream, reader)
 }
 
@@ -292,6 +299,7 @@ async fn peer_links_get_an_error_frame_for_each_kind_of_bad_input() {
     cluster.kill(1);
     cluster.kill(2);
     let address = cluster.addresses[0].clone();
+    let template = template(&cluster);
     let mut oversized = frame_bytes(FrameKind::PeerMessage, CLUSTER, &[])[..HEADER_BYTES].to_vec();
     oversized[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
     reseal(&mut oversized);
@@ -339,7 +347,7 @@ async fn peer_links_get_an_error_frame_for_each_kind_of_bad_input() {
         ),
     ];
     for (name, bytes, close, code) in cases {
-        let (mut stream, _) = peer_link(&address).await;
+        let (mut stream, _) = peer_link(&address, &template).await;
         stream.write_all(&bytes).await.unwrap();
         if close {
             stream.shutdown().await.unwrap();
@@ -349,33 +357,53 @@ async fn peer_links_get_an_error_frame_for_each_kind_of_bad_input() {
         assert_code(&error, code);
         assert!(cluster.running(0), "the server must survive {name}");
     }
-    check_handshakes(&address).await;
-    a_valid_link_stays_up(&address).await;
+    check_handshakes(&address, &template).await;
+    a_valid_link_stays_up(&address, &template).await;
 }
 
 /// Handshakes themselves are checked.
-async fn check_handshakes(address: &str) {
+async fn check_handshakes(address: &str, template: &PeerHandshake) {
+    let mut other_limit = template.clone();
+    other_limit.config[4] += 1;
+    let mut permuted = template.clone();
+    permuted.addresses.swap(0, 1);
+    let mut body = Vec::new();
+    template.encode(&mut body);
+    body[0] = 1;
+    body.pop();
+    let truncated = frame_bytes(FrameKind::PeerHandshake, CLUSTER, &body);
     let handshakes = [
         (
             "claims to be the receiver",
-            handshake(0, 3, CLUSTER),
+            handshake(template, 0, 3, CLUSTER),
             ErrorCode::WrongReplica,
         ),
         (
             "index out of range",
-            handshake(3, 3, CLUSTER),
+            handshake(template, 3, 3, CLUSTER),
             ErrorCode::WrongReplica,
         ),
         (
             "another cluster size",
-            handshake(1, 5, CLUSTER),
+            handshake(template, 1, 5, CLUSTER),
             ErrorCode::WrongReplica,
         ),
         (
             "another cluster",
-            handshake(1, 3, CLUSTER + 1),
+            handshake(template, 1, 3, CLUSTER + 1),
             ErrorCode::WrongCluster,
         ),
+        (
+            "another table size",
+            handshake(&other_limit, 1, 3, CLUSTER),
+            ErrorCode::ConfigMismatch,
+        ),
+        (
+            "another address order",
+            handshake(&permuted, 1, 3, CLUSTER),
+            ErrorCode::ConfigMismatch,
+        ),
+        ("a truncated body", truncated, ErrorCode::Malformed),
     ];
     for (name, bytes, code) in handshakes {
         let mut stream = connect(address).await;
@@ -387,8 +415,8 @@ async fn check_handshakes(address: &str) {
 }
 
 /// A valid link stays up and is pinged; the replica still answers status probes.
-async fn a_valid_link_stays_up(address: &str) {
-    let (mut stream, mut reader) = peer_link(address).await;
+async fn a_valid_link_stays_up(address: &str, template: &PeerHandshake) {
+    let (mut stream, mut reader) = peer_link(address, template).await;
     let mut message = Vec::new();
     encode_message(&Message::StartViewChange { view: 1 }, &mut message);
     stream

@@ -30,7 +30,9 @@ mod tests;
 use allocdb_core::{DecodeError, Reader, Writer};
 
 pub use bodies::{
-    ClientHello, ERROR_MESSAGE_BYTES_MAX, ErrorBody, PeerHandshake, Role, StatusReply, Welcome,
+    ClientHello, ERROR_MESSAGE_BYTES_MAX, ErrorBody, HANDSHAKE_ADDRESS_BYTES_MAX,
+    HANDSHAKE_ADDRESSES_MAX, HANDSHAKE_CONFIG_VALUES_MAX, PeerHandshake, Role,
+    STATUS_MISMATCH_BYTES_MAX, StatusReply, Welcome, cut_utf8,
 };
 pub use client_codec::{
     FrameReply, FrameRequest, REPLY_ENCODED_BYTES_MAX, REQUEST_ENTRY_BYTES_MAX, decode_replies,
@@ -233,6 +235,11 @@ pub enum FrameError {
         /// What is wrong.
         reason: String,
     },
+    /// A peer handshake from a replica whose cluster-wide configuration differs from ours.
+    ConfigMismatch {
+        /// Every difference, naming both sides' values.
+        reason: String,
+    },
 }
 
 impl FrameError {
@@ -248,6 +255,7 @@ impl FrameError {
             FrameError::UnexpectedKind { .. } => ErrorCode::UnexpectedKind,
             FrameError::InternalCommandFromClient { .. } => ErrorCode::InternalCommandFromClient,
             FrameError::WrongReplica { .. } => ErrorCode::WrongReplica,
+            FrameError::ConfigMismatch { .. } => ErrorCode::ConfigMismatch,
         }
     }
 
@@ -289,6 +297,9 @@ impl std::fmt::Display for FrameError {
                 )
             }
             FrameError::WrongReplica { reason } => write!(f, "wrong replica: {reason}"),
+            FrameError::ConfigMismatch { reason } => {
+                write!(f, "configuration mismatch: {reason}")
+            }
         }
     }
 }
@@ -323,11 +334,13 @@ pub enum ErrorCode {
     ShuttingDown = 11,
     /// The connection sent nothing for too long.
     Timeout = 12,
+    /// A peer handshake from a replica configured differently (settings or address list).
+    ConfigMismatch = 13,
 }
 
 impl ErrorCode {
     /// Every code, in value order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::Malformed,
         ErrorCode::Oversized,
         ErrorCode::WrongCluster,
@@ -340,6 +353,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::ShuttingDown,
         ErrorCode::Timeout,
+        ErrorCode::ConfigMismatch,
     ];
 
     /// The code with this value; `None` for a value no code uses.
@@ -362,6 +376,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::ConfigMismatch => "config_mismatch",
         }
     }
 }

@@ -24,32 +24,133 @@ fn decode_whole<'a, T>(
     Ok(value)
 }
 
+/// The most configuration values a [`PeerHandshake`] carries.
+pub const HANDSHAKE_CONFIG_VALUES_MAX: u8 = 64;
+/// The most addresses a [`PeerHandshake`] carries (one per replica).
+pub const HANDSHAKE_ADDRESSES_MAX: u8 = crate::config::REPLICAS_MAX;
+/// The longest address a [`PeerHandshake`] carries, in bytes (a 253-byte DNS name and a port
+/// fit).
+pub const HANDSHAKE_ADDRESS_BYTES_MAX: u16 = 512;
+/// The longest configuration-mismatch text a [`StatusReply`] carries, in bytes.
+pub const STATUS_MISMATCH_BYTES_MAX: u16 = 1024;
+
+/// The longest prefix of `text` of at most `bytes_max` bytes that ends on a character
+/// boundary.
+pub fn cut_utf8(text: &str, bytes_max: usize) -> &str {
+    let mut end = text.len().min(bytes_max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Reads a `u16` length, at most `max`, then that many bytes of UTF-8.
+fn decode_text<'a>(
+    r: &mut Reader<'a>,
+    what: &'static str,
+    max: u16,
+) -> Result<&'a str, DecodeError> {
+    let len = r.u16(what)?;
+    if len > max {
+        return Err(DecodeError::TooLarge {
+            what,
+            value: u64::from(len),
+            max: u64::from(max),
+        });
+    }
+    let offset = r.offset();
+    let bytes = r.take(what, usize::from(len))?;
+    std::str::from_utf8(bytes).map_err(|_| DecodeError::Invalid {
+        what,
+        offset,
+        value: u64::from(len),
+    })
+}
+
 /// Replica ⇄ replica: the first frame of a link, from the dialer, answered by the acceptor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Besides who the sender is, it carries the sender's cluster-wide configuration (`config`,
+/// values in an order both ends' builds define, see `allocdb_server::fingerprint`) and the
+/// address list it was started with, so a receiver can refuse a differently configured
+/// replica and say exactly which values differ.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerHandshake {
     /// The sender's replica index.
     pub replica_index: u8,
     /// The sender's cluster size (must equal the receiver's).
     pub replica_count: u8,
+    /// The sender's configuration values (at most [`HANDSHAKE_CONFIG_VALUES_MAX`]).
+    pub config: Vec<u64>,
+    /// The sender's address list, by replica index (at most [`HANDSHAKE_ADDRESSES_MAX`],
+    /// each at most [`HANDSHAKE_ADDRESS_BYTES_MAX`] bytes).
+    pub addresses: Vec<String>,
 }
 
 impl PeerHandshake {
     /// Appends the body.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        let config_count = u8::try_from(self.config.len()).expect("config values fit a u8");
+        let address_count = u8::try_from(self.addresses.len()).expect("addresses fit a u8");
+        assert!(config_count <= HANDSHAKE_CONFIG_VALUES_MAX);
+        assert!(address_count <= HANDSHAKE_ADDRESSES_MAX);
         let mut writer = Writer::new(out);
         writer.u8(self.replica_index);
         writer.u8(self.replica_count);
+        writer.u8(config_count);
+        for value in &self.config {
+            writer.u64(*value);
+        }
+        writer.u8(address_count);
+        for address in &self.addresses {
+            let len = u16::try_from(address.len()).expect("address length fits a u16");
+            assert!(
+                len <= HANDSHAKE_ADDRESS_BYTES_MAX,
+                "address checked at start-up"
+            );
+            writer.u16(len);
+            writer.bytes(address.as_bytes());
+        }
     }
 
     /// Reads a body.
     ///
     /// # Errors
-    /// [`FrameError::Malformed`] for a wrong length.
+    /// [`FrameError::Malformed`] for a wrong length, a count or an address over its limit, or
+    /// an address that is not UTF-8.
     pub fn decode(body: &[u8]) -> Result<PeerHandshake, FrameError> {
         decode_whole(body, "peer handshake", |r| {
+            let replica_index = r.u8("replica_index")?;
+            let replica_count = r.u8("replica_count")?;
+            let config_count = r.u8("config value count")?;
+            if config_count > HANDSHAKE_CONFIG_VALUES_MAX {
+                return Err(DecodeError::TooLarge {
+                    what: "config value count",
+                    value: u64::from(config_count),
+                    max: u64::from(HANDSHAKE_CONFIG_VALUES_MAX),
+                });
+            }
+            let mut config = Vec::with_capacity(usize::from(config_count));
+            for _ in 0..config_count {
+                config.push(r.u64("config value")?);
+            }
+            let address_count = r.u8("address count")?;
+            if address_count > HANDSHAKE_ADDRESSES_MAX {
+                return Err(DecodeError::TooLarge {
+                    what: "address count",
+                    value: u64::from(address_count),
+                    max: u64::from(HANDSHAKE_ADDRESSES_MAX),
+                });
+            }
+            let mut addresses = Vec::with_capacity(usize::from(address_count));
+            for _ in 0..address_count {
+                let address = decode_text(r, "address", HANDSHAKE_ADDRESS_BYTES_MAX)?;
+                addresses.push(address.to_string());
+            }
             Ok(PeerHandshake {
-                replica_index: r.u8("replica_index")?,
-                replica_count: r.u8("replica_count")?,
+                replica_index,
+                replica_count,
+                config,
+                addresses,
             })
         })
     }
@@ -216,7 +317,7 @@ impl Welcome {
 }
 
 /// Replica → asker: where the replica stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusReply {
     /// The answering replica.
     pub replica_index: u8,
@@ -233,6 +334,10 @@ pub struct StatusReply {
     /// The highest op it has applied to its state machine (`commit_min`, at most `commit`
     /// and `op`): the replica has caught up when this reaches the cluster's commit.
     pub applied: u64,
+    /// Why peer links are refused for a configuration mismatch right now (every mismatched
+    /// peer, naming both sides' values; at most [`STATUS_MISMATCH_BYTES_MAX`] bytes); empty
+    /// when there is none.
+    pub config_mismatch: String,
 }
 
 impl StatusReply {
@@ -246,12 +351,19 @@ impl StatusReply {
         writer.u64(self.op);
         writer.u64(self.commit);
         writer.u64(self.applied);
+        let mismatch = cut_utf8(
+            &self.config_mismatch,
+            usize::from(STATUS_MISMATCH_BYTES_MAX),
+        );
+        writer.u16(u16::try_from(mismatch.len()).expect("cut to STATUS_MISMATCH_BYTES_MAX"));
+        writer.bytes(mismatch.as_bytes());
     }
 
     /// Reads a body.
     ///
     /// # Errors
-    /// [`FrameError::Malformed`] for a wrong length or an unknown role.
+    /// [`FrameError::Malformed`] for a wrong length, an unknown role, or a mismatch text over
+    /// its limit or not UTF-8.
     pub fn decode(body: &[u8]) -> Result<StatusReply, FrameError> {
         decode_whole(body, "status reply", |r| {
             Ok(StatusReply {
@@ -262,6 +374,8 @@ impl StatusReply {
                 op: r.u64("op")?,
                 commit: r.u64("commit")?,
                 applied: r.u64("applied")?,
+                config_mismatch: decode_text(r, "config mismatch", STATUS_MISMATCH_BYTES_MAX)?
+                    .to_string(),
             })
         })
     }
@@ -279,13 +393,9 @@ pub struct ErrorBody {
 impl ErrorBody {
     /// An error body, cutting `message` to the limit at a character boundary.
     pub fn new(code: ErrorCode, message: &str) -> ErrorBody {
-        let mut end = message.len().min(usize::from(ERROR_MESSAGE_BYTES_MAX));
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
         ErrorBody {
             code,
-            message: message[..end].to_string(),
+            message: cut_utf8(message, usize::from(ERROR_MESSAGE_BYTES_MAX)).to_string(),
         }
     }
 

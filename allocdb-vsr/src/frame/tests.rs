@@ -174,6 +174,8 @@ fn small_bodies_round_trip_and_refuse_trailing_bytes() {
     let handshake = PeerHandshake {
         replica_index: 2,
         replica_count: 3,
+        config: vec![10, 65_536, u64::MAX],
+        addresses: vec!["a:1".to_string(), "bé:2".to_string(), String::new()],
     };
     let welcome = Welcome {
         replica_index: 1,
@@ -192,11 +194,12 @@ fn small_bodies_round_trip_and_refuse_trailing_bytes() {
         op: 44,
         commit: 43,
         applied: 42,
+        config_mismatch: "peer 2's address list is [b,a,c], ours is [a,b,c]".to_string(),
     };
     let error = ErrorBody::new(ErrorCode::WrongCluster, "cluster id 5 (this is cluster 6)");
     let mut bytes = Vec::new();
     handshake.encode(&mut bytes);
-    assert_eq!(PeerHandshake::decode(&bytes), Ok(handshake));
+    assert_eq!(PeerHandshake::decode(&bytes), Ok(handshake.clone()));
     bytes.push(0);
     assert_eq!(
         PeerHandshake::decode(&bytes).unwrap_err().code(),
@@ -207,7 +210,10 @@ fn small_bodies_round_trip_and_refuse_trailing_bytes() {
     assert_eq!(Welcome::decode(&bytes), Ok(welcome));
     bytes.clear();
     status.encode(&mut bytes);
-    assert_eq!(StatusReply::decode(&bytes), Ok(status));
+    assert_eq!(StatusReply::decode(&bytes), Ok(status.clone()));
+    for cut in 0..bytes.len() {
+        assert!(StatusReply::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
     bytes.clear();
     error.encode(&mut bytes);
     assert_eq!(ErrorBody::decode(&bytes), Ok(error));
@@ -220,11 +226,54 @@ fn small_bodies_round_trip_and_refuse_trailing_bytes() {
 }
 
 #[test]
+fn peer_handshakes_decode_only_within_their_bounds() {
+    let handshake = |config: usize, addresses: usize, address_bytes: usize| PeerHandshake {
+        replica_index: 0,
+        replica_count: 3,
+        config: vec![7; config],
+        addresses: vec!["x".repeat(address_bytes); addresses],
+    };
+    let largest = handshake(
+        usize::from(HANDSHAKE_CONFIG_VALUES_MAX),
+        usize::from(HANDSHAKE_ADDRESSES_MAX),
+        usize::from(HANDSHAKE_ADDRESS_BYTES_MAX),
+    );
+    let mut bytes = Vec::new();
+    largest.encode(&mut bytes);
+    assert_eq!(PeerHandshake::decode(&bytes), Ok(largest));
+    for cut in 0..bytes.len() {
+        assert_eq!(
+            PeerHandshake::decode(&bytes[..cut]).unwrap_err().code(),
+            ErrorCode::Malformed,
+            "cut at {cut}"
+        );
+    }
+    // Counts and lengths over the limits are refused before anything is allocated for them:
+    // the encoder asserts the limits, so the over-long bodies are written by hand.
+    let over_config = [0, 3, HANDSHAKE_CONFIG_VALUES_MAX + 1];
+    let over_addresses = [0, 3, 0, HANDSHAKE_ADDRESSES_MAX + 1];
+    let mut over_address_bytes = vec![0, 3, 0, 1];
+    over_address_bytes.extend_from_slice(&(HANDSHAKE_ADDRESS_BYTES_MAX + 1).to_le_bytes());
+    let not_utf8 = [0, 3, 0, 1, 2, 0, 0xC3, 0x28];
+    for body in [
+        &over_config[..],
+        &over_addresses[..],
+        &over_address_bytes[..],
+        &not_utf8[..],
+    ] {
+        let error = PeerHandshake::decode(body).unwrap_err();
+        assert_eq!(error.code(), ErrorCode::Malformed, "{body:?}: {error}");
+    }
+}
+
+#[test]
 fn peer_handshakes_are_checked_against_the_receiver() {
     let check = |index, count| {
         PeerHandshake {
             replica_index: index,
             replica_count: count,
+            config: Vec::new(),
+            addresses: Vec::new(),
         }
         .check_peer(1, 3)
     };
