@@ -220,10 +220,31 @@ fn a_replica_formatted_with_other_table_sizes_is_refused_by_its_peers() {
     }
     let line = replicas.wait_for_error_log(2, "refused our link (config_mismatch)");
     assert!(line.contains(expected), "{line}");
-    // Replicas 0 and 1 still form a cluster of their own.
-    wait_until("a primary among 0 and 1", || {
-        [0, 1]
-            .into_iter()
+    // A new cluster starts only once every replica took part (genesis), so 0 and 1 serve
+    // nothing while replica 2 is refused: nothing is ever applied under two configurations.
+    std::thread::sleep(Duration::from_secs(1));
+    for index in [0, 1] {
+        let line = replicas.status_line(index);
+        assert!(line.contains("\"role\":\"recovering\""), "{line}");
+    }
+    // Replica 2 formatted again with the cluster's sizes is accepted and the cluster starts.
+    replicas.stop(2);
+    let dir = replicas.root.join("2");
+    std::fs::remove_dir_all(&dir).expect("remove replica 2's directory");
+    let output = allocdb(&[
+        "format",
+        "--cluster",
+        &CLUSTER.to_string(),
+        "--replica",
+        "2",
+        "--replica-count",
+        "3",
+        dir.to_str().expect("utf-8 path"),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    replicas.start(2, &addresses);
+    wait_until("a primary once replica 2 matches", || {
+        (0..3)
             .any(|index| replicas.status_line(index).contains("\"role\":\"primary\""))
             .then_some(())
     });
