@@ -201,6 +201,13 @@ pub fn format(args: &FormatArgs) -> ExitCode {
     }
     let lock = match DirLock::acquire(&args.data_dir) {
         Ok(lock) => lock,
+        Err(error @ DirLockError::InUse { .. }) if args.if_empty => {
+            // A live replica's directory: `--if-empty` only reads the settings (written once
+            // at format), so a recipe re-run next to the running replica still answers
+            // "nothing changed" for its own formatted directory; anything it would write is
+            // refused as in use.
+            return format_if_empty(args).unwrap_or_else(|| usage_error(&error.to_string()));
+        }
         Err(error) => return usage_error(&error.to_string()),
     };
     let refusal = if args.if_empty {
