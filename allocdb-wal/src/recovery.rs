@@ -17,8 +17,8 @@ use crate::checkpoint::{CHECKPOINT_TEMP_FILE, parse_checkpoint_file_name, read_c
 use crate::checksum::Checksum;
 use crate::config::{ReplicaIdentity, WalConfig};
 use crate::error::WalError;
-use crate::segment::valid_record_after;
 use crate::segment::{ScanContext, parse_segment_file_name, scan_segment, segment_file_name};
+use crate::segment::{SegmentHead, head_past_damage, valid_record_after};
 use crate::storage::Storage;
 use crate::superblock::{SUPERBLOCK_FILE, Superblock};
 use crate::wal::{IndexEntry, Recovery, Segment, Wal, remove_if_present, root_checkpoint};
@@ -205,6 +205,9 @@ impl<S: Storage> Wal<S> {
         }
         wal.remove_leftovers(&names)?;
         wal.load_segments(&names, mode)?;
+        if !wal.recovery.lost_durable_data() {
+            wal.recovery.head_before_damage = None;
+        }
         if !wal.log_chains_from_checkpoint() {
             wal.recovery.stale_ops_dropped = wal.last_op().saturating_sub(wal.checkpoint.op);
             wal.reset_log()?;
@@ -247,6 +250,9 @@ impl<S: Storage> Wal<S> {
             self.storage.remove(name)?;
         }
         let retained = &segment_names[covered..];
+        if mode == OpenMode::Repair {
+            self.recovery.head_before_damage = self.head_of_segments(retained)?;
+        }
         let mut parent: Option<(Op, Checksum)> = None;
         for (position, &(first_op, name)) in retained.iter().enumerate() {
             if let Some((last_op, _)) = parent {
@@ -303,6 +309,33 @@ impl<S: Storage> Wal<S> {
             }
         }
         Ok(())
+    }
+
+    /// The head of the log the retained segments hold, read past damaged bodies (before any
+    /// damage is cut away): the last segment with a complete record decides.
+    fn head_of_segments(
+        &mut self,
+        segments: &[(Op, &String)],
+    ) -> Result<Option<(Op, Checksum)>, WalError> {
+        for &(_, name) in segments.iter().rev() {
+            let handle = self.storage.open(name)?;
+            let len = self.storage.len(handle)?;
+            if len > self.config.segment_bytes_max {
+                return Ok(None);
+            }
+            let mut bytes = std::mem::take(&mut self.buffer);
+            bytes.clear();
+            bytes.resize(usize::try_from(len).expect("segment fits in memory"), 0);
+            self.storage.read_at(handle, 0, &mut bytes)?;
+            let head = head_past_damage(&bytes, self.config.cluster_id, self.config.body_bytes_max);
+            self.buffer = bytes;
+            match head {
+                SegmentHead::Empty => {}
+                SegmentHead::Head(op, checksum) => return Ok(Some((op, checksum))),
+                SegmentHead::Unknown => return Ok(None),
+            }
+        }
+        Ok(Some((self.checkpoint.op, self.checkpoint.record_checksum)))
     }
 
     /// Repair mode: marks the replica recovering (durably, before anything is dropped) and

@@ -146,6 +146,56 @@ pub fn valid_record_after(
     })
 }
 
+/// What the headers of a segment tell about the last op it held, reading past records whose
+/// header is intact but whose body is damaged (the header's own crc32c vouches for its
+/// length, op and checksum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentHead {
+    /// No complete record.
+    Empty,
+    /// The last complete record (op, chain checksum). A damaged record after it with nothing
+    /// valid beyond is a torn tail: never synced, so never acknowledged.
+    Head(Op, Checksum),
+    /// A damaged header with valid records after it hides how much the segment held.
+    Unknown,
+}
+
+/// The head of the log `bytes` once held (see [`SegmentHead`]).
+pub fn head_past_damage(bytes: &[u8], cluster_id: u128, body_bytes_max: u32) -> SegmentHead {
+    let mut head = SegmentHead::Empty;
+    let mut offset = 0_usize;
+    while offset < bytes.len() {
+        let header = match RecordHeader::decode(&bytes[offset..]) {
+            Ok(header) if header.cluster_id == cluster_id && header.body_len <= body_bytes_max => {
+                header
+            }
+            _ if valid_record_after(bytes, offset as u64, cluster_id, body_bytes_max) => {
+                return SegmentHead::Unknown;
+            }
+            _ => return head,
+        };
+        if let SegmentHead::Head(op, _) = head {
+            if header.op != op + 1 {
+                return SegmentHead::Unknown;
+            }
+        }
+        let end = offset + usize::try_from(header.record_len()).expect("bounded by body_bytes_max");
+        if end > bytes.len() {
+            return head;
+        }
+        let body = &bytes[offset + RECORD_HEADER_SIZE as usize..end];
+        let later_valid = || valid_record_after(bytes, offset as u64, cluster_id, body_bytes_max);
+        if header.matches_body(body) || later_valid() {
+            head = SegmentHead::Head(header.op, header.checksum);
+        } else {
+            // A damaged body with nothing valid after it: a torn tail.
+            return head;
+        }
+        offset = end;
+    }
+    head
+}
+
 #[cfg(test)]
 mod tests {
     use super::valid_record_after;
@@ -164,6 +214,32 @@ mod tests {
             parent = header.checksum;
         }
         bytes
+    }
+
+    #[test]
+    fn the_head_is_read_past_a_damaged_body_but_not_past_a_damaged_header() {
+        use super::{SegmentHead, head_past_damage};
+        let bytes = log(3);
+        let record = bytes.len() / 3;
+        let last = RecordHeader::decode(&bytes[2 * record..]).unwrap();
+        let head = SegmentHead::Head(3, last.checksum);
+        assert_eq!(head_past_damage(&bytes, 1, 100), head);
+        assert_eq!(head_past_damage(&[], 1, 100), SegmentHead::Empty);
+        // A rotted body of record 2: its header still tells op and length.
+        let mut body_rot = bytes.clone();
+        body_rot[record + 100] ^= 1;
+        assert_eq!(head_past_damage(&body_rot, 1, 100), head);
+        // A rotted header of record 2, a valid record after it: unknown.
+        let mut header_rot = bytes.clone();
+        header_rot[record + 40] ^= 1;
+        assert_eq!(head_past_damage(&header_rot, 1, 100), SegmentHead::Unknown);
+        // A torn last record (half written): the head is the record before it.
+        let torn = &bytes[..bytes.len() - 4];
+        let second = RecordHeader::decode(&bytes[record..]).unwrap();
+        assert_eq!(
+            head_past_damage(torn, 1, 100),
+            SegmentHead::Head(2, second.checksum)
+        );
     }
 
     #[test]

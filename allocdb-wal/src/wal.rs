@@ -55,6 +55,12 @@ pub struct Recovery {
     /// [`Wal::open_for_repair`] only: the op of a checkpoint whose file was missing or corrupt;
     /// the log restarted empty from op 0 and needs a state transfer.
     pub corrupt_checkpoint_op: Option<Op>,
+    /// [`Wal::open_for_repair`] only, when it cut damage away: the last op the log held
+    /// before the cut and its chain checksum, read from the record headers that survived
+    /// past the damage (`None` when a damaged header hid how much the log held). A damaged
+    /// replica reports it in a view change: the log it once held — everything it could have
+    /// acknowledged — is exactly the chain ending at this head.
+    pub head_before_damage: Option<(Op, Checksum)>,
 }
 
 impl Recovery {

@@ -216,3 +216,44 @@ fn a_corrupt_checkpoint_restarts_the_log_for_a_state_transfer() {
     assert_eq!(wal.last_op(), 51);
     assert!(!wal.superblock().recovering);
 }
+
+/// Repair mode remembers the head of the log it cut: read past a record whose body rotted
+/// (its header still vouches for op and length), unknown when a header rotted mid-log.
+#[test]
+fn repair_reports_the_head_the_log_held_before_the_cut() {
+    let config = WalConfig::new(common::CLUSTER);
+    let mut rng = SplitMix64::new(SEED + 1);
+    let (mut known, mut unknown) = (0, 0);
+    for round in 0..64 {
+        let disk = SimStorage::new(SimConfig::new(round + 100));
+        let head = {
+            let wal = filled(&disk, config, 12);
+            (12, wal.header(12).unwrap().checksum)
+        };
+        let target = 2 + rng.below(9);
+        let offset = (target - 1) * record_len();
+        let in_header = rng.below(2) == 0;
+        let bit_in_record = if in_header {
+            rng.below(u64::from(RECORD_HEADER_SIZE) * 8)
+        } else {
+            u64::from(RECORD_HEADER_SIZE) * 8 + rng.below(BODY_LEN as u64 * 8)
+        };
+        assert!(disk.flip_bit(&segment_file_name(1), offset * 8 + bit_in_record));
+        let wal = Wal::open_for_repair(disk.clone(), config).unwrap();
+        let recovery = wal.recovery();
+        assert_eq!(recovery.corrupt_truncated_from, Some(target));
+        if in_header {
+            assert_eq!(recovery.head_before_damage, None, "round {round}");
+            unknown += 1;
+        } else {
+            assert_eq!(recovery.head_before_damage, Some(head), "round {round}");
+            known += 1;
+        }
+    }
+    assert!(known > 0 && unknown > 0);
+    // No damage: nothing to report.
+    let disk = SimStorage::new(SimConfig::new(1));
+    drop(filled(&disk, config, 5));
+    let wal = Wal::open_for_repair(disk, config).unwrap();
+    assert_eq!(wal.recovery().head_before_damage, None);
+}
