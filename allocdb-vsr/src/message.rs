@@ -81,6 +81,11 @@ pub enum Message {
         commit: Op,
         /// The sender's last entries (at most `suffix_ops_max`, ending at `op`).
         suffix: Vec<Entry>,
+        /// The sender is recovering from damage: it lost ops' bodies but knows that its log
+        /// ended at `op` with `checksum` (so it never held anything else). It counts towards
+        /// the majority only if the chosen log holds that head; it never supplies entries
+        /// (`suffix` is empty, `commit` 0).
+        damaged: bool,
     },
     /// New primary → all: the view has started; this is the head of its log.
     StartView {

@@ -115,6 +115,7 @@ pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
             checksum,
             commit,
             suffix,
+            damaged,
         } => {
             w.u8(KIND_DO_VIEW_CHANGE);
             w.u64(*view);
@@ -123,6 +124,7 @@ pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
             w.u128(*checksum);
             w.u64(*commit);
             encode_entries(&mut w, suffix);
+            w.u8(u8::from(*damaged));
         }
         Message::StartView {
             view,
@@ -245,6 +247,7 @@ pub fn decode_message(bytes: &[u8], limits: &MessageLimits) -> Result<Message, D
             checksum: r.u128("do_view_change checksum")?,
             commit: r.u64("do_view_change commit")?,
             suffix: decode_entries(&mut r, limits)?,
+            damaged: decode_bool(&mut r, "do_view_change damaged")?,
         },
         KIND_START_VIEW => Message::StartView {
             view: r.u64("start_view view")?,

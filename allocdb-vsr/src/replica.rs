@@ -111,6 +111,10 @@ pub struct Replica<S: Storage> {
     pub(crate) older_view_serving: bool,
     /// Fresh (a newly formatted data directory): what its peers answered to its probe.
     pub(crate) probe: Probe,
+    /// Damaged (recovering, not fresh): the head its log held before the damage was cut,
+    /// which it vouches for in view changes (`Message::DoViewChange::damaged`). Known only
+    /// in the process that found the damage: a later restart finds a clean, shorter log.
+    pub(crate) damaged_head: Option<(Op, Checksum)>,
     pub(crate) tick: u64,
     pub(crate) clock_slot: Slot,
     pub(crate) timer_contact_tick: u64,
@@ -240,6 +244,9 @@ impl<S: Storage> Replica<S> {
         replica.view_change = ViewChangeState::new(replica.view);
         if damaged {
             replica.status = Status::Recovering;
+            if !superblock.fresh && recovery.lost_durable_data() {
+                replica.damaged_head = recovery.head_before_damage;
+            }
         } else if replica.log_view == replica.view && !replica.is_primary_of(replica.view) {
             replica.verified_op = replica.wal.last_op();
             replica.status = Status::Normal;
@@ -276,6 +283,7 @@ impl<S: Storage> Replica<S> {
             head_known: 0,
             older_view_serving: false,
             probe: Probe::new(nonce),
+            damaged_head: None,
             tick: 0,
             clock_slot: 0,
             timer_contact_tick: 0,
@@ -469,7 +477,17 @@ impl<S: Storage> Replica<S> {
             self.status == Status::Recovering,
             "the durable recovering flag matches the status"
         );
+        if self.status != Status::Recovering {
+            assert!(
+                self.damaged_head.is_none(),
+                "only a recovering replica is damaged"
+            );
+        }
         if self.wal.superblock().fresh {
+            assert!(
+                self.damaged_head.is_none(),
+                "a fresh replica vouches for nothing"
+            );
             assert_eq!(
                 self.log_view, 0,
                 "a fresh replica never adopted a view's log"

@@ -234,6 +234,7 @@ impl<S: Storage> Replica<S> {
             let state = self.vsr_state();
             self.wal.write_vsr_state_recovered(state)?;
             self.status = Status::Normal;
+            self.damaged_head = None;
         } else {
             self.persist_vsr_state()?;
         }
@@ -389,6 +390,7 @@ impl<S: Storage> Replica<S> {
             self.timer_resend_tick = self.tick;
             self.broadcast(&Message::RequestStartView { view: self.view }, out);
             self.nudge_view_change(out);
+            self.send_damaged_claim(out);
             return;
         }
         if self.tick - self.timer_contact_tick > self.config.primary_timeout_ticks {

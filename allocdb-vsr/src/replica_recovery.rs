@@ -1,10 +1,12 @@
-//! A fresh replica's way in: probe the peers, then either start a brand-new cluster
+//! A damaged replica's part in a view change (it vouches for the head its log held before
+//! the damage, so a cluster whose majority is damaged comes back whenever an intact log holds
+//! all of it), and a fresh replica's way in: probe the peers, then either start a brand-new cluster
 //! (genesis, by the primary of view 0 when every replica is fresh) or wait for the start of a
 //! view above every view its lost disk could have voted in (see `recovery_probe.rs` for why
 //! that is safe). Until then it is `Recovering`: it never votes, never acknowledges, and
 //! never takes a view's start.
 
-use allocdb_wal::{Storage, WalError};
+use allocdb_wal::{Storage, View, WalError};
 
 use crate::message::Message;
 use crate::outbox::Outbox;
@@ -115,5 +117,47 @@ impl<S: Storage> Replica<S> {
             nonce: self.probe.nonce,
         };
         self.broadcast(&probe, out);
+    }
+
+    /// A damaged replica hears a view change: it moves to that view (durably, before its
+    /// message goes out) and tells the new primary the head it vouches for. It takes no other
+    /// part: it never leads, never chooses a log, never acknowledges.
+    pub(crate) fn damaged_vote(&mut self, view: View, out: &mut Outbox) -> Result<(), WalError> {
+        assert_eq!(self.status, Status::Recovering);
+        if self.damaged_head.is_none() || view < self.view {
+            return Ok(());
+        }
+        if view > self.view {
+            self.view = view;
+            self.join = None;
+            self.persist_vsr_state()?;
+            self.reset_timers();
+        }
+        self.send_damaged_claim(out);
+        Ok(())
+    }
+
+    /// Sends the damaged head to the current view's primary (with a vote for the view, so
+    /// that intact replicas reach a majority of votes with it), unless it is that primary.
+    pub(crate) fn send_damaged_claim(&self, out: &mut Outbox) {
+        let Some((op, checksum)) = self.damaged_head else {
+            return;
+        };
+        assert!(!self.wal.superblock().fresh);
+        let primary = self.primary_of(self.view);
+        if primary == self.config.replica_index {
+            return;
+        }
+        self.broadcast(&Message::StartViewChange { view: self.view }, out);
+        let claim = Message::DoViewChange {
+            view: self.view,
+            log_view: self.log_view,
+            op,
+            checksum,
+            commit: 0,
+            suffix: Vec::new(),
+            damaged: true,
+        };
+        out.send(primary, claim);
     }
 }

@@ -47,7 +47,10 @@ impl<S: Storage> Replica<S> {
         view: View,
         out: &mut Outbox,
     ) -> Result<(), WalError> {
-        if self.status == Status::Recovering || view < self.view {
+        if self.status == Status::Recovering {
+            return self.damaged_vote(view, out);
+        }
+        if view < self.view {
             return Ok(());
         }
         if view > self.view {
@@ -97,6 +100,7 @@ impl<S: Storage> Replica<S> {
             checksum: claim.checksum,
             commit: claim.commit,
             suffix: claim.suffix,
+            damaged: false,
         };
         out.send(primary, message);
         Ok(())
@@ -115,6 +119,7 @@ impl<S: Storage> Replica<S> {
             checksum,
             commit,
             suffix,
+            damaged,
         } = message
         else {
             unreachable!("dispatched by kind")
@@ -122,7 +127,9 @@ impl<S: Storage> Replica<S> {
         if self.status == Status::Recovering || *view < self.view || *log_view >= *view {
             return Ok(());
         }
-        if !valid_suffix(suffix, (*op, *checksum)) {
+        if !valid_suffix(suffix, (*op, *checksum))
+            || *damaged && (!suffix.is_empty() || *commit != 0)
+        {
             return Ok(());
         }
         if *view > self.view {
@@ -130,6 +137,10 @@ impl<S: Storage> Replica<S> {
         }
         if self.status != Status::ViewChange || !self.is_primary_of(*view) {
             return Ok(());
+        }
+        if *damaged {
+            self.view_change.vouch(from, (*op, *checksum));
+            return self.maybe_start_view(out);
         }
         let claim = LogClaim {
             log_view: *log_view,
@@ -145,10 +156,26 @@ impl<S: Storage> Replica<S> {
     /// With a majority of logs (its own included), the new primary adopts the canonical log
     /// and starts the view.
     pub(crate) fn maybe_start_view(&mut self, out: &mut Outbox) -> Result<(), WalError> {
-        if !self.view_change.do_view_change_sent || self.view_change.claim_count() < self.quorum() {
+        let claims = self.view_change.claim_count();
+        let damaged = self.view_change.damaged_heads().count();
+        if !self.view_change.do_view_change_sent
+            || claims == 0
+            || usize::from(claims) + damaged < usize::from(self.quorum())
+        {
             return Ok(());
         }
         let canonical = self.chosen_log()?;
+        // A damaged replica counts only where the chosen log holds the head it vouched for:
+        // then that log holds everything it ever held (hash chain), so whatever it once
+        // acknowledged is not lost with it.
+        let covered = self
+            .view_change
+            .damaged_heads()
+            .filter(|&head| self.log_holds(&canonical, head))
+            .count();
+        if usize::from(claims) + covered < usize::from(self.quorum()) {
+            return Ok(());
+        }
         assert!(
             canonical.commit <= canonical.op
                 || cfg!(any(
@@ -178,6 +205,26 @@ impl<S: Storage> Replica<S> {
         self.broadcast(&start_view, out);
         self.apply_committed(out)?;
         self.maybe_prepare(true, out)
+    }
+
+    /// Whether the chosen log is known to hold `head` (op, chain checksum): its head, one of
+    /// its entries, or — when it is this replica's own log — a record of the local log.
+    fn log_holds(&self, canonical: &crate::view_change::Canonical, head: (Op, u128)) -> bool {
+        let (op, checksum) = head;
+        if op > canonical.op {
+            return false;
+        }
+        if op == canonical.op {
+            return checksum == canonical.checksum;
+        }
+        let in_entries = canonical
+            .entries
+            .iter()
+            .any(|e| e.header.op == op && e.header.checksum == checksum);
+        let own_is_chosen = self.wal.last_op() == canonical.op
+            && self.last_checksum() == canonical.checksum
+            && self.log_view == canonical.log_view;
+        in_entries || own_is_chosen && journal::checksum_at(&self.wal, op) == Some(checksum)
     }
 
     /// Asks the claimants holding the chosen log for the entries just below what is known

@@ -49,6 +49,9 @@ pub struct ViewChangeState {
     view: View,
     votes: ReplicaSet,
     claims: [Option<LogClaim>; REPLICAS_MAX as usize],
+    /// Heads vouched for by damaged replicas (see `Message::DoViewChange::damaged`): they
+    /// count towards the majority only where the chosen log holds them.
+    damaged: [Option<(Op, Checksum)>; REPLICAS_MAX as usize],
     /// Whether this replica has sent its `do_view_change` for `view`.
     pub do_view_change_sent: bool,
     /// A new primary too far behind to join the chosen log: that log, extended backwards
@@ -69,6 +72,7 @@ impl ViewChangeState {
             view,
             votes: ReplicaSet::EMPTY,
             claims: Default::default(),
+            damaged: [None; REPLICAS_MAX as usize],
             do_view_change_sent: false,
             extension: None,
             fetched: Vec::new(),
@@ -97,7 +101,21 @@ impl ViewChangeState {
         );
         assert!(claim.suffix.last().is_none_or(|e| e.header.op == claim.op));
         self.claims[usize::from(replica)] = Some(claim);
+        self.damaged[usize::from(replica)] = None;
         self.claim_count()
+    }
+
+    /// Records a damaged replica's head: the last op its log held before the damage and
+    /// that op's chain checksum. It replaces any claim of the same replica.
+    pub fn vouch(&mut self, replica: u8, head: (Op, Checksum)) {
+        assert!(replica < REPLICAS_MAX);
+        self.claims[usize::from(replica)] = None;
+        self.damaged[usize::from(replica)] = Some(head);
+    }
+
+    /// The heads vouched for by damaged replicas.
+    pub fn damaged_heads(&self) -> impl Iterator<Item = (Op, Checksum)> + '_ {
+        self.damaged.iter().flatten().copied()
     }
 
     /// How many `do_view_change` messages are held.

@@ -861,3 +861,99 @@ fn a_new_cluster_starts_once_every_replica_answers() {
     heal_and_converge(&mut cluster);
     assert!((0..3).all(|i| !replica(&cluster, i).fresh()));
 }
+
+/// The whole cluster restarts with one rotted committed record on each of two replicas; the
+/// third holds every op. The two damaged replicas vouch for the heads their logs held (read
+/// past the rotted bodies), the intact log holds both, and so the cluster comes back — where
+/// before it waited forever (`[0 ViewChange] [1 Recovering] [2 Recovering]`).
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn two_damaged_replicas_and_one_intact_log_recover() {
+    let mut cluster = Cluster::new(Options::calm(23, 3));
+    steps_until(&mut cluster, 600, |c| {
+        (0..3).all(|i| replica(c, i).commit_min() > 40 && replica(c, i).last_op() > 40)
+    });
+    // Stop the clients so that every log ends at the same committed head.
+    cluster.clients_active = false;
+    steps_until(&mut cluster, 600, |c| {
+        c.pending_operations() == 0
+            && (0..3).all(|i| replica(c, i).commit_min() == replica(c, 0).last_op())
+    });
+    let head = replica(&cluster, 0).last_op();
+    let committed: Vec<(Op, u128)> = (1..=head)
+        .map(|op| (op, cluster.checker.history[&op].checksum))
+        .collect();
+    crash_and_corrupt(&mut cluster, 1, 12);
+    crash_and_corrupt(&mut cluster, 2, 25);
+    cluster.crash(0);
+    for index in 0..3 {
+        cluster.restart(index);
+    }
+    for (index, rotted) in [(1, 12), (2, 25)] {
+        let damaged = replica(&cluster, index);
+        assert_eq!(
+            damaged.status(),
+            Status::Recovering,
+            "{}",
+            cluster.describe()
+        );
+        assert_eq!(damaged.recovery().corrupt_truncated_from, Some(rotted));
+        assert_eq!(
+            damaged.recovery().head_before_damage.map(|(op, _)| op),
+            Some(head)
+        );
+    }
+    cluster.clients_active = true;
+    steps_until(&mut cluster, 1_500, |c| {
+        (0..3).all(|i| replica(c, i).status() == Status::Normal)
+            && c.checker.history_op_max() > head + 5
+    });
+    for (op, checksum) in committed {
+        assert_eq!(cluster.checker.history[&op].checksum, checksum, "op {op}");
+    }
+    heal_and_converge(&mut cluster);
+}
+
+/// The same with the intact replica's log one op short of what both damaged replicas held
+/// (its last op was torn away): no log holds everything the damaged ones vouch for, so the
+/// cluster must wait rather than start without that op.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn two_damaged_replicas_wait_when_no_log_holds_their_heads() {
+    let mut cluster = Cluster::new(Options::calm(24, 3));
+    steps_until(&mut cluster, 600, |c| {
+        (0..3).all(|i| replica(c, i).commit_min() > 40)
+    });
+    cluster.clients_active = false;
+    steps_until(&mut cluster, 600, |c| {
+        c.pending_operations() == 0
+            && (0..3).all(|i| replica(c, i).commit_min() == replica(c, 0).last_op())
+    });
+    let head = replica(&cluster, 0).last_op();
+    crash_and_corrupt(&mut cluster, 1, 12);
+    crash_and_corrupt(&mut cluster, 2, 25);
+    // Replica 0 loses its last record (as if torn): its log ends one op short.
+    let (name, offset) = record_location(&cluster, 0, head);
+    cluster.crash(0);
+    let mut bytes = cluster.nodes[0].storage.file_bytes(&name).unwrap();
+    bytes.truncate(usize::try_from(offset).unwrap() + 10);
+    assert!(cluster.nodes[0].storage.set_file_bytes(&name, &bytes));
+    for index in 0..3 {
+        cluster.restart(index);
+    }
+    assert_eq!(replica(&cluster, 0).last_op(), head - 1);
+    cluster.clients_active = true;
+    steps(&mut cluster, 1_500);
+    assert!(
+        (0..3).all(|i| !replica(&cluster, i).is_primary()),
+        "{}",
+        cluster.describe()
+    );
+    assert!(cluster.checker.history_op_max() <= head);
+}

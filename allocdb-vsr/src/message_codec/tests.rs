@@ -62,6 +62,16 @@ fn samples() -> Vec<Message> {
             checksum: e2.header.checksum,
             commit: 1,
             suffix: vec![e1.clone(), e2.clone()],
+            damaged: false,
+        },
+        Message::DoViewChange {
+            view: 9,
+            log_view: 8,
+            op: 7,
+            checksum: 3,
+            commit: 0,
+            suffix: Vec::new(),
+            damaged: true,
         },
         Message::StartView {
             view: 9,
