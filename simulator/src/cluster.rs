@@ -526,41 +526,13 @@ impl Controller<'_> {
                 }
             }
             FaultKind::Pause { replica } => {
-                let replica = replica.unwrap_or_else(|| self.primary_guess());
-                if self.down_until[usize::from(replica)].is_some() {
-                    return; // A machine that is off cannot be paused.
-                }
-                self.pause(replica);
-                let resolved = Fault {
-                    kind: FaultKind::Pause {
-                        replica: Some(replica),
-                    },
-                    ..fault.clone()
-                };
-                self.undo.push((fault.at_ms + fault.for_ms, resolved, cut));
+                self.apply_pause(&fault, *replica);
                 return;
             }
             FaultKind::BeyondF { replicas, crash } => {
-                for replica in replicas {
-                    if *crash {
-                        self.crash(*replica, fault.for_ms);
-                    } else {
-                        let others = self.others(*replica);
-                        cut.extend(self.isolate(&name(*replica), &others));
-                    }
-                }
-                self.counts.beyond_f += 1;
-                self.counts.partitions += u64::from(!*crash);
+                cut = self.apply_beyond_f(replicas, *crash, fault.for_ms);
             }
-            FaultKind::Reformat { replica } => {
-                self.crash(*replica, fault.for_ms);
-                let index = usize::from(*replica);
-                let interval = self.scenario.checkpoint_interval_ops;
-                let settings = settings(*replica, n, interval);
-                disk::reformat(&self.storages[index], &settings)
-                    .expect("a simulated disk without faults formats");
-                self.counts.reformats += 1;
-            }
+            FaultKind::Reformat { replica } => self.reformat(*replica, fault.for_ms),
         }
         if fault.kind.is_partition() {
             self.counts.partitions += 1;
@@ -572,6 +544,56 @@ impl Controller<'_> {
             self.counts.disk_faults += 1;
         }
         self.undo.push((fault.at_ms + fault.for_ms, fault, cut));
+    }
+
+    /// Pauses `replica` (or the primary) unless it is down; the resume is scheduled.
+    fn apply_pause(&mut self, fault: &Fault, replica: Option<u8>) {
+        let replica = replica.unwrap_or_else(|| self.primary_guess());
+        if self.down_until[usize::from(replica)].is_some() {
+            return; // A machine that is off cannot be paused.
+        }
+        self.pause(replica);
+        let resolved = Fault {
+            kind: FaultKind::Pause {
+                replica: Some(replica),
+            },
+            ..fault.clone()
+        };
+        self.undo
+            .push((fault.at_ms + fault.for_ms, resolved, Vec::new()));
+    }
+
+    /// Crashes or cuts off every one of `replicas` (more than f) at once; returns the cuts.
+    fn apply_beyond_f(
+        &mut self,
+        replicas: &[u8],
+        crash: bool,
+        for_ms: u64,
+    ) -> Vec<(String, String)> {
+        let mut cut = Vec::new();
+        for replica in replicas {
+            if crash {
+                self.crash(*replica, for_ms);
+            } else {
+                let others = self.others(*replica);
+                cut.extend(self.isolate(&name(*replica), &others));
+            }
+        }
+        self.counts.beyond_f += 1;
+        self.counts.partitions += u64::from(!crash);
+        cut
+    }
+
+    /// The replica loses power and its disk; the new disk is formatted as `allocdb format`
+    /// formats an empty data directory, and the replica restarts `down_ms` later.
+    fn reformat(&mut self, replica: u8, down_ms: u64) {
+        self.crash(replica, down_ms);
+        let interval = self.scenario.checkpoint_interval_ops;
+        let settings = settings(replica, self.scenario.replica_count, interval);
+        disk::reformat(&self.storages[usize::from(replica)], &settings)
+            .expect("a simulated disk without faults formats");
+        self.counts.reformats += 1;
+        self.note("reformat", u64::from(replica));
     }
 
     /// SIGSTOP: every link of `replica` holds its messages (both ways) until it resumes.
