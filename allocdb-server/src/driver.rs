@@ -88,6 +88,8 @@ pub struct DriverOptions {
     pub tick: Duration,
     /// The cluster's slot length.
     pub slot_ms: u64,
+    /// The clock's rate error in ppm (see [`SlotClock::with_rate`]); 0 in production.
+    pub clock_rate_ppm: i32,
 }
 
 /// Why the replica task stopped on its own.
@@ -140,7 +142,7 @@ impl<S: Storage> Driver<S> {
         let (state, state_rx) = watch::channel(initial);
         let driver = Driver {
             outbox: Outbox::new(OUTBOX_MESSAGES_MAX, OUTBOX_REPLIES_MAX),
-            clock: SlotClock::new(options.slot_ms),
+            clock: SlotClock::with_rate(options.slot_ms, options.clock_rate_ppm),
             options,
             pending_messages: vec![Vec::new(); peers.len()],
             peers,

@@ -50,6 +50,10 @@ pub struct RuntimeOptions {
     /// Where to hand the replica's published state when serving starts (the simulator reads
     /// each replica's view and applied op through it); `None` in production.
     pub state_observer: Option<StateObserver>,
+    /// How much faster (positive) or slower (negative) than real time this process's clock
+    /// runs, in parts per million: the simulator's drifting clocks. 0 in production, where the
+    /// machine's own clock drifts without being asked.
+    pub clock_rate_ppm: i32,
 }
 
 /// A slot [`run`] fills with a receiver of the replica's published [`ReplicaState`].
@@ -69,6 +73,7 @@ impl RuntimeOptions {
             peer_queue_max: 1024,
             connections_max: 4096,
             state_observer: None,
+            clock_rate_ppm: 0,
         }
     }
 }
@@ -151,6 +156,7 @@ pub async fn run<S: Storage>(
     let driver_options = DriverOptions {
         tick: Duration::from_millis(settings.tick_ms),
         slot_ms: settings.slot_ms,
+        clock_rate_ppm: options.clock_rate_ppm,
     };
     let core = replica.config().core;
     let health_lag_ops_max = u64::from(replica.config().pipeline_prepares_max);

@@ -80,7 +80,22 @@ pub struct ReplicaConfig {
     pub seed: u64,
     /// Applied ops kept for an observer ([`crate::Replica::applied_since`]); 0 turns it off.
     pub applied_trace_max: u32,
+    /// How much faster than real time this machine's monotonic clock may run, in parts per
+    /// million. A primary steps its elapsed time down by this bound (see [`crate::PrimaryClock`]), so
+    /// a clock that runs fast by up to it never expires a lease early; every ppm costs that
+    /// much lateness on a clock that runs true. A property of the machine, so it need not match
+    /// across replicas. At most [`CLOCK_DRIFT_PPM_LIMIT`].
+    pub clock_drift_ppm_max: u32,
 }
+
+/// The default [`ReplicaConfig::clock_drift_ppm_max`]: 1 %. Quartz oscillators drift by tens
+/// of ppm and NTP slews a clock by at most 500 ppm, so 1 % leaves a wide margin while making a
+/// lease expire at most 1 % late on a true clock.
+pub const CLOCK_DRIFT_PPM_DEFAULT: u32 = 10_000;
+
+/// The largest [`ReplicaConfig::clock_drift_ppm_max`] accepted: a clock running at twice real
+/// speed is broken, not drifting.
+pub const CLOCK_DRIFT_PPM_LIMIT: u32 = 1_000_000;
 
 /// Why a [`ReplicaConfig`] was refused; names the field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +144,7 @@ impl ReplicaConfig {
             timeout_jitter_ticks: 20,
             seed: u64::from(replica_index),
             applied_trace_max: 0,
+            clock_drift_ppm_max: CLOCK_DRIFT_PPM_DEFAULT,
         }
     }
 
@@ -209,6 +225,12 @@ impl ReplicaConfig {
             ));
         }
         self.validate_repair()?;
+        if self.clock_drift_ppm_max > CLOCK_DRIFT_PPM_LIMIT {
+            return fail(format!(
+                "clock_drift_ppm_max {} exceeds {CLOCK_DRIFT_PPM_LIMIT} (a clock at twice real speed)",
+                self.clock_drift_ppm_max
+            ));
+        }
         if self.suffix_ops_max < self.pipeline_prepares_max {
             return fail("suffix_ops_max must be at least pipeline_prepares_max".to_string());
         }
@@ -271,8 +293,9 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: [(&str, Mutation); 9] = [
+        let cases: [(&str, Mutation); 10] = [
             ("replica_count", |c| c.replica_count = 2),
+            ("clock_drift_ppm_max", |c| c.clock_drift_ppm_max = 1_000_001),
             ("replica_index", |c| c.replica_index = 3),
             ("pipeline_prepares_max", |c| c.pipeline_prepares_max = 0),
             ("batch_requests_max", |c| c.batch_requests_max = 100_000),

@@ -86,7 +86,11 @@ impl<S: Storage> Replica<S> {
         let expirations_max =
             usize::try_from(self.config.core.expirations_per_batch_max).expect("u32 fits");
         self.primary = Some(PrimaryState {
-            clock: PrimaryClock::start(self.log_slot_max(), self.clock_slot),
+            clock: PrimaryClock::start(
+                self.log_slot_max(),
+                self.clock_slot,
+                self.config.clock_drift_ppm_max,
+            ),
             acked,
             contact_tick: [self.tick; REPLICAS_MAX as usize],
             heartbeat_acked: [0; REPLICAS_MAX as usize],

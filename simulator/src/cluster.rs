@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::disk;
 use crate::history::History;
 use crate::record::mix;
-use crate::scenario::{Fault, FaultKind, Knobs, Scenario};
+use crate::scenario::{CLOCK_DRIFT_PPM_MAX, Fault, FaultKind, Knobs, Scenario};
 use crate::shared::{FinalReplica, Phase, Shared, SharedRef};
 use crate::workload::{self, CLUSTER_ID};
 
@@ -67,8 +67,46 @@ pub struct Observation {
     pub crashes: u64,
     /// Partitions (symmetric, one-way, primary isolations).
     pub partitions: u64,
+    /// Faults applied, per kind.
+    pub faults: FaultCounts,
+    /// When ops were first seen applied by any replica: `(op, simulated µs)`, both increasing;
+    /// an op was committed by the time of the first entry at or above it.
+    pub applied_seen: Vec<(u64, u64)>,
     /// Digest of every event, for determinism.
     pub trace_digest: u64,
+}
+
+/// How many faults of each kind a seed applied (the run summary adds them up).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Crashes: scheduled power losses (alone, of the primary, before a rotten log or a
+    /// reformat, in a phase beyond f) and halts on injected disk errors.
+    pub crashes: u64,
+    /// Partitions (symmetric, one-way, isolating the primary, cutting off a majority).
+    pub partitions: u64,
+    /// Disk faults: periods of I/O errors and bit flips, and rotten log segments.
+    pub disk_faults: u64,
+    /// Disks lost and formatted again.
+    pub reformats: u64,
+    /// Process pauses.
+    pub pauses: u64,
+    /// Phases with more than f replicas crashed or cut off at once.
+    pub beyond_f: u64,
+    /// Replicas whose clock ran fast or slow.
+    pub drifting_clocks: u64,
+}
+
+impl FaultCounts {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &FaultCounts) {
+        self.crashes += other.crashes;
+        self.partitions += other.partitions;
+        self.disk_faults += other.disk_faults;
+        self.reformats += other.reformats;
+        self.pauses += other.pauses;
+        self.beyond_f += other.beyond_f;
+        self.drifting_clocks += other.drifting_clocks;
+    }
 }
 
 fn name(replica: u8) -> String {
@@ -142,10 +180,12 @@ struct Controller<'a> {
     undo: Vec<Active>,
     /// How many active faults cut each directed link (cut while above zero).
     cuts: BTreeMap<(String, String), u32>,
+    /// How many active pauses hold each replica (its links are held while above zero).
+    paused: Vec<u32>,
     rng: SplitMix64,
     failures: Vec<String>,
-    crashes: u64,
-    partitions: u64,
+    counts: FaultCounts,
+    applied_seen: Vec<(u64, u64)>,
     trace: u64,
 }
 
@@ -186,6 +226,7 @@ pub fn simulate(seed: u64, knobs: &Knobs) -> Observation {
             .collect();
         let mut options = RuntimeOptions::new(addresses.clone());
         options.listen = Some(format!("0.0.0.0:{PORT}"));
+        options.clock_rate_ppm = scenario.clock_rates_ppm[usize::from(index)];
         options.state_observer = Some(
             shared.borrow().replicas[usize::from(index)]
                 .observer
@@ -207,6 +248,7 @@ pub fn simulate(seed: u64, knobs: &Knobs) -> Observation {
             workload::run_client(client, scenario.clone(), addresses.clone(), shared.clone());
         sim.client(client_name(client), future);
     }
+    let controller_rates = scenario.clock_rates_ppm.clone();
     let mut controller = Controller {
         sim,
         rng: SplitMix64::new(seed ^ 0xC0_4721),
@@ -219,17 +261,27 @@ pub fn simulate(seed: u64, knobs: &Knobs) -> Observation {
         undo: Vec::new(),
         cuts: BTreeMap::new(),
         failures: Vec::new(),
-        crashes: 0,
-        partitions: 0,
+        paused: vec![0; usize::from(n)],
+        counts: FaultCounts {
+            drifting_clocks: scenario_drifting(&controller_rates),
+            ..FaultCounts::default()
+        },
+        applied_seen: Vec::new(),
         trace: seed,
     };
     controller.run();
     controller.finish()
 }
 
+/// Replicas whose clock runs fast or slow.
+fn scenario_drifting(rates: &[i32]) -> u64 {
+    rates.iter().filter(|rate| **rate != 0).count() as u64
+}
+
 /// The settings of replica `index` of a simulated `count`-replica cluster.
-fn settings(index: u8, count: u8, checkpoint_interval_ops: u64) -> ClusterSettings {
+pub fn settings(index: u8, count: u8, checkpoint_interval_ops: u64) -> ClusterSettings {
     let mut settings = ClusterSettings::new(CLUSTER_ID, index, count, SLOT_MS, core_config());
+    settings.replica.clock_drift_ppm_max = CLOCK_DRIFT_PPM_MAX;
     settings.replica.checkpoint_interval_ops = checkpoint_interval_ops;
     settings.tick_ms = 10;
     settings.replica.batch_requests_max = 256;
@@ -311,7 +363,23 @@ impl Controller<'_> {
             return false;
         }
         self.now_ms += 1;
+        self.note_applied();
         true
+    }
+
+    /// Records when each op was first seen applied (so committed), for the expiry checker.
+    fn note_applied(&mut self) {
+        let applied = self
+            .shared
+            .borrow()
+            .replicas
+            .iter()
+            .filter_map(|slot| slot.live_state().map(|(applied, _)| applied))
+            .max()
+            .unwrap_or(0);
+        if applied > self.applied_seen.last().map_or(0, |(op, _)| *op) {
+            self.applied_seen.push((applied, self.now_ms * 1_000));
+        }
     }
 
     fn sample_all(&mut self) {
@@ -356,14 +424,22 @@ impl Controller<'_> {
         replicas.chain(clients).collect()
     }
 
+    /// Whether `node` is a paused replica (its links are held, not cut or repaired).
+    fn is_paused(&self, node: &str) -> bool {
+        node.strip_prefix('r')
+            .and_then(|index| index.parse::<usize>().ok())
+            .is_some_and(|index| self.paused[index] > 0)
+    }
+
     /// Cuts the directed link `from -> to` (reference-counted across overlapping faults).
+    /// A paused replica's links stay held; the cut takes effect when it resumes.
     fn cut(&mut self, from: &str, to: &str) {
         let count = self
             .cuts
             .entry((from.to_string(), to.to_string()))
             .or_insert(0);
         *count += 1;
-        if *count == 1 {
+        if *count == 1 && !self.is_paused(from) && !self.is_paused(to) {
             self.sim.partition_oneway(from, to);
         }
     }
@@ -376,7 +452,9 @@ impl Controller<'_> {
         *count -= 1;
         if *count == 0 {
             self.cuts.remove(&key);
-            self.sim.repair_oneway(from, to);
+            if !self.is_paused(from) && !self.is_paused(to) {
+                self.sim.repair_oneway(from, to);
+            }
         }
     }
 
@@ -447,11 +525,115 @@ impl Controller<'_> {
                     self.note(&file, bit);
                 }
             }
+            FaultKind::Pause { replica } => {
+                self.apply_pause(&fault, *replica);
+                return;
+            }
+            FaultKind::BeyondF { replicas, crash } => {
+                cut = self.apply_beyond_f(replicas, *crash, fault.for_ms);
+            }
+            FaultKind::Reformat { replica } => self.reformat(*replica, fault.for_ms),
         }
         if fault.kind.is_partition() {
-            self.partitions += 1;
+            self.counts.partitions += 1;
+        }
+        if matches!(
+            fault.kind,
+            FaultKind::DiskErrors { .. } | FaultKind::CorruptLog { .. }
+        ) {
+            self.counts.disk_faults += 1;
         }
         self.undo.push((fault.at_ms + fault.for_ms, fault, cut));
+    }
+
+    /// Pauses `replica` (or the primary) unless it is down; the resume is scheduled.
+    fn apply_pause(&mut self, fault: &Fault, replica: Option<u8>) {
+        let replica = replica.unwrap_or_else(|| self.primary_guess());
+        if self.down_until[usize::from(replica)].is_some() {
+            return; // A machine that is off cannot be paused.
+        }
+        self.pause(replica);
+        let resolved = Fault {
+            kind: FaultKind::Pause {
+                replica: Some(replica),
+            },
+            ..fault.clone()
+        };
+        self.undo
+            .push((fault.at_ms + fault.for_ms, resolved, Vec::new()));
+    }
+
+    /// Crashes or cuts off every one of `replicas` (more than f) at once; returns the cuts.
+    fn apply_beyond_f(
+        &mut self,
+        replicas: &[u8],
+        crash: bool,
+        for_ms: u64,
+    ) -> Vec<(String, String)> {
+        let mut cut = Vec::new();
+        for replica in replicas {
+            if crash {
+                self.crash(*replica, for_ms);
+            } else {
+                let others = self.others(*replica);
+                cut.extend(self.isolate(&name(*replica), &others));
+            }
+        }
+        self.counts.beyond_f += 1;
+        self.counts.partitions += u64::from(!crash);
+        cut
+    }
+
+    /// The replica loses power and its disk; the new disk is formatted as `allocdb format`
+    /// formats an empty data directory, and the replica restarts `down_ms` later.
+    fn reformat(&mut self, replica: u8, down_ms: u64) {
+        self.crash(replica, down_ms);
+        let interval = self.scenario.checkpoint_interval_ops;
+        let settings = settings(replica, self.scenario.replica_count, interval);
+        disk::reformat(&self.storages[usize::from(replica)], &settings)
+            .expect("a simulated disk without faults formats");
+        self.counts.reformats += 1;
+        self.note("reformat", u64::from(replica));
+    }
+
+    /// SIGSTOP: every link of `replica` holds its messages (both ways) until it resumes.
+    fn pause(&mut self, replica: u8) {
+        let index = usize::from(replica);
+        self.paused[index] += 1;
+        if self.paused[index] == 1 {
+            for other in self.others(replica) {
+                self.sim.hold(name(replica), other);
+            }
+            self.counts.pauses += 1;
+            self.note("pause", u64::from(replica));
+        }
+    }
+
+    /// SIGCONT: held messages are delivered, and links cut meanwhile are cut again.
+    fn resume(&mut self, replica: u8, all: bool) {
+        let index = usize::from(replica);
+        if self.paused[index] == 0 {
+            return; // It crashed while paused, which ended the pause.
+        }
+        self.paused[index] = if all { 0 } else { self.paused[index] - 1 };
+        if self.paused[index] > 0 {
+            return;
+        }
+        for other in self.others(replica) {
+            self.sim.release(name(replica), other.as_str());
+            for (from, to) in [
+                (name(replica), other.clone()),
+                (other.clone(), name(replica)),
+            ] {
+                if self.cuts.contains_key(&(from.clone(), to.clone()))
+                    && !self.is_paused(&from)
+                    && !self.is_paused(&to)
+                {
+                    self.sim.partition_oneway(from, to);
+                }
+            }
+        }
+        self.note("resume", u64::from(replica));
     }
 
     fn undo_due(&mut self) {
@@ -475,6 +657,11 @@ impl Controller<'_> {
                 self.sim.set_link_fail_rate(name(*a), name(*b), 0.0);
                 // A random failure may have overwritten explicit cuts: repair, then re-cut.
                 self.sim.repair(name(*a), name(*b));
+                if self.is_paused(&name(*a)) || self.is_paused(&name(*b)) {
+                    // Still paused: hold again; the resume re-applies the cuts.
+                    self.sim.hold(name(*a), name(*b));
+                    return;
+                }
                 for (from, to) in [(name(*a), name(*b)), (name(*b), name(*a))] {
                     if self.cuts.contains_key(&(from.clone(), to.clone())) {
                         self.sim.partition_oneway(from, to);
@@ -491,13 +678,18 @@ impl Controller<'_> {
             FaultKind::DiskErrors { replica } => {
                 self.storages[usize::from(*replica)].set_faults(0, 0, 0);
             }
+            FaultKind::Pause { replica } => {
+                self.resume(replica.expect("resolved when applied"), false);
+            }
             // Cuts are undone above; crashed replicas restart on their own schedule.
             FaultKind::Partition { .. }
             | FaultKind::OneWay { .. }
             | FaultKind::IsolatePrimary
             | FaultKind::Crash { .. }
             | FaultKind::CrashPrimary
-            | FaultKind::CorruptLog { .. } => {}
+            | FaultKind::CorruptLog { .. }
+            | FaultKind::BeyondF { .. }
+            | FaultKind::Reformat { .. } => {}
         }
     }
 
@@ -506,6 +698,9 @@ impl Controller<'_> {
     /// order in which the runtime drops its sockets (which follows tokio's global task ids,
     /// not the seed) never reaches the network.
     fn crash(&mut self, replica: u8, down_ms: u64) {
+        // Power loss ends a pause: the held messages are delivered to and from a machine about
+        // to lose them, as a kernel's buffers would be when it dies.
+        self.resume(replica, true);
         let others = self.others(replica);
         let cut = self.isolate(&name(replica), &others);
         self.sim.crash(name(replica));
@@ -517,7 +712,7 @@ impl Controller<'_> {
         let until = self.now_ms + down_ms;
         let slot = &mut self.down_until[usize::from(replica)];
         *slot = Some(slot.map_or(until, |t| t.max(until)));
-        self.crashes += 1;
+        self.counts.crashes += 1;
         self.note("crash", u64::from(replica));
     }
 
@@ -610,8 +805,10 @@ impl Controller<'_> {
             records: shared.records.clone(),
             finals,
             failures,
-            crashes: self.crashes,
-            partitions: self.partitions,
+            crashes: self.counts.crashes,
+            partitions: self.counts.partitions,
+            faults: self.counts,
+            applied_seen: std::mem::take(&mut self.applied_seen),
             trace_digest: trace,
             history: std::mem::take(&mut self.history),
         }

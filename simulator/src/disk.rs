@@ -7,6 +7,8 @@
 //! these ops across replicas and across time.
 
 use allocdb_core::Op;
+use allocdb_server::ClusterSettings;
+use allocdb_vsr::Replica;
 use allocdb_wal::{Checksum, SimConfig, SimStorage, Storage, Wal, WalConfig, segment_file_name};
 
 /// One committed op read from a disk.
@@ -103,6 +105,27 @@ pub fn sample(
     }
     assert!(sample.ops.windows(2).all(|w| w[0].op < w[1].op));
     Ok(sample)
+}
+
+/// A lost disk replaced by an empty one, then formatted exactly as `allocdb format` formats an
+/// empty data directory (`allocdb format --if-empty` on a new volume, as the Compose,
+/// systemd and Kubernetes recipes run it): `Replica::format` with the replica's settings.
+///
+/// # Errors
+/// A storage call failed (the disk's faults are turned off first, so this means a bug).
+pub fn reformat(storage: &SimStorage, settings: &ClusterSettings) -> Result<(), String> {
+    // A new disk: whatever faults the old one had are gone with it.
+    storage.set_faults(0, 0, 0);
+    let mut disk = storage.clone();
+    for name in disk.list().map_err(|e| e.to_string())? {
+        disk.remove(&name)
+            .map_err(|e| format!("remove {name}: {e}"))?;
+    }
+    disk.sync_directory().map_err(|e| e.to_string())?;
+    assert!(disk.list().map_err(|e| e.to_string())?.is_empty());
+    Replica::format(storage.clone(), settings.replica_config())
+        .map_err(|e| format!("format: {e}"))?;
+    Ok(())
 }
 
 /// Flips one bit (chosen by `pick`) in the newest log segment of `storage`; returns the file

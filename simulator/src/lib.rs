@@ -21,6 +21,8 @@
 //!   not run ([`acks`]);
 //! - linearizability against the core as the sequential model: replay in commit order, reads
 //!   compared with the model's state at their op, and real-time order ([`replay`], [`acks`]);
+//! - late, never early, in real time ([`expiry`]): no lease expires before its TTL elapsed in
+//!   simulated real time since it was granted, whatever the replicas' clock rates;
 //! - liveness after healing: every client's pending writes resolve, new work commits, the
 //!   replicas converge and stop cleanly ([`workload`], [`cluster`]).
 
@@ -32,6 +34,7 @@
 pub mod acks;
 pub mod cluster;
 pub mod disk;
+pub mod expiry;
 pub mod history;
 pub mod record;
 pub mod replay;
@@ -39,6 +42,7 @@ pub mod scenario;
 pub mod shared;
 pub mod workload;
 
+pub use cluster::FaultCounts;
 pub use scenario::Knobs;
 
 /// What one seed found.
@@ -62,6 +66,8 @@ pub struct SeedReport {
     pub partitions: u64,
     /// The highest view any replica reached (each view change raises it).
     pub view_changes: u64,
+    /// Faults applied, per kind.
+    pub faults: FaultCounts,
     /// Summary of every event: equal for equal seeds.
     pub trace_digest: u64,
 }
@@ -81,6 +87,12 @@ pub fn run_seed(seed: u64, knobs: &Knobs) -> SeedReport {
     violations.extend(replay.violations.iter().cloned());
     let findings = acks::check(&observed.records, &replay);
     violations.extend(findings.violations);
+    violations.extend(expiry::check(
+        &replay,
+        &observed.records,
+        &observed.applied_seen,
+        cluster::SLOT_MS,
+    ));
     check_finals(&observed, &replay, &mut violations);
     SeedReport {
         seed,
@@ -92,6 +104,7 @@ pub fn run_seed(seed: u64, knobs: &Knobs) -> SeedReport {
         crashes: observed.crashes,
         partitions: observed.partitions,
         view_changes: observed.history.view_max,
+        faults: observed.faults,
         trace_digest: observed.trace_digest,
     }
 }
@@ -156,6 +169,9 @@ pub fn replay_command(seed: u64, knobs: &Knobs) -> String {
     if cfg!(feature = "planted-bug-commit-quorum") {
         parts.push("--features planted-bug-commit-quorum".to_string());
     }
+    if cfg!(feature = "planted-bug-fast-clock") {
+        parts.push("--features planted-bug-fast-clock".to_string());
+    }
     parts.push(format!("-- --seed {seed}"));
     if knobs.fault_ms != defaults.fault_ms {
         parts.push(format!("--fault-ms {}", knobs.fault_ms));
@@ -173,6 +189,10 @@ pub fn replay_command(seed: u64, knobs: &Knobs) -> String {
         (knobs.no_faults, "--no-faults"),
         (!knobs.disk_faults, "--no-disk-faults"),
         (knobs.lying_disks, "--lying-disks"),
+        (!knobs.clock_drift, "--no-clock-drift"),
+        (!knobs.pauses, "--no-pauses"),
+        (!knobs.beyond_f, "--no-beyond-f"),
+        (knobs.reformat, "--reformat"),
     ] {
         if on {
             parts.push(flag.to_string());
@@ -199,6 +219,8 @@ mod tests {
             failures: Vec::new(),
             crashes: 0,
             partitions: 0,
+            faults: crate::FaultCounts::default(),
+            applied_seen: Vec::new(),
             trace_digest: 0,
         }
     }
@@ -254,11 +276,20 @@ mod tests {
             fault_ms: 5,
             lying_disks: true,
             replicas: Some(5),
+            reformat: true,
+            pauses: false,
             ..Knobs::default()
         };
         let command = replay_command(42, &knobs);
         assert!(command.starts_with("cargo run --release -p simulator"));
-        for part in ["--seed 42", "--fault-ms 5", "--lying-disks", "--replicas 5"] {
+        for part in [
+            "--seed 42",
+            "--fault-ms 5",
+            "--lying-disks",
+            "--replicas 5",
+            "--reformat",
+            "--no-pauses",
+        ] {
             assert!(command.contains(part), "{command}");
         }
         assert!(!replay_command(1, &Knobs::default()).contains("--fault-ms"));

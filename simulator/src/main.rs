@@ -2,7 +2,8 @@
 //!
 //! Every failing seed prints what was violated and the command that replays it; the last line
 //! is always `simulator seeds=<N> failed=<N> ops=<N> crashes=<N> partitions=<N>
-//! view_changes=<N>`. The exit status is 1 when any seed failed.
+//! view_changes=<N> disk_faults=<N> reformats=<N> pauses=<N> beyond_f=<N>
+//! drifting_clocks=<N>`. The exit status is 1 when any seed failed.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use clap::Parser;
-use simulator::{Knobs, SeedReport, replay_command, run_seed};
+use simulator::{FaultCounts, Knobs, SeedReport, replay_command, run_seed};
 
 /// Simulate an AllocDB cluster (the real server and client over turmoil) under network and
 /// disk faults, deterministically per seed, and check safety and liveness.
@@ -49,6 +50,21 @@ struct Args {
     /// acknowledged data. Shows the checkers catch it.
     #[arg(long)]
     lying_disks: bool,
+    /// Every replica's clock runs at its true rate (by default each runs fast or slow within
+    /// the simulated clusters' drift bound of 10 %).
+    #[arg(long)]
+    no_clock_drift: bool,
+    /// No process pauses (SIGSTOP-like, mostly of the primary).
+    #[arg(long)]
+    no_pauses: bool,
+    /// No phases with more than f replicas crashed or cut off at once.
+    #[arg(long)]
+    no_beyond_f: bool,
+    /// Reformat faults: a replica loses its disk and is formatted again as `allocdb format
+    /// --if-empty` does. Off by default: until replicas refuse to vote from an empty disk
+    /// (issue 10), this loses acknowledged writes and the checkers say so.
+    #[arg(long)]
+    reformat: bool,
     /// Seeds simulated in parallel (each seed is single-threaded and deterministic on its own).
     #[arg(long, default_value_t = default_jobs())]
     jobs: usize,
@@ -90,6 +106,10 @@ fn main() -> ExitCode {
         no_faults: args.no_faults,
         disk_faults: !args.no_disk_faults,
         lying_disks: args.lying_disks,
+        clock_drift: !args.no_clock_drift,
+        pauses: !args.no_pauses,
+        beyond_f: !args.no_beyond_f,
+        reformat: args.reformat,
     };
     if args.replicas == Some(4) {
         eprintln!("--replicas must be 3 or 5");
@@ -102,13 +122,22 @@ fn main() -> ExitCode {
     };
     let reports = run_all(first, end, &knobs, args.jobs.max(1), args.verbose);
     let failed = reports.iter().filter(|r| !r.violations.is_empty()).count();
+    let mut faults = FaultCounts::default();
+    for report in &reports {
+        faults.add(&report.faults);
+    }
     println!(
-        "simulator seeds={} failed={failed} ops={} crashes={} partitions={} view_changes={}",
+        "simulator seeds={} failed={failed} ops={} crashes={} partitions={} view_changes={} disk_faults={} reformats={} pauses={} beyond_f={} drifting_clocks={}",
         reports.len(),
         reports.iter().map(|r| r.ops).sum::<u64>(),
-        reports.iter().map(|r| r.crashes).sum::<u64>(),
-        reports.iter().map(|r| r.partitions).sum::<u64>(),
+        faults.crashes,
+        faults.partitions,
         reports.iter().map(|r| r.view_changes).sum::<u64>(),
+        faults.disk_faults,
+        faults.reformats,
+        faults.pauses,
+        faults.beyond_f,
+        faults.drifting_clocks,
     );
     if failed == 0 {
         ExitCode::SUCCESS
@@ -174,6 +203,7 @@ fn run_guarded(seed: u64, knobs: &Knobs) -> SeedReport {
                 crashes: 0,
                 partitions: 0,
                 view_changes: 0,
+                faults: FaultCounts::default(),
                 trace_digest: 0,
             }
         }

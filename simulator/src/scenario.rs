@@ -8,6 +8,8 @@ use allocdb_wal::SplitMix64;
 
 /// Settings shared by every seed of a run (the command line's knobs).
 #[derive(Clone, Debug)]
+// Each bool is one independent command-line flag.
+#[allow(clippy::struct_excessive_bools)]
 pub struct Knobs {
     /// Simulated milliseconds of workload under faults.
     pub fault_ms: u64,
@@ -24,7 +26,23 @@ pub struct Knobs {
     /// BROKEN on purpose: the simulated disks acknowledge `sync` without persisting, so a crash
     /// loses acknowledged writes. Only to show the checkers catch lost data.
     pub lying_disks: bool,
+    /// Replica clocks run fast or slow, each by a rate drawn within [`CLOCK_DRIFT_PPM_MAX`].
+    pub clock_drift: bool,
+    /// Process pauses (SIGSTOP-like), mostly of the primary.
+    pub pauses: bool,
+    /// Phases with more than f replicas crashed or cut off at once.
+    pub beyond_f: bool,
+    /// Reformat faults: a replica loses its whole disk and is formatted again. Off by default
+    /// until replicas refuse to vote from an empty disk (issue 10): today they can lose
+    /// acknowledged writes, which the checkers report.
+    pub reformat: bool,
 }
+
+/// The drift bound every simulated replica is configured with (`clock_drift_ppm_max`) and
+/// within which the simulator draws each replica's clock rate: 10 %, ten times production's
+/// default, so that a primary which did not step its clock down would expire leases early by
+/// far more than the one or two slots of rounding the expiry checker tolerates.
+pub const CLOCK_DRIFT_PPM_MAX: u32 = 100_000;
 
 impl Default for Knobs {
     fn default() -> Self {
@@ -36,6 +54,10 @@ impl Default for Knobs {
             no_faults: false,
             disk_faults: true,
             lying_disks: false,
+            clock_drift: true,
+            pauses: true,
+            beyond_f: true,
+            reformat: false,
         }
     }
 }
@@ -101,6 +123,27 @@ pub enum FaultKind {
         /// The replica.
         replica: u8,
     },
+    /// A replica's process stops being scheduled (SIGSTOP) and resumes later with its state
+    /// intact: every message to or from it waits in the network and arrives on resume.
+    Pause {
+        /// The replica; `None`: whatever replica the clients believe is primary.
+        replica: Option<u8>,
+    },
+    /// More than f replicas fail at once: they crash (power loss) or are cut off from every
+    /// other node, and come back together. No majority remains, so nothing may commit; safety
+    /// must hold throughout and progress only after they return.
+    BeyondF {
+        /// The replicas (f + 1 or more of them).
+        replicas: Vec<u8>,
+        /// Crash them (true) or cut them off (false).
+        crash: bool,
+    },
+    /// A replica loses its whole disk, is formatted again as `allocdb format --if-empty`
+    /// formats an empty data directory, and restarts.
+    Reformat {
+        /// The replica.
+        replica: u8,
+    },
 }
 
 impl FaultKind {
@@ -116,6 +159,9 @@ impl FaultKind {
             FaultKind::CrashPrimary => "crash_primary",
             FaultKind::DiskErrors { .. } => "disk_errors",
             FaultKind::CorruptLog { .. } => "corrupt_log",
+            FaultKind::Pause { .. } => "pause",
+            FaultKind::BeyondF { .. } => "beyond_f",
+            FaultKind::Reformat { .. } => "reformat",
         }
     }
 
@@ -154,6 +200,9 @@ pub struct Scenario {
     /// Ops between checkpoints: small in some seeds, so replicas checkpoint, trim their logs
     /// and catch up laggards by state transfer.
     pub checkpoint_interval_ops: u64,
+    /// Each replica's clock rate error in ppm (positive: fast), within
+    /// [`CLOCK_DRIFT_PPM_MAX`]; all zero without clock drift.
+    pub clock_rates_ppm: Vec<i32>,
 }
 
 /// The pool every pool member belongs to.
@@ -181,10 +230,21 @@ impl Scenario {
         } else {
             1 << 16
         };
-        let faults = if knobs.no_faults {
+        let mut faults = if knobs.no_faults {
             Vec::new()
         } else {
             draw_faults(&mut rng, replica_count, knobs)
+        };
+        // The newer fault kinds draw from their own stream, so they leave the classic schedule
+        // of every seed as it was.
+        let mut extra = SplitMix64::new(seed ^ 0x00E5_74AF_4017);
+        if !knobs.no_faults {
+            draw_extra_faults(&mut extra, replica_count, knobs, &mut faults);
+        }
+        let clock_rates_ppm = if knobs.clock_drift && !knobs.no_faults {
+            draw_clock_rates(&mut extra, replica_count)
+        } else {
+            vec![0; usize::from(replica_count)]
         };
         let scenario = Scenario {
             seed,
@@ -198,6 +258,7 @@ impl Scenario {
             heal_ms: knobs.heal_ms,
             lying_disks: knobs.lying_disks,
             checkpoint_interval_ops,
+            clock_rates_ppm,
         };
         assert!(scenario.client_count >= 1);
         assert!(scenario.faults.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
@@ -274,6 +335,83 @@ fn draw_faults(rng: &mut SplitMix64, replica_count: u8, knobs: &Knobs) -> Vec<Fa
     }
     faults.sort_by_key(|f| f.at_ms);
     faults
+}
+
+/// Adds the newer fault kinds the knobs ask for (pauses, more than f at once, reformats) to
+/// `faults`, keeping it ordered by start time.
+fn draw_extra_faults(
+    rng: &mut SplitMix64,
+    replica_count: u8,
+    knobs: &Knobs,
+    faults: &mut Vec<Fault>,
+) {
+    let n = u64::from(replica_count);
+    let phase = knobs.fault_ms.max(1_000);
+    let start_min = 500;
+    let at = |rng: &mut SplitMix64| start_min + rng.below(phase - start_min);
+    if knobs.pauses {
+        // One to three pauses; the first always of the primary, the case that matters: it
+        // resumes believing it leads, with a clock that jumped by the pause.
+        for index in 0..=rng.below(3) {
+            let replica = (index > 0 && rng.below(2) == 0)
+                .then(|| u8::try_from(rng.below(n)).expect("below the replica count"));
+            let at_ms = at(rng);
+            faults.push(Fault {
+                at_ms,
+                for_ms: 100 + rng.below(1_500),
+                kind: FaultKind::Pause { replica },
+            });
+        }
+    }
+    if knobs.beyond_f && rng.below(2) == 0 {
+        // f + 1 (sometimes all) replicas at once, for up to two seconds.
+        let f = (n - 1) / 2;
+        let count = if rng.below(4) == 0 { n } else { f + 1 };
+        let mut replicas: Vec<u8> = Vec::new();
+        while (replicas.len() as u64) < count {
+            let replica = u8::try_from(rng.below(n)).expect("small");
+            if !replicas.contains(&replica) {
+                replicas.push(replica);
+            }
+        }
+        replicas.sort_unstable();
+        let at_ms = at(rng);
+        faults.push(Fault {
+            at_ms,
+            for_ms: 300 + rng.below(1_700),
+            kind: FaultKind::BeyondF {
+                replicas,
+                crash: rng.below(2) == 0,
+            },
+        });
+    }
+    if knobs.reformat {
+        let at_ms = at(rng);
+        faults.push(Fault {
+            at_ms,
+            for_ms: 200 + rng.below(1_500),
+            kind: FaultKind::Reformat {
+                replica: u8::try_from(rng.below(n)).expect("small"),
+            },
+        });
+    }
+    faults.sort_by_key(|f| f.at_ms);
+}
+
+/// Each replica's clock rate within the bound; in half the seeds one replica runs fast by
+/// exactly the bound, the case that would expire leases early if a primary trusted it.
+fn draw_clock_rates(rng: &mut SplitMix64, replica_count: u8) -> Vec<i32> {
+    let bound = i32::try_from(CLOCK_DRIFT_PPM_MAX).expect("small");
+    let span = u64::from(CLOCK_DRIFT_PPM_MAX) * 2 + 1;
+    let mut rates: Vec<i32> = (0..replica_count)
+        .map(|_| i32::try_from(rng.below(span)).expect("small") - bound)
+        .collect();
+    if rng.below(2) == 0 {
+        let fastest = usize::try_from(rng.below(u64::from(replica_count))).expect("small");
+        rates[fastest] = bound;
+    }
+    assert!(rates.iter().all(|rate| rate.abs() <= bound));
+    rates
 }
 
 /// A random non-empty minority-or-majority side of a partition (never everyone).
