@@ -150,7 +150,7 @@ impl<S: Storage> Replica<S> {
             replica_count: config.replica_count,
         };
         let mut wal = Wal::format(storage, config.wal, identity).map_err(ReplicaError::Wal)?;
-        let single = config.replica_count == 1;
+        let single = config.replica_count == 1 || cfg!(feature = "broken-fresh-replica");
         if !single {
             // A formatted directory cannot tell a new cluster from a lost disk: it is fresh
             // (durably) and votes only after catching up (see `recovery_probe.rs`).
@@ -160,8 +160,12 @@ impl<S: Storage> Replica<S> {
         let mut replica = Replica::assemble(config, wal, core);
         if single {
             // Nobody else could ever have acknowledged anything: it leads view 0 at once.
+            // (BROKEN ON PURPOSE with `broken-fresh-replica`: every formatted replica starts
+            // in view 0 and votes, as before issue 10.)
             replica.status = Status::Normal;
-            replica.become_primary_state();
+            if replica.is_primary_of(0) {
+                replica.become_primary_state();
+            }
         } else {
             replica.status = Status::Recovering;
         }

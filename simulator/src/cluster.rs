@@ -8,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use allocdb_core::Config as CoreConfig;
 use allocdb_server::{ClusterSettings, RuntimeOptions};
 use allocdb_vsr::Replica;
+use allocdb_vsr::frame::Role;
 use allocdb_wal::{SimConfig, SimStorage, SplitMix64};
 use tokio::sync::watch;
 
@@ -88,6 +89,10 @@ pub struct FaultCounts {
     pub disk_faults: u64,
     /// Disks lost and formatted again.
     pub reformats: u64,
+    /// Disk losses (reformats, rotten logs) not applied because another replica had not
+    /// caught up since its own loss: more than f lost disks at once cannot keep acknowledged
+    /// writes, by any protocol.
+    pub disk_losses_skipped: u64,
     /// Process pauses.
     pub pauses: u64,
     /// Phases with more than f replicas crashed or cut off at once.
@@ -103,6 +108,7 @@ impl FaultCounts {
         self.partitions += other.partitions;
         self.disk_faults += other.disk_faults;
         self.reformats += other.reformats;
+        self.disk_losses_skipped += other.disk_losses_skipped;
         self.pauses += other.pauses;
         self.beyond_f += other.beyond_f;
         self.drifting_clocks += other.drifting_clocks;
@@ -186,6 +192,9 @@ struct Controller<'a> {
     failures: Vec<String>,
     counts: FaultCounts,
     applied_seen: Vec<(u64, u64)>,
+    /// Replicas whose disk lost data (reformat, rot) and that have not been seen current
+    /// (primary or backup, applied as far as any replica) since.
+    lacking: Vec<bool>,
     trace: u64,
 }
 
@@ -262,6 +271,7 @@ pub fn simulate(seed: u64, knobs: &Knobs) -> Observation {
         cuts: BTreeMap::new(),
         failures: Vec::new(),
         paused: vec![0; usize::from(n)],
+        lacking: vec![false; usize::from(n)],
         counts: FaultCounts {
             drifting_clocks: scenario_drifting(&controller_rates),
             ..FaultCounts::default()
@@ -517,6 +527,11 @@ impl Controller<'_> {
                 self.storages[usize::from(*replica)].set_faults(300, 300, 100);
             }
             FaultKind::CorruptLog { replica } => {
+                if !self.may_lose_disk(*replica) {
+                    self.counts.disk_losses_skipped += 1;
+                    return;
+                }
+                self.lacking[usize::from(*replica)] = true;
                 self.crash(*replica, fault.for_ms);
                 let pick = self.rng.next_u64();
                 if let Some((file, bit)) =
@@ -532,7 +547,13 @@ impl Controller<'_> {
             FaultKind::BeyondF { replicas, crash } => {
                 cut = self.apply_beyond_f(replicas, *crash, fault.for_ms);
             }
-            FaultKind::Reformat { replica } => self.reformat(*replica, fault.for_ms),
+            FaultKind::Reformat { replica } => {
+                if !self.may_lose_disk(*replica) {
+                    self.counts.disk_losses_skipped += 1;
+                    return;
+                }
+                self.reformat(*replica, fault.for_ms);
+            }
         }
         if fault.kind.is_partition() {
             self.counts.partitions += 1;
@@ -584,6 +605,43 @@ impl Controller<'_> {
         cut
     }
 
+    /// Whether `replica` may lose its disk now: every other replica is running, current
+    /// (primary or backup, applied as far as any replica) and not itself lacking data, so at
+    /// most one disk at a time lacks acknowledged data (f ≥ 1).
+    fn may_lose_disk(&mut self, replica: u8) -> bool {
+        let states: Vec<Option<(Role, u64)>> = {
+            let shared = self.shared.borrow();
+            shared
+                .replicas
+                .iter()
+                .map(|slot| {
+                    let observer = slot.observer.lock().ok()?;
+                    let state = *observer.as_ref()?.borrow();
+                    Some((state.role, state.applied))
+                })
+                .collect()
+        };
+        let applied_max = states.iter().flatten().map(|s| s.1).max().unwrap_or(0);
+        for (index, state) in states.iter().enumerate() {
+            let current = state.is_some_and(|(role, applied)| {
+                matches!(role, Role::Primary | Role::Backup) && applied >= applied_max
+            });
+            if current && self.down_until[index].is_none() {
+                self.lacking[index] = false;
+            }
+        }
+        self.scenario.replica_count > 1
+            && (0..self.scenario.replica_count)
+                .filter(|other| *other != replica)
+                .all(|other| {
+                    let index = usize::from(other);
+                    !self.lacking[index]
+                        && self.down_until[index].is_none()
+                        && states[index]
+                            .is_some_and(|(role, _)| matches!(role, Role::Primary | Role::Backup))
+                })
+    }
+
     /// The replica loses power and its disk; the new disk is formatted as `allocdb format`
     /// formats an empty data directory, and the replica restarts `down_ms` later.
     fn reformat(&mut self, replica: u8, down_ms: u64) {
@@ -593,6 +651,7 @@ impl Controller<'_> {
         disk::reformat(&self.storages[usize::from(replica)], &settings)
             .expect("a simulated disk without faults formats");
         self.counts.reformats += 1;
+        self.lacking[usize::from(replica)] = true;
         self.note("reformat", u64::from(replica));
     }
 

@@ -192,7 +192,7 @@ pub fn replay_command(seed: u64, knobs: &Knobs) -> String {
         (!knobs.clock_drift, "--no-clock-drift"),
         (!knobs.pauses, "--no-pauses"),
         (!knobs.beyond_f, "--no-beyond-f"),
-        (knobs.reformat, "--reformat"),
+        (!knobs.reformat, "--no-reformat"),
     ] {
         if on {
             parts.push(flag.to_string());
@@ -276,7 +276,7 @@ mod tests {
             fault_ms: 5,
             lying_disks: true,
             replicas: Some(5),
-            reformat: true,
+            reformat: false,
             pauses: false,
             ..Knobs::default()
         };
@@ -287,7 +287,7 @@ mod tests {
             "--fault-ms 5",
             "--lying-disks",
             "--replicas 5",
-            "--reformat",
+            "--no-reformat",
             "--no-pauses",
         ] {
             assert!(command.contains(part), "{command}");

@@ -2,8 +2,8 @@
 //!
 //! Every failing seed prints what was violated and the command that replays it; the last line
 //! is always `simulator seeds=<N> failed=<N> ops=<N> crashes=<N> partitions=<N>
-//! view_changes=<N> disk_faults=<N> reformats=<N> pauses=<N> beyond_f=<N>
-//! drifting_clocks=<N>`. The exit status is 1 when any seed failed.
+//! view_changes=<N> disk_faults=<N> reformats=<N> disk_losses_skipped=<N> pauses=<N>
+//! beyond_f=<N> drifting_clocks=<N>`. The exit status is 1 when any seed failed.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -60,11 +60,10 @@ struct Args {
     /// No phases with more than f replicas crashed or cut off at once.
     #[arg(long)]
     no_beyond_f: bool,
-    /// Reformat faults: a replica loses its disk and is formatted again as `allocdb format
-    /// --if-empty` does. Off by default: until replicas refuse to vote from an empty disk
-    /// (issue 10), this loses acknowledged writes and the checkers say so.
+    /// No reformat faults (a replica loses its disk and is formatted again as `allocdb format
+    /// --if-empty` does, while no other replica lacks data).
     #[arg(long)]
-    reformat: bool,
+    no_reformat: bool,
     /// Seeds simulated in parallel (each seed is single-threaded and deterministic on its own).
     #[arg(long, default_value_t = default_jobs())]
     jobs: usize,
@@ -109,7 +108,7 @@ fn main() -> ExitCode {
         clock_drift: !args.no_clock_drift,
         pauses: !args.no_pauses,
         beyond_f: !args.no_beyond_f,
-        reformat: args.reformat,
+        reformat: !args.no_reformat,
     };
     if args.replicas == Some(4) {
         eprintln!("--replicas must be 3 or 5");
@@ -127,7 +126,7 @@ fn main() -> ExitCode {
         faults.add(&report.faults);
     }
     println!(
-        "simulator seeds={} failed={failed} ops={} crashes={} partitions={} view_changes={} disk_faults={} reformats={} pauses={} beyond_f={} drifting_clocks={}",
+        "simulator seeds={} failed={failed} ops={} crashes={} partitions={} view_changes={} disk_faults={} reformats={} disk_losses_skipped={} pauses={} beyond_f={} drifting_clocks={}",
         reports.len(),
         reports.iter().map(|r| r.ops).sum::<u64>(),
         faults.crashes,
@@ -135,6 +134,7 @@ fn main() -> ExitCode {
         reports.iter().map(|r| r.view_changes).sum::<u64>(),
         faults.disk_faults,
         faults.reformats,
+        faults.disk_losses_skipped,
         faults.pauses,
         faults.beyond_f,
         faults.drifting_clocks,

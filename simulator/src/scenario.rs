@@ -32,9 +32,8 @@ pub struct Knobs {
     pub pauses: bool,
     /// Phases with more than f replicas crashed or cut off at once.
     pub beyond_f: bool,
-    /// Reformat faults: a replica loses its whole disk and is formatted again. Off by default
-    /// until replicas refuse to vote from an empty disk (issue 10): today they can lose
-    /// acknowledged writes, which the checkers report.
+    /// Reformat faults: a replica loses its whole disk and is formatted again (only while
+    /// every other replica is current: more than f lost disks cannot keep acknowledged data).
     pub reformat: bool,
 }
 
@@ -57,7 +56,7 @@ impl Default for Knobs {
             clock_drift: true,
             pauses: true,
             beyond_f: true,
-            reformat: false,
+            reformat: true,
         }
     }
 }
