@@ -23,6 +23,7 @@
 
 mod clock;
 pub mod config;
+mod digests;
 pub mod frame;
 mod journal;
 pub mod message;

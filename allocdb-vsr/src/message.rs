@@ -50,6 +50,12 @@ pub enum Message {
         head_op: Op,
         /// Heartbeat round.
         heartbeat: u64,
+        /// The primary's state digest after applying `digest_op` (the latest multiple of
+        /// `checkpoint_interval_ops` it applied; 0 and 0 before the first): a backup that
+        /// applied the same op compares its own and halts on a difference.
+        digest_op: Op,
+        /// The digest (`Allocator::state_digest`).
+        digest: u128,
     },
     /// Backup → primary: answers a heartbeat and repeats the cumulative acknowledgement.
     CommitAck {

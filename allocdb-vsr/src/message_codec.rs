@@ -85,12 +85,16 @@ pub fn encode_message(message: &Message, out: &mut Vec<u8>) {
             commit,
             head_op,
             heartbeat,
+            digest_op,
+            digest,
         } => {
             w.u8(KIND_COMMIT);
             w.u64(*view);
             w.u64(*commit);
             w.u64(*head_op);
             w.u64(*heartbeat);
+            w.u64(*digest_op);
+            w.u128(*digest);
         }
         Message::CommitAck {
             view,
@@ -230,6 +234,8 @@ pub fn decode_message(bytes: &[u8], limits: &MessageLimits) -> Result<Message, D
             commit: r.u64("commit commit")?,
             head_op: r.u64("commit head_op")?,
             heartbeat: r.u64("commit heartbeat")?,
+            digest_op: r.u64("commit digest_op")?,
+            digest: r.u128("commit digest")?,
         },
         KIND_COMMIT_ACK => Message::CommitAck {
             view: r.u64("commit_ack view")?,

@@ -111,6 +111,8 @@ pub struct Replica<S: Storage> {
     pub(crate) older_view_serving: bool,
     /// Fresh (a newly formatted data directory): what its peers answered to its probe.
     pub(crate) probe: Probe,
+    /// State digests after the latest multiples of `checkpoint_interval_ops` applied.
+    pub(crate) digests: crate::digests::Digests,
     /// Damaged (recovering, not fresh): the head its log held before the damage was cut,
     /// which it vouches for in view changes (`Message::DoViewChange::damaged`). Known only
     /// in the process that found the damage: a later restart finds a clean, shorter log.
@@ -288,6 +290,7 @@ impl<S: Storage> Replica<S> {
             older_view_serving: false,
             probe: Probe::new(nonce),
             damaged_head: None,
+            digests: crate::digests::Digests::default(),
             tick: 0,
             clock_slot: 0,
             timer_contact_tick: 0,
@@ -376,7 +379,15 @@ impl<S: Storage> Replica<S> {
                 commit,
                 head_op,
                 heartbeat,
-            } => self.on_commit(from, *view, *commit, *head_op, *heartbeat, out),
+                digest_op,
+                digest,
+            } => {
+                self.compare_digest(from, *view, *digest_op, *digest);
+                if self.halted.is_some() {
+                    return Ok(());
+                }
+                self.on_commit(from, *view, *commit, *head_op, *heartbeat, out)
+            }
             Message::CommitAck {
                 view,
                 heartbeat,
@@ -625,7 +636,29 @@ impl<S: Storage> Replica<S> {
         );
         self.commit_min = op;
         assert_eq!(self.core.last_op(), op);
+        if op % self.config.checkpoint_interval_ops == 0 {
+            self.digests.record(op, self.core.state_digest());
+        }
         self.reply_applied(op, out);
+    }
+
+    /// The primary's digest at an op this replica applied must equal its own: the same log
+    /// applied to the same state cannot give two states. A difference means a replica's state
+    /// is corrupt (memory, a bug, a configuration that slipped past the handshake): halt,
+    /// naming both, rather than serve or acknowledge on top of it.
+    fn compare_digest(&mut self, from: u8, view: View, digest_op: Op, digest: u128) {
+        if digest_op == 0 || view != self.view || from != self.primary_of(view) {
+            return;
+        }
+        let Some(ours) = self.digests.at(digest_op) else {
+            return;
+        };
+        if ours != digest {
+            self.halted = Some(format!(
+                "replica {} halted: state digest after op {digest_op} is {ours:032x}, the primary's (replica {from}, view {view}) is {digest:032x}; the states diverged",
+                self.config.replica_index
+            ));
+        }
     }
 
     fn maybe_checkpoint(&mut self) -> Result<(), WalError> {
@@ -756,6 +789,13 @@ impl<S: Storage> Replica<S> {
     /// Applied ops above `op` still in the trace (see `applied_trace_max`), oldest first.
     pub fn applied_since(&self, op: Op) -> impl Iterator<Item = &AppliedOp> {
         self.applied.iter().filter(move |a| a.header.op > op)
+    }
+
+    /// Tests only: makes every state digest this replica records from now on differ from the
+    /// true one, as a diverged state would, to show the comparison catches it.
+    #[doc(hidden)]
+    pub fn tamper_state_digests(&mut self, xor: u128) {
+        self.digests.tamper = xor;
     }
 
     /// Gives the storage back (to crash and reopen it).

@@ -241,11 +241,14 @@ impl<S: Storage> Replica<S> {
         state.heartbeat_tick = tick;
         state.heartbeat_due = false;
         state.heartbeat_acked[me] = state.heartbeat_round;
+        let (digest_op, digest) = self.digests.latest();
         let message = Message::Commit {
             view: self.view,
             commit,
             head_op,
             heartbeat: state.heartbeat_round,
+            digest_op,
+            digest,
         };
         self.broadcast(&message, out);
     }

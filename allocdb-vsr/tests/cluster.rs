@@ -957,3 +957,35 @@ fn two_damaged_replicas_wait_when_no_log_holds_their_heads() {
     );
     assert!(cluster.checker.history_op_max() <= head);
 }
+
+/// Replicas compare state digests at every multiple of `checkpoint_interval_ops`: a backup
+/// whose state differs from the primary's halts, naming both digests.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_backup_whose_state_digest_differs_halts() {
+    let mut cluster = Cluster::new(Options::calm(25, 3));
+    cluster.hold_halted = true;
+    steps_until(&mut cluster, 600, |c| replica(c, 2).commit_min() > 48);
+    // Untampered, equal states never halt anyone.
+    assert!(cluster.nodes.iter().all(|n| n.replica.is_some()));
+    cluster.digests_tampered = true;
+    cluster.nodes[2]
+        .replica
+        .as_mut()
+        .unwrap()
+        .tamper_state_digests(1);
+    let mut halted = None;
+    for _ in 0..2_000 {
+        cluster.step();
+        if let Some(text) = cluster.halts.iter().find(|(i, _)| *i == 2) {
+            halted = Some(text.1.clone());
+            break;
+        }
+    }
+    let text = halted.expect("replica 2 halts on its next compared digest");
+    assert!(text.contains("state digest after op"), "{text}");
+    assert!(text.contains("the states diverged"), "{text}");
+}

@@ -47,6 +47,8 @@ fn samples() -> Vec<Message> {
             commit: 5,
             head_op: 6,
             heartbeat: 7,
+            digest_op: 4,
+            digest: u128::MAX - 1,
         },
         Message::CommitAck {
             view: 4,

@@ -192,6 +192,10 @@ pub struct Cluster {
     setup: Vec<Command>,
     pub trace_digest: u64,
     pub crashes: u64,
+    /// Every halt: (replica, why).
+    pub halts: Vec<(u8, String)>,
+    /// A test tampered with a replica's digests on purpose (its digest halts are expected).
+    pub digests_tampered: bool,
     pub corruptions: u64,
     pub reformats: u64,
     pub storms: u64,
@@ -263,6 +267,8 @@ impl Cluster {
             trace_digest: options.seed,
             crashes: 0,
             corruptions: 0,
+            halts: Vec::new(),
+            digests_tampered: false,
             reformats: 0,
             storms: 0,
             storm_until: 0,
@@ -860,8 +866,13 @@ impl Cluster {
             let halted = self.nodes[usize::from(index)]
                 .replica
                 .as_ref()
-                .is_some_and(|r| r.halted().is_some());
-            if halted {
+                .and_then(|r| r.halted().map(str::to_string));
+            if let Some(text) = halted {
+                if text.contains("states diverged") && !self.digests_tampered {
+                    // Equal logs must give equal states: a digest halt is a real divergence.
+                    self.checker.violations.push(format!("(c) {text}"));
+                }
+                self.halts.push((index, text));
                 self.crash(index);
                 let downtime = 1 + self.prng.up_to(40);
                 self.nodes[usize::from(index)].down_until = self.tick + downtime;
