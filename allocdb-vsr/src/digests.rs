@@ -16,7 +16,7 @@ const DIGESTS_KEPT: usize = 4;
 pub(crate) struct Digests {
     recent: [(Op, u128); DIGESTS_KEPT],
     count: usize,
-    /// Tests only ([`crate::Replica::tamper_state_digests`]): XORed into every digest
+    /// Tests only ([`crate::Replica::tamper_state_digests`]): `xor`-ed into every digest
     /// recorded, to show that a diverged state is caught.
     pub tamper: u128,
 }
