@@ -217,7 +217,8 @@ pub enum Role {
     Backup = 2,
     /// Between views.
     ViewChange = 3,
-    /// Catching up after finding its log damaged.
+    /// Catching up before it may vote again: its log was damaged, or its data directory is
+    /// fresh (newly formatted, or a new cluster waiting for every replica).
     Recovering = 4,
     /// Stopped on a storage error; it will be restarted.
     Halted = 5,
