@@ -17,6 +17,7 @@ use allocdb_vsr::{ClientRequest, Message, Outbox, Replica, Status};
 use allocdb_wal::Storage;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, MissedTickBehavior};
+use tracing::warn;
 
 use crate::clock::SlotClock;
 use crate::metrics::Metrics;
@@ -214,7 +215,23 @@ impl<S: Storage> Driver<S> {
                     self.replica.index(),
                     "a link never delivers our own messages"
                 );
+                let refused = self.replica.peer_messages_refused();
                 self.replica.on_message(from, &message, &mut self.outbox);
+                let total = self.replica.peer_messages_refused();
+                if total > refused {
+                    self.metrics.peer_messages_refused.add(1);
+                    // The first, then every thousandth: a flood must not flood the log too.
+                    let report = total == 1 || total % 1_000 == 0;
+                    if let Some((sender, reason)) = self.replica.last_refusal().filter(|_| report) {
+                        warn!(
+                            peer = sender,
+                            message = message.name(),
+                            reason,
+                            refused_total = total,
+                            "refused a peer message that breaks the protocol's rules"
+                        );
+                    }
+                }
                 self.drain_outbox();
             }
             ControlInput::ClientGone { client } => {

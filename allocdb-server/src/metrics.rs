@@ -118,6 +118,8 @@ pub struct Metrics {
     pub replies_dropped: Counter,
     /// Peer messages dropped because a link's queue was full.
     pub peer_messages_dropped: Counter,
+    /// Peer messages refused because they broke the protocol's rules (forged or broken peer).
+    pub peer_messages_refused: Counter,
     /// Peer messages received.
     pub peer_messages: Counter,
     /// Outputs the replica's outbox dropped.
@@ -145,6 +147,7 @@ impl Default for Metrics {
             overloaded: Counter::default(),
             replies_dropped: Counter::default(),
             peer_messages_dropped: Counter::default(),
+            peer_messages_refused: Counter::default(),
             peer_messages: Counter::default(),
             outbox_dropped: Counter::default(),
             error_frames: Counter::default(),
@@ -204,6 +207,11 @@ impl Metrics {
                 "allocdb_peer_messages_dropped_total",
                 "Peer messages dropped (link queue full).",
                 &self.peer_messages_dropped,
+            ),
+            (
+                "allocdb_peer_messages_refused_total",
+                "Peer messages refused: they broke the protocol's rules (forged or broken peer).",
+                &self.peer_messages_refused,
             ),
             (
                 "allocdb_outbox_dropped_total",

@@ -26,6 +26,9 @@ pub enum Reconcile {
     Diverged,
     /// The op is committed and no longer held (below the log's first op): nothing to do.
     Retired,
+    /// The header contradicts an op this replica has applied (committed): the message is
+    /// not canonical (forged, or from a broken peer) and is refused; nothing was changed.
+    Conflicts,
 }
 
 /// The chain checksum of `op` in the local log: the record's, the checkpoint's anchor, or
@@ -56,7 +59,9 @@ pub fn reconcile<S: Storage>(
             return Ok(Reconcile::Appendable);
         }
         // The canonical op `last_op` has checksum `header.parent`; ours differs.
-        remove_from(wal, last_op, commit_min)?;
+        if !remove_from(wal, last_op, commit_min)? {
+            return Ok(Reconcile::Conflicts);
+        }
         return Ok(Reconcile::Diverged);
     }
     match checksum_at(wal, header.op) {
@@ -70,22 +75,28 @@ pub fn reconcile<S: Storage>(
         }
         Some(checksum) if checksum == header.checksum => Ok(Reconcile::Verified),
         Some(_) => {
-            remove_from(wal, header.op, commit_min)?;
+            if !remove_from(wal, header.op, commit_min)? {
+                return Ok(Reconcile::Conflicts);
+            }
             Ok(Reconcile::Diverged)
         }
     }
 }
 
-/// Removes local ops `op..` after proof that they are not canonical.
-fn remove_from<S: Storage>(wal: &mut Wal<S>, op: Op, commit_min: Op) -> Result<(), WalError> {
+/// Removes local ops `op..` after proof that they are not canonical; refuses (false, nothing
+/// removed) when `op` is applied: a committed op never differs from a canonical log, so the
+/// "proof" came from a message that is not canonical.
+fn remove_from<S: Storage>(wal: &mut Wal<S>, op: Op, commit_min: Op) -> Result<bool, WalError> {
+    if op <= commit_min {
+        return Ok(false);
+    }
     assert!(
-        op > commit_min,
-        "safety violation: committed op {op} (commit_min {commit_min}) differs from the canonical log"
+        op > wal.checkpoint_op(),
+        "applied ops include the checkpoint"
     );
-    assert!(op > wal.checkpoint_op());
     wal.truncate_after(op - 1)?;
     assert_eq!(wal.last_op(), op - 1);
-    Ok(())
+    Ok(true)
 }
 
 /// Outcome of absorbing one canonical entry.
@@ -97,6 +108,9 @@ pub enum Absorb {
     NotHeld,
     /// The log is full or the body was refused: not held, try later.
     Refused,
+    /// The entry contradicts an applied op: not canonical, refused (see
+    /// [`Reconcile::Conflicts`]).
+    Conflicts,
 }
 
 /// Brings the local log in line with one canonical entry (appends it if it is next). The
@@ -114,6 +128,7 @@ pub fn absorb<S: Storage>(
         match reconcile(wal, &entry.header, commit_min)? {
             Reconcile::Verified => return Ok(Absorb::Held),
             Reconcile::Ahead | Reconcile::Retired => return Ok(Absorb::NotHeld),
+            Reconcile::Conflicts => return Ok(Absorb::Conflicts),
             Reconcile::Diverged => {}
             Reconcile::Appendable => {
                 let h = &entry.header;
@@ -204,13 +219,13 @@ pub fn splice<S: Storage>(
     else {
         return Ok(false);
     };
-    if wal.last_op() > matched {
-        remove_from(wal, matched + 1, commit_min)?;
+    if wal.last_op() > matched && !remove_from(wal, matched + 1, commit_min)? {
+        return Ok(false);
     }
     for entry in canonical.entries.iter().filter(|e| e.header.op > matched) {
         match absorb(wal, entry, commit_min)? {
             Absorb::Held => {}
-            Absorb::NotHeld | Absorb::Refused => {
+            Absorb::NotHeld | Absorb::Refused | Absorb::Conflicts => {
                 wal.sync()?;
                 return Ok(false);
             }

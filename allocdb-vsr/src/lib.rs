@@ -29,6 +29,7 @@ mod journal;
 pub mod message;
 pub mod message_codec;
 mod outbox;
+pub mod peer_check;
 pub mod quorum;
 mod recovery_probe;
 mod replica;

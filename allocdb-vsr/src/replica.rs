@@ -111,6 +111,10 @@ pub struct Replica<S: Storage> {
     pub(crate) older_view_serving: bool,
     /// Fresh (a newly formatted data directory): what its peers answered to its probe.
     pub(crate) probe: Probe,
+    /// Peer messages refused because they break the protocol's rules (see `peer_check.rs`).
+    pub(crate) refused_messages: u64,
+    /// The last refusal: from whom and why.
+    pub(crate) last_refusal: Option<(u8, &'static str)>,
     /// State digests after the latest multiples of `checkpoint_interval_ops` applied.
     pub(crate) digests: crate::digests::Digests,
     /// Damaged (recovering, not fresh): the head its log held before the damage was cut,
@@ -290,6 +294,8 @@ impl<S: Storage> Replica<S> {
             older_view_serving: false,
             probe: Probe::new(nonce),
             damaged_head: None,
+            refused_messages: 0,
+            last_refusal: None,
             digests: crate::digests::Digests::default(),
             tick: 0,
             clock_slot: 0,
@@ -322,6 +328,10 @@ impl<S: Storage> Replica<S> {
             || from >= self.config.replica_count
             || from == self.config.replica_index
         {
+            return;
+        }
+        if let Err(reason) = crate::peer_check::check(message, self.config.cluster_id, self.view) {
+            self.refuse(from, reason);
             return;
         }
         let result = self.dispatch(from, message, out);
@@ -450,6 +460,13 @@ impl<S: Storage> Replica<S> {
                 Ok(())
             }
         }
+    }
+
+    /// Drops a peer message that breaks the protocol's rules: counted and remembered for the
+    /// driver to report; nothing it said was applied.
+    pub(crate) fn refuse(&mut self, from: u8, reason: &'static str) {
+        self.refused_messages += 1;
+        self.last_refusal = Some((from, reason));
     }
 
     /// A storage error leaves the log's state unknown: halt (fail-stop). The driver drops
@@ -789,6 +806,17 @@ impl<S: Storage> Replica<S> {
     /// Applied ops above `op` still in the trace (see `applied_trace_max`), oldest first.
     pub fn applied_since(&self, op: Op) -> impl Iterator<Item = &AppliedOp> {
         self.applied.iter().filter(move |a| a.header.op > op)
+    }
+
+    /// Peer messages refused so far because they broke the protocol's rules (a forged or
+    /// broken peer): they were dropped, never applied.
+    pub fn peer_messages_refused(&self) -> u64 {
+        self.refused_messages
+    }
+
+    /// The last refused peer message: its sender and the rule it broke.
+    pub fn last_refusal(&self) -> Option<(u8, &'static str)> {
+        self.last_refusal
     }
 
     /// Tests only: makes every state digest this replica records from now on differ from the

@@ -181,6 +181,11 @@ impl<S: Storage> Replica<S> {
             match journal::absorb(&mut self.wal, entry, self.commit_min)? {
                 Absorb::Held => self.verified_op = self.verified_op.max(entry.header.op),
                 Absorb::NotHeld | Absorb::Refused => {}
+                Absorb::Conflicts => {
+                    let from = self.primary_of(self.view);
+                    self.refuse(from, "entry contradicts an applied op");
+                    break;
+                }
             }
             self.verified_op = self.verified_op.min(self.wal.last_op());
         }
@@ -265,6 +270,10 @@ impl<S: Storage> Replica<S> {
                     break;
                 }
                 Reconcile::Appendable | Reconcile::Ahead | Reconcile::Retired => {}
+                Reconcile::Conflicts => {
+                    self.refuse(from, "header contradicts an applied op");
+                    break;
+                }
             }
         }
         self.after_log_change(out)?;
@@ -504,6 +513,15 @@ impl<S: Storage> Replica<S> {
             return Ok(());
         }
         if !valid_suffix(suffix, head) {
+            return Ok(());
+        }
+        // A view's log holds every committed op, so its head is at or above what this replica
+        // applied and agrees with it there; a head that does not is not canonical.
+        let contradicts = head.0 < self.commit_min
+            || head.0 == self.commit_min
+                && journal::checksum_at(&self.wal, head.0).is_some_and(|c| c != head.1);
+        if contradicts {
+            self.refuse(from, "start_view head contradicts an applied op");
             return Ok(());
         }
         self.drop_primary_state(out);

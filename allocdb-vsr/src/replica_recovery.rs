@@ -145,7 +145,8 @@ impl<S: Storage> Replica<S> {
         };
         assert!(!self.wal.superblock().fresh);
         let primary = self.primary_of(self.view);
-        if primary == self.config.replica_index {
+        if primary == self.config.replica_index || self.log_view >= self.view {
+            // Not in a view change (its view is its log's): there is nothing to vouch in.
             return;
         }
         self.broadcast(&Message::StartViewChange { view: self.view }, out);

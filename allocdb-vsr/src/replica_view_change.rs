@@ -176,14 +176,17 @@ impl<S: Storage> Replica<S> {
         if usize::from(claims) + covered < usize::from(self.quorum()) {
             return Ok(());
         }
-        assert!(
-            canonical.commit <= canonical.op
-                || cfg!(any(
-                    feature = "broken-view-change",
-                    feature = "broken-commit-quorum"
-                )),
-            "a committed op is missing from every log of the majority"
-        );
+        if canonical.commit > canonical.op {
+            // Some claim says an op beyond every log of the majority is committed: a forged
+            // or broken claim (honest logs always hold what their majority committed). The
+            // view does not start on it; the timeout moves on to the next view.
+            let from = self.primary_of(self.view);
+            self.refuse(
+                from,
+                "do_view_change commit beyond every log of the majority",
+            );
+            return Ok(());
+        }
         if !journal::splice(&mut self.wal, &canonical, self.commit_min)? {
             // The local log cannot be joined to the chosen one (too far behind, or holding
             // a divergent suffix longer than the claims carry): fetch the chosen log's

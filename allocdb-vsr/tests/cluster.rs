@@ -688,12 +688,17 @@ fn from_checker(error: &str) -> bool {
 }
 
 /// Runs seeds until a cluster checker (a)/(b)/(c)/(e) reports the planted bug; replica
-/// assertions catching it first do not count.
+/// assertions, replicas refusing the broken primary's messages ("(peer)") and a cluster that
+/// no longer recovers ("(f)") catching it first do not count.
 #[cfg(any(feature = "broken-view-change", feature = "broken-commit-quorum"))]
 fn a_checker_catches_the_planted_bug(what: &str, seeds_max: u64) {
     let mut asserted = 0;
     for seed in 0..seeds_max {
-        if let Err(error) = run_seed(Options::faulty(seed)) {
+        let options = Options {
+            peer_refusals_expected: true,
+            ..Options::faulty(seed)
+        };
+        if let Err(error) = run_seed(options) {
             if from_checker(&error) {
                 let first = error.lines().next().unwrap_or_default();
                 println!(
@@ -701,7 +706,12 @@ fn a_checker_catches_the_planted_bug(what: &str, seeds_max: u64) {
                 );
                 return;
             }
-            assert!(error.contains("replica panicked"), "seed {seed}: {error}");
+            assert!(
+                error.contains("replica panicked")
+                    || error.starts_with("(peer)")
+                    || error.starts_with("(f)"),
+                "seed {seed}: {error}"
+            );
             asserted += 1;
         }
     }
@@ -988,4 +998,119 @@ fn a_backup_whose_state_digest_differs_halts() {
     let text = halted.expect("replica 2 halts on its next compared digest");
     assert!(text.contains("state digest after op"), "{text}");
     assert!(text.contains("the states diverged"), "{text}");
+}
+
+/// Delivers a forged peer message straight to replica `to` (its answers are discarded).
+fn forge(cluster: &mut Cluster, from: u8, to: usize, message: &allocdb_vsr::Message) {
+    cluster.forged_messages = true;
+    let mut out = allocdb_vsr::Outbox::new(1_024, 1_024);
+    cluster.nodes[to]
+        .replica
+        .as_mut()
+        .expect("replica up")
+        .on_message(from, message, &mut out);
+}
+
+/// The forged peer messages of issue 12 that crashed or bricked replicas are refused —
+/// dropped, counted, never applied, never a panic — and the cluster carries on: a prepare of
+/// op 0, a prepare contradicting a committed op, a vote for view `u64::MAX` (the view used to
+/// wrap), and a `do_view_change` whose commit lies beyond every log.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn forged_peer_messages_are_refused_and_counted() {
+    use allocdb_vsr::Message;
+    let mut cluster = Cluster::new(Options::calm(26, 3));
+    steps_until(&mut cluster, 600, |c| replica(c, 1).commit_min() > 10);
+    assert!(replica(&cluster, 0).is_primary());
+    let view = replica(&cluster, 1).view();
+    let committed = replica(&cluster, 1).header(1).expect("op 1 held");
+    let mut op_zero = allocdb_vsr::Entry {
+        header: committed,
+        body: Vec::new(),
+    };
+    op_zero.header = allocdb_wal::RecordHeader::new(
+        committed.cluster_id,
+        view,
+        0,
+        1,
+        committed.parent,
+        b"forged",
+    );
+    op_zero.body = b"forged".to_vec();
+    let conflicting_body = b"forged batch at op 1".to_vec();
+    let conflicting = allocdb_vsr::Entry {
+        header: allocdb_wal::RecordHeader::new(
+            committed.cluster_id,
+            view,
+            1,
+            1,
+            committed.parent,
+            &conflicting_body,
+        ),
+        body: conflicting_body,
+    };
+    let forged = [
+        Message::Prepare {
+            view,
+            commit: 0,
+            entry: op_zero,
+        },
+        Message::Prepare {
+            view,
+            commit: 1,
+            entry: conflicting.clone(),
+        },
+        Message::StartViewChange { view: u64::MAX },
+    ];
+    for (count, message) in forged.iter().enumerate() {
+        forge(&mut cluster, 0, 1, message);
+        let backup = replica(&cluster, 1);
+        assert_eq!(
+            backup.peer_messages_refused(),
+            count as u64 + 1,
+            "{message:?}: {:?}",
+            backup.last_refusal()
+        );
+        assert_eq!(backup.view(), view);
+        assert_eq!(backup.header(1), Some(committed), "op 1 is untouched");
+        assert!(backup.halted().is_none());
+    }
+    // A start_view of a later view (led, by number, by the forger) whose log contradicts the
+    // committed op 1: the backup follows the view number (only authentication can stop
+    // that) but refuses the log, and op 1 stays.
+    let start_view = Message::StartView {
+        view: view + 3,
+        op: 1,
+        checksum: conflicting.header.checksum,
+        commit: 1,
+        suffix: vec![conflicting],
+    };
+    forge(&mut cluster, 0, 1, &start_view);
+    assert_eq!(replica(&cluster, 1).peer_messages_refused(), 4);
+    assert_eq!(replica(&cluster, 1).header(1), Some(committed));
+    // A do_view_change claiming a commit beyond every log: the would-be primary of the next
+    // view refuses to start it on that claim (it used to assert and crash).
+    let next = view + 1;
+    let target = usize::try_from(next % 3).unwrap();
+    let liar = u8::try_from((target + 1) % 3).unwrap();
+    let claim = Message::DoViewChange {
+        view: next,
+        log_view: view,
+        op: 0,
+        checksum: 0,
+        commit: 1_000_000,
+        suffix: Vec::new(),
+        damaged: false,
+    };
+    forge(&mut cluster, liar, target, &claim);
+    steps(&mut cluster, 50);
+    forge(&mut cluster, liar, target, &claim);
+    assert!(replica(&cluster, target).peer_messages_refused() > 0);
+    // The cluster carries on and converges; nothing forged was ever applied.
+    heal_and_converge(&mut cluster);
+    let op1 = cluster.checker.history[&1].checksum;
+    assert_eq!(op1, committed.checksum);
 }

@@ -44,6 +44,9 @@ pub struct Options {
     /// Chance (percent) a crash loses the replica's whole disk: it comes back formatted
     /// again (fresh), as the deployment recipes do with an empty volume.
     pub reformat_percent: u64,
+    /// Replicas refusing peer messages is expected (planted bugs: the checkers, not the
+    /// replicas' own refusals, must catch them); otherwise a refusal is a violation.
+    pub peer_refusals_expected: bool,
     /// Per-tick chance (per mille) of a storm: for 50..=200 ticks up to all but one replica
     /// may be down at once (more than f). Safety must hold throughout; liveness only after
     /// the heal. Disks are lost (rot, reformat) only while fewer than f replicas lack data.
@@ -75,6 +78,7 @@ impl Options {
             corrupt_percent: 20,
             reformat_percent: 10,
             storm_per_mille: 1,
+            peer_refusals_expected: false,
             replica_tweak: None,
         }
     }
@@ -196,6 +200,8 @@ pub struct Cluster {
     pub halts: Vec<(u8, String)>,
     /// A test tampered with a replica's digests on purpose (its digest halts are expected).
     pub digests_tampered: bool,
+    /// A test injects forged peer messages (their refusals are expected).
+    pub forged_messages: bool,
     pub corruptions: u64,
     pub reformats: u64,
     pub storms: u64,
@@ -269,6 +275,7 @@ impl Cluster {
             corruptions: 0,
             halts: Vec::new(),
             digests_tampered: false,
+            forged_messages: false,
             reformats: 0,
             storms: 0,
             storm_until: 0,
@@ -904,6 +911,15 @@ impl Cluster {
             let Some(replica) = node.replica.as_ref() else {
                 continue;
             };
+            if let Some((from, reason)) = replica.last_refusal() {
+                // Honest replicas never send a message that breaks the protocol's rules: a
+                // refusal here is a protocol bug (it replaced the replicas' own assertions).
+                if !self.forged_messages && !self.options.peer_refusals_expected {
+                    self.checker.violations.push(format!(
+                        "(peer) replica {index} refused a message from replica {from}: {reason}"
+                    ));
+                }
+            }
             let mut last = node.applied_cursor;
             for applied in replica.applied_since(node.applied_cursor) {
                 let h = &applied.header;
