@@ -515,11 +515,11 @@ impl<S: Storage> Replica<S> {
         if !valid_suffix(suffix, head) {
             return Ok(());
         }
-        // A view's log holds every committed op, so its head is at or above what this replica
-        // applied and agrees with it there; a head that does not is not canonical.
-        let contradicts = head.0 < self.commit_min
-            || head.0 == self.commit_min
-                && journal::checksum_at(&self.wal, head.0).is_some_and(|c| c != head.1);
+        // A view's log holds every committed op, so where this replica applied the head's op
+        // (it may have applied later ops of the same view before this message came), the
+        // head's checksum is its own; a head that differs there is not canonical.
+        let contradicts = head.0 <= self.commit_min
+            && journal::checksum_at(&self.wal, head.0).is_some_and(|c| c != head.1);
         if contradicts {
             self.refuse(from, "start_view head contradicts an applied op");
             return Ok(());

@@ -5,7 +5,9 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::storage::{Handle, Storage, StorageError, StorageErrorKind, StorageOp, validate_name};
+use crate::storage::{
+    Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp, validate_name,
+};
 
 /// How many files one `FileStorage` keeps open at once (segments, superblock, checkpoint).
 pub const FILES_OPEN_MAX: usize = 1024;
@@ -200,5 +202,24 @@ impl Storage for FileStorage {
         let label = self.dir.display().to_string();
         sync_path(&self.dir)
             .map_err(|error| StorageError::io(StorageOp::SyncDirectory, &label, &error))
+    }
+
+    /// An advisory lock (`flock`) on the directory itself: the kernel releases it however the
+    /// holding process ends, so a crash never leaves a stale lock behind.
+    fn lock_exclusive(&mut self) -> Result<StorageLock, StorageError> {
+        let label = self.dir.display().to_string();
+        let directory = File::open(&self.dir)
+            .map_err(|error| StorageError::io(StorageOp::Lock, &label, &error))?;
+        match directory.try_lock() {
+            Ok(()) => Ok(Box::new(directory)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::new(
+                StorageOp::Lock,
+                &label,
+                StorageErrorKind::Locked,
+            )),
+            Err(std::fs::TryLockError::Error(error)) => {
+                Err(StorageError::io(StorageOp::Lock, &label, &error))
+            }
+        }
     }
 }

@@ -32,6 +32,8 @@ pub use prng::SplitMix64;
 pub use record::{RECORD_BODY_LIMIT, RECORD_HEADER_SIZE, RecordHeader, View};
 pub use segment::segment_file_name;
 pub use sim_storage::{SimConfig, SimStorage};
-pub use storage::{Handle, Storage, StorageError, StorageErrorKind, StorageOp, validate_name};
+pub use storage::{
+    Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp, validate_name,
+};
 pub use superblock::{SUPERBLOCK_FILE, Superblock};
 pub use wal::{RecordIter, Recovery, VsrState, Wal};

@@ -59,6 +59,8 @@ impl<S: Storage> Wal<S> {
                 "replica_index must be below replica_count",
             ));
         }
+        // Before looking at anything: a second user of a live directory is refused at once.
+        let lock = storage.lock_exclusive()?;
         let names = storage.list()?;
         if names.iter().any(|name| name == SUPERBLOCK_FILE) {
             return Err(WalError::AlreadyFormatted);
@@ -102,6 +104,7 @@ impl<S: Storage> Wal<S> {
             dirty: false,
         }]);
         let wal = Wal {
+            _lock: lock,
             storage,
             config,
             superblock,
@@ -150,6 +153,9 @@ impl<S: Storage> Wal<S> {
 
     fn open_with(mut storage: S, config: WalConfig, mode: OpenMode) -> Result<Wal<S>, WalError> {
         config.validate()?;
+        // Before reading anything: a second process on a live directory is refused at once,
+        // and nothing it could have read half-written misleads it.
+        let lock = storage.lock_exclusive()?;
         let names = storage.list()?;
         if !names.iter().any(|name| name == SUPERBLOCK_FILE) {
             return Err(WalError::NotFormatted);
@@ -183,6 +189,7 @@ impl<S: Storage> Wal<S> {
             }
         };
         let mut wal = Wal {
+            _lock: lock,
             storage,
             config,
             superblock,

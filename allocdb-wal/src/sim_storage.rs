@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::prng::SplitMix64;
-use crate::storage::{Handle, Storage, StorageError, StorageErrorKind, StorageOp, validate_name};
+use crate::storage::{
+    Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp, validate_name,
+};
 
 /// Faults and geometry of a [`SimStorage`].
 #[derive(Clone, Debug)]
@@ -89,6 +91,10 @@ struct SimDisk {
     mutations: u64,
     mutations_left: Option<u64>,
     crashes: u64,
+    /// The exclusive lock: held, and the generation of the guard holding it (a guard of an
+    /// earlier, crashed holder must not release a later holder's lock).
+    locked: bool,
+    lock_generation: u64,
 }
 
 /// A simulated disk. Cloning gives another handle to the *same* disk, so a test keeps one
@@ -126,6 +132,8 @@ impl SimStorage {
             mutations: 0,
             mutations_left: None,
             crashes: 0,
+            locked: false,
+            lock_generation: 0,
         };
         SimStorage {
             disk: Arc::new(Mutex::new(disk)),
@@ -320,6 +328,8 @@ impl SimDisk {
     fn crash(&mut self) {
         self.crashes += 1;
         self.handles.clear();
+        // The holder died with the machine.
+        self.locked = false;
         let kept = self.rng.below(self.dir_pending.len() as u64 + 1);
         let pending = std::mem::take(&mut self.dir_pending);
         for op in pending.iter().take(usize::try_from(kept).expect("small")) {
@@ -519,6 +529,41 @@ impl Storage for SimStorage {
         disk.durable_names = disk.names.clone();
         disk.dir_pending.clear();
         Ok(())
+    }
+
+    fn lock_exclusive(&mut self) -> Result<StorageLock, StorageError> {
+        let mut disk = self.lock();
+        if disk.locked {
+            return Err(StorageError::new(
+                StorageOp::Lock,
+                "/",
+                StorageErrorKind::Locked,
+            ));
+        }
+        disk.locked = true;
+        disk.lock_generation += 1;
+        Ok(Box::new(SimLockGuard {
+            disk: Arc::clone(&self.disk),
+            generation: disk.lock_generation,
+        }))
+    }
+}
+
+/// Holds a simulated disk's exclusive lock until dropped.
+struct SimLockGuard {
+    disk: Arc<Mutex<SimDisk>>,
+    generation: u64,
+}
+
+impl Drop for SimLockGuard {
+    fn drop(&mut self) {
+        let mut disk = self
+            .disk
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if disk.lock_generation == self.generation {
+            disk.locked = false;
+        }
     }
 }
 

@@ -91,7 +91,19 @@ pub trait Storage {
     /// # Errors
     /// Any [`StorageError`].
     fn sync_directory(&mut self) -> Result<(), StorageError>;
+    /// Takes the exclusive lock that makes its holder the only user of this storage: while the
+    /// returned guard lives (or, for files, the process that holds it), another lock attempt —
+    /// a second process on the same directory, a second `Wal` on the same simulated disk —
+    /// fails with `Locked`.
+    ///
+    /// # Errors
+    /// `Locked`, or any other [`StorageError`].
+    fn lock_exclusive(&mut self) -> Result<StorageLock, StorageError>;
 }
+
+/// Proof of a storage's exclusive lock (see [`Storage::lock_exclusive`]); dropping it releases
+/// the lock.
+pub type StorageLock = Box<dyn std::any::Any + Send>;
 
 /// The longest file name a storage accepts.
 pub const NAME_BYTES_MAX: usize = 128;
@@ -143,6 +155,8 @@ pub enum StorageOp {
     List,
     /// [`Storage::sync_directory`].
     SyncDirectory,
+    /// [`Storage::lock_exclusive`].
+    Lock,
 }
 
 /// Why a storage operation failed.
@@ -169,6 +183,8 @@ pub enum StorageErrorKind {
     TooManyOpen,
     /// A fault injected by the simulated storage.
     Injected,
+    /// Another holder has the storage's exclusive lock (a second process on a live directory).
+    Locked,
     /// An operating-system error.
     Io {
         /// Its kind.
@@ -231,6 +247,12 @@ impl fmt::Display for StorageError {
             ),
             StorageErrorKind::TooManyOpen => write!(f, "too many open files"),
             StorageErrorKind::Injected => write!(f, "injected fault"),
+            StorageErrorKind::Locked => {
+                write!(
+                    f,
+                    "locked by another user (a second process on a live directory?)"
+                )
+            }
             StorageErrorKind::Io { kind, message } => write!(f, "{message} ({kind:?})"),
         }
     }

@@ -108,6 +108,8 @@ pub(crate) struct IndexEntry {
 /// assert_eq!(body, b"batch two");
 /// ```
 pub struct Wal<S: Storage> {
+    /// The storage's exclusive lock, held for the life of the log (dropped with it).
+    pub(crate) _lock: crate::storage::StorageLock,
     pub(crate) storage: S,
     pub(crate) config: WalConfig,
     pub(crate) superblock: Superblock,

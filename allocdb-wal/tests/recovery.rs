@@ -245,10 +245,12 @@ fn superblock_survives_a_torn_copy_and_vsr_state_is_durable() {
     assert_eq!((wal.superblock().view, wal.superblock().log_view), (5, 4));
     // Tear the newest copy: the previous state comes back, nothing older.
     let copy = sequence % 2;
+    drop(wal);
     assert!(disk.flip_bit("superblock", copy * 4096 * 8 + 8 * 40));
     let wal = Wal::open(disk.clone(), WalConfig::new(CLUSTER)).unwrap();
     assert_eq!(wal.superblock().view, 4);
     assert_eq!(wal.superblock().sequence, sequence - 1);
+    drop(wal);
     assert!(disk.flip_bit("superblock", (1 - copy) * 4096 * 8 + 8 * 40));
     let error = Wal::open(disk.clone(), WalConfig::new(CLUSTER))
         .err()
@@ -441,4 +443,49 @@ fn the_recovering_flag_is_durable_across_crashes() {
     disk.crash();
     let wal = Wal::open(disk.clone(), small_config()).unwrap();
     assert!(!wal.superblock().recovering);
+}
+
+/// One user per log: a second open of a live log (a second process on the same directory) is
+/// refused with `Locked` before anything is read; the lock goes with the log (drop) or with
+/// the machine (crash). Real directories use `flock`, which the kernel drops with the process.
+#[test]
+fn a_second_open_of_a_live_log_is_refused() {
+    let disk = SimStorage::new(SimConfig::new(4));
+    let wal = filled(&disk, WalConfig::new(CLUSTER), 3, 10);
+    let locked = |result: Result<Wal<SimStorage>, WalError>| {
+        matches!(
+            result,
+            Err(WalError::Storage(allocdb_wal::StorageError {
+                kind: allocdb_wal::StorageErrorKind::Locked,
+                ..
+            }))
+        )
+    };
+    assert!(locked(Wal::open(disk.clone(), WalConfig::new(CLUSTER))));
+    assert!(locked(Wal::open_for_repair(
+        disk.clone(),
+        WalConfig::new(CLUSTER)
+    )));
+    drop(wal);
+    let wal = Wal::open(disk.clone(), WalConfig::new(CLUSTER)).unwrap();
+    assert_eq!(wal.last_op(), 3);
+    // A crash ends the holder; a lock guard of the dead holder never frees a new holder's lock.
+    disk.crash();
+    let reopened = Wal::open(disk.clone(), WalConfig::new(CLUSTER)).unwrap();
+    drop(wal);
+    assert!(locked(Wal::open(disk.clone(), WalConfig::new(CLUSTER))));
+    drop(reopened);
+    // Files: two storages on one directory.
+    let dir = std::env::temp_dir().join(format!("allocdb-wal-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut first = allocdb_wal::FileStorage::open_dir(&dir).unwrap();
+    let mut second = allocdb_wal::FileStorage::open_dir(&dir).unwrap();
+    let guard = allocdb_wal::Storage::lock_exclusive(&mut first).unwrap();
+    let refused = allocdb_wal::Storage::lock_exclusive(&mut second)
+        .err()
+        .unwrap();
+    assert_eq!(refused.kind, allocdb_wal::StorageErrorKind::Locked);
+    drop(guard);
+    assert!(allocdb_wal::Storage::lock_exclusive(&mut second).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
 }
