@@ -89,6 +89,8 @@ pub struct FaultCounts {
     pub disk_faults: u64,
     /// Disks lost and formatted again.
     pub reformats: u64,
+    /// Second processes refused on a live data directory.
+    pub second_processes: u64,
     /// Disk losses (reformats, rotten logs) not applied because another replica had not
     /// caught up since its own loss: more than f lost disks at once cannot keep acknowledged
     /// writes, by any protocol.
@@ -109,6 +111,7 @@ impl FaultCounts {
         self.disk_faults += other.disk_faults;
         self.reformats += other.reformats;
         self.disk_losses_skipped += other.disk_losses_skipped;
+        self.second_processes += other.second_processes;
         self.pauses += other.pauses;
         self.beyond_f += other.beyond_f;
         self.drifting_clocks += other.drifting_clocks;
@@ -547,6 +550,10 @@ impl Controller<'_> {
             FaultKind::BeyondF { replicas, crash } => {
                 cut = self.apply_beyond_f(replicas, *crash, fault.for_ms);
             }
+            FaultKind::SecondProcess { replica } => {
+                self.second_process(*replica);
+                return;
+            }
             FaultKind::Reformat { replica } => {
                 if !self.may_lose_disk(*replica) {
                     self.counts.disk_losses_skipped += 1;
@@ -603,6 +610,36 @@ impl Controller<'_> {
         self.counts.beyond_f += 1;
         self.counts.partitions += u64::from(!crash);
         cut
+    }
+
+    /// A second process opens the data directory of `replica` while it runs: the log's
+    /// exclusive lock must refuse it before it reads or writes anything.
+    fn second_process(&mut self, replica: u8) {
+        let running = {
+            let shared = self.shared.borrow();
+            let slot = &shared.replicas[usize::from(replica)];
+            self.down_until[usize::from(replica)].is_none()
+                && slot.halted.is_none()
+                && slot.live_state().is_some()
+        };
+        if !running {
+            return;
+        }
+        let interval = self.scenario.checkpoint_interval_ops;
+        let settings = settings(replica, self.scenario.replica_count, interval);
+        let storage = self.storages[usize::from(replica)].clone();
+        match Replica::open(storage, settings.replica_config()) {
+            Err(allocdb_vsr::ReplicaError::Wal(allocdb_wal::WalError::Storage(error)))
+                if error.kind == allocdb_wal::StorageErrorKind::Locked => {}
+            Err(error) => self.failures.push(format!(
+                "second process: opening live replica {replica}'s directory failed with {error}, not with the lock"
+            )),
+            Ok(_) => self.failures.push(format!(
+                "second process: a second replica {replica} opened its live data directory"
+            )),
+        }
+        self.counts.second_processes += 1;
+        self.note("second_process", u64::from(replica));
     }
 
     /// Whether `replica` may lose its disk now: every other replica is running, current
@@ -748,7 +785,8 @@ impl Controller<'_> {
             | FaultKind::CrashPrimary
             | FaultKind::CorruptLog { .. }
             | FaultKind::BeyondF { .. }
-            | FaultKind::Reformat { .. } => {}
+            | FaultKind::Reformat { .. }
+            | FaultKind::SecondProcess { .. } => {}
         }
     }
 

@@ -2,8 +2,8 @@
 //!
 //! Every failing seed prints what was violated and the command that replays it; the last line
 //! is always `simulator seeds=<N> failed=<N> ops=<N> crashes=<N> partitions=<N>
-//! view_changes=<N> disk_faults=<N> reformats=<N> disk_losses_skipped=<N> pauses=<N>
-//! beyond_f=<N> drifting_clocks=<N>`. The exit status is 1 when any seed failed.
+//! view_changes=<N> disk_faults=<N> reformats=<N> disk_losses_skipped=<N>
+//! second_processes=<N> pauses=<N> beyond_f=<N> drifting_clocks=<N>`. The exit status is 1 when any seed failed.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
         faults.add(&report.faults);
     }
     println!(
-        "simulator seeds={} failed={failed} ops={} crashes={} partitions={} view_changes={} disk_faults={} reformats={} disk_losses_skipped={} pauses={} beyond_f={} drifting_clocks={}",
+        "simulator seeds={} failed={failed} ops={} crashes={} partitions={} view_changes={} disk_faults={} reformats={} disk_losses_skipped={} second_processes={} pauses={} beyond_f={} drifting_clocks={}",
         reports.len(),
         reports.iter().map(|r| r.ops).sum::<u64>(),
         faults.crashes,
@@ -135,6 +135,7 @@ fn main() -> ExitCode {
         faults.disk_faults,
         faults.reformats,
         faults.disk_losses_skipped,
+        faults.second_processes,
         faults.pauses,
         faults.beyond_f,
         faults.drifting_clocks,

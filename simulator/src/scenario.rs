@@ -143,6 +143,12 @@ pub enum FaultKind {
         /// The replica.
         replica: u8,
     },
+    /// A second process opens a running replica's data directory (an operator's mistake, or
+    /// a supervisor starting a replica twice): it must be refused and change nothing.
+    SecondProcess {
+        /// The replica whose directory it opens.
+        replica: u8,
+    },
 }
 
 impl FaultKind {
@@ -161,6 +167,7 @@ impl FaultKind {
             FaultKind::Pause { .. } => "pause",
             FaultKind::BeyondF { .. } => "beyond_f",
             FaultKind::Reformat { .. } => "reformat",
+            FaultKind::SecondProcess { .. } => "second_process",
         }
     }
 
@@ -393,6 +400,18 @@ fn draw_extra_faults(
                 replica: u8::try_from(rng.below(n)).expect("small"),
             },
         });
+    }
+    if knobs.reformat {
+        // Drawn after every other kind, so the earlier kinds of a seed stay as they were.
+        for _ in 0..2 {
+            faults.push(Fault {
+                at_ms: at(rng),
+                for_ms: 0,
+                kind: FaultKind::SecondProcess {
+                    replica: u8::try_from(rng.below(n)).expect("small"),
+                },
+            });
+        }
     }
     faults.sort_by_key(|f| f.at_ms);
 }

@@ -83,6 +83,7 @@ fn every_new_fault_kind_is_exercised() {
     assert!(faults.beyond_f > 0, "{faults:?}");
     assert!(faults.drifting_clocks > 0, "{faults:?}");
     assert!(faults.reformats > 0, "{faults:?}");
+    assert!(faults.second_processes > 0, "{faults:?}");
 }
 
 #[cfg(feature = "planted-bug-fast-clock")]
