@@ -1,5 +1,11 @@
 //! `allocdb benchmark`: many concurrent clients drive one workload against a cluster (a local
-//! one it starts, or `--addresses`) for a bounded time, then one summary line:
+//! one it starts with the default format settings, or `--addresses`) for a bounded time.
+//!
+//! While it runs, one progress line per second on stderr ([`crate::progress`]):
+//!
+//! `[  12s] 104,233 ops/s (avg 101,002) p50 1.9 ms p99 3.1 ms rss 201/188/190 MiB`
+//!
+//! At the end, the answers counted by result code (stderr), then one summary line (stdout):
 //!
 //! `benchmark <workload> replicas=<n> clients=<n> ops_per_sec=<N> p50_us=<N> p99_us=<N> p999_us=<N> mean_batch=<N>`
 //!
@@ -7,11 +13,17 @@
 //! is measured per call, from the call to its answer. `mean_batch` is the mean number of
 //! requests per client frame: how well concurrent calls were coalesced.
 //!
+//! The run stops and fails (exit 1, no summary line) at the first answer the workload does not
+//! explain: a `*_table_full` refusal (bookkeeping: the cluster refused live work because a
+//! table was full), another unexpected refusal, or a call without a definite answer. The
+//! message says which and how many seconds into the measurement.
+//!
 //! Workloads: `uncontended` (each client reserves and releases its own resource), `hotspot`
 //! (every client races for 8 resources), `pool` (`reserve_any` from one pool, then release),
 //! `bundle` (bundles of 4 out of a shared range, then release).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use allocdb_client::{Client, ClientError, ClientOptions, Committed};
@@ -19,8 +31,8 @@ use allocdb_core::ResultCode;
 use clap::{Args, ValueEnum};
 use tokio::time::Instant;
 
-use crate::histogram::Histogram;
 use crate::local_cluster::LocalCluster;
+use crate::progress::{self, ProgressSample, Recorder};
 
 /// Resources every `hotspot` client races for.
 const HOT_RESOURCES: u128 = 8;
@@ -28,19 +40,6 @@ const HOT_RESOURCES: u128 = 8;
 const BUNDLE_LEN: usize = 4;
 /// The pool of the `pool` workload.
 const POOL: u128 = 1;
-/// Table sizes for a local benchmark cluster. A reserve+release cycle leaves a finished lease
-/// in the table for the lease history window (1000 slots, 10 s) and an operation record for
-/// the dedupe window (10 s): at ~100,000 writes/s the defaults (64 Ki leases, 1 Mi operations)
-/// would fill within seconds and the benchmark would measure `lease_table_full`.
-const BENCHMARK_FORMAT_FLAGS: [&str; 6] = [
-    "--leases-max",
-    "1048576",
-    "--lease-members-max",
-    "1048576",
-    "--operations-max",
-    "2097152",
-];
-
 /// What the clients do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
@@ -95,7 +94,8 @@ pub struct BenchmarkArgs {
     pub cluster: u128,
 }
 
-/// Runs the benchmark and prints its line.
+/// Runs the benchmark: progress lines and the answer counts on stderr, the summary line on
+/// stdout; exit 1 on a refusal the workload does not explain or an error.
 pub fn run(args: &BenchmarkArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -120,56 +120,50 @@ pub fn run(args: &BenchmarkArgs) -> ExitCode {
     }
 }
 
-/// What one client task measured.
-struct TaskResult {
-    ops: u64,
-    histogram: Histogram,
-    error: Option<String>,
-}
-
 async fn benchmark(args: &BenchmarkArgs) -> Result<String, String> {
     if args.clients == 0 || args.connections == 0 {
         return Err("--clients and --connections must be at least 1".into());
     }
-    let (_cluster, addresses, cluster_id) = if args.addresses.is_empty() {
+    let (_cluster, addresses, cluster_id, pids) = if args.addresses.is_empty() {
         if !matches!(args.replicas, 1 | 3 | 5) {
             return Err("--replicas must be 1, 3 or 5".into());
         }
         let exe =
             std::env::current_exe().map_err(|error| format!("finding this binary: {error}"))?;
-        let cluster =
-            LocalCluster::start_with(&exe, args.replicas, 0xBE_4C, &BENCHMARK_FORMAT_FLAGS)?;
+        // The default format settings: the benchmark measures what `allocdb format` gives users.
+        let cluster = LocalCluster::start(&exe, args.replicas, 0xBE_4C)?;
         cluster.wait_for_primary(Duration::from_secs(10)).await?;
         let addresses = cluster.addresses.clone();
-        (Some(cluster), addresses, 0xBE_4C)
+        let pids = cluster.pids();
+        (Some(cluster), addresses, 0xBE_4C, Some(pids))
     } else {
-        (None, args.addresses.clone(), args.cluster)
+        (None, args.addresses.clone(), args.cluster, None)
     };
     let replicas = addresses.len();
     let clients = connect(&addresses, cluster_id, args).await?;
     setup(&clients[0], args).await?;
     let warm_until = Instant::now() + Duration::from_secs(1);
     let stop_at = warm_until + args.duration;
+    let recorder = Arc::new(Recorder::new(warm_until, stop_at));
     let mut tasks = Vec::new();
     for index in 0..args.clients {
         let client = clients[index as usize % clients.len()].clone();
         let workload = args.workload;
         let clients_total = args.clients;
+        let recorder = Arc::clone(&recorder);
         tasks.push(tokio::spawn(async move {
-            drive(client, workload, index, clients_total, warm_until, stop_at).await
+            drive(&client, workload, index, clients_total, &recorder).await;
         }));
     }
-    let mut ops = 0;
-    let mut histogram = Histogram::new();
+    report_progress(&recorder, warm_until, stop_at, pids.as_deref()).await;
     for task in tasks {
-        let result = task
-            .await
+        task.await
             .map_err(|error| format!("a client task failed: {error}"))?;
-        if let Some(error) = result.error {
-            return Err(error);
-        }
-        ops += result.ops;
-        histogram.merge(&result.histogram);
+    }
+    let (histogram, tally, failure) = recorder.finish();
+    eprintln!("{}", tally.line());
+    if let Some(failure) = failure {
+        return Err(failure.message());
     }
     let frames: u64 = clients.iter().map(|c| c.stats().frames_sent).sum();
     let requests: u64 = clients.iter().map(|c| c.stats().requests_sent).sum();
@@ -179,7 +173,7 @@ async fn benchmark(args: &BenchmarkArgs) -> Result<String, String> {
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss
     )]
-    let ops_per_sec = (ops as f64 / seconds).round() as u64;
+    let ops_per_sec = (histogram.total() as f64 / seconds).round() as u64;
     Ok(format!(
         "benchmark {} replicas={replicas} clients={} ops_per_sec={ops_per_sec} p50_us={} p99_us={} p999_us={} mean_batch={}",
         args.workload.name(),
@@ -189,6 +183,65 @@ async fn benchmark(args: &BenchmarkArgs) -> Result<String, String> {
         histogram.quantile(0.999),
         requests.checked_div(frames).unwrap_or(0),
     ))
+}
+
+/// Prints a progress line at every measured second (and at the end of a last partial second)
+/// until `stop_at`; at the first failure, one last line for the partial second, then returns.
+async fn report_progress(
+    recorder: &Recorder,
+    warm_until: Instant,
+    stop_at: Instant,
+    pids: Option<&[Option<u32>]>,
+) {
+    let seconds_max = stop_at.duration_since(warm_until).as_secs_f64().ceil();
+    let mut previous = warm_until;
+    let mut second: u32 = 1;
+    while f64::from(second) <= seconds_max {
+        let whole = warm_until + Duration::from_secs(u64::from(second));
+        let due = whole.min(stop_at);
+        let failed = tokio::select! {
+            () = tokio::time::sleep_until(due) => false,
+            () = recorder.failure_notify.notified() => true,
+        };
+        // A loaded machine wakes late: rates divide by the real interval.
+        let now = Instant::now();
+        if now > warm_until {
+            let partial = failed || due < whole;
+            let sample = sample(recorder, warm_until, previous, now, pids, partial);
+            eprintln!("{}", sample.line());
+        }
+        if failed {
+            return;
+        }
+        previous = now;
+        second += 1;
+    }
+}
+
+/// The measurements of `[previous, now]`, and each replica's resident memory now.
+fn sample(
+    recorder: &Recorder,
+    warm_until: Instant,
+    previous: Instant,
+    now: Instant,
+    pids: Option<&[Option<u32>]>,
+    partial: bool,
+) -> ProgressSample {
+    let (ops_interval, p50_us, p99_us, ops_total) = recorder.take_interval();
+    ProgressSample {
+        elapsed: now.duration_since(warm_until),
+        partial,
+        ops_interval,
+        interval: now.duration_since(previous),
+        ops_total,
+        p50_us,
+        p99_us,
+        rss_kib: pids.map(|pids| {
+            pids.iter()
+                .map(|pid| pid.and_then(progress::rss_kib))
+                .collect()
+        }),
+    }
 }
 
 /// `--connections` clients sharing the in-flight budget of `--clients`.
@@ -242,25 +295,20 @@ async fn setup(client: &Client, args: &BenchmarkArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// One client's loop: reserve (as the workload says), release what was granted, measuring
-/// every call; only calls finishing after the warm-up and before `stop_at` count.
+/// One client's loop: reserve (as the workload says), release what was granted, until the time
+/// is up or some call (this client's or another's) failed the run. Every answer goes to the
+/// recorder, which measures those inside the measured window.
 async fn drive(
-    client: Client,
+    client: &Client,
     workload: Workload,
     index: u32,
     clients_total: u32,
-    warm_until: Instant,
-    stop_at: Instant,
-) -> TaskResult {
+    recorder: &Recorder,
+) {
     let holder = u128::from(index) + 1;
     let ttl_slots = client.slots_for(Duration::from_secs(60));
     let mut rng = u64::from(index).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut result = TaskResult {
-        ops: 0,
-        histogram: Histogram::new(),
-        error: None,
-    };
-    while Instant::now() < stop_at {
+    while !recorder.should_stop() {
         let started = Instant::now();
         let reserved = match workload {
             Workload::Uncontended => {
@@ -278,46 +326,34 @@ async fn drive(
                 client.reserve(&bundle, holder, ttl_slots).await
             }
         };
-        let granted = match classify(reserved) {
-            Ok(granted) => granted,
-            Err(error) => {
-                result.error = Some(error);
-                return result;
-            }
+        let Some(grant) = answered(recorder, started, "reserve", reserved) else {
+            continue;
         };
-        record(&mut result, started, warm_until, stop_at);
-        if let Some(grant) = granted {
-            let started = Instant::now();
-            if let Err(error) = client.release(grant.lease, holder, grant.epoch).await {
-                result.error = Some(format!("release: {error}"));
-                return result;
-            }
-            record(&mut result, started, warm_until, stop_at);
+        let started = Instant::now();
+        let released = client.release(grant.lease, holder, grant.epoch).await;
+        answered(recorder, started, "release", released);
+    }
+}
+
+/// Records an answer; the grant, if the call committed `ok`.
+fn answered(
+    recorder: &Recorder,
+    started: Instant,
+    call: &str,
+    answer: Result<Committed, ClientError>,
+) -> Option<Committed> {
+    match answer {
+        Ok(grant) => {
+            recorder.record(started, Some(ResultCode::Ok), || {
+                unreachable!("ok is expected")
+            });
+            Some(grant)
+        }
+        Err(error) => {
+            recorder.record(started, error.code(), || format!("{call}: {error}"));
+            None
         }
     }
-    result
-}
-
-/// A grant, a definite refusal the workload expects (busy), or an error that ends the run.
-fn classify(reserved: Result<Committed, ClientError>) -> Result<Option<Committed>, String> {
-    match reserved {
-        Ok(grant) => Ok(Some(grant)),
-        Err(ClientError::Rejected {
-            code: ResultCode::ResourceBusy | ResultCode::PoolExhausted,
-            ..
-        }) => Ok(None),
-        Err(error) => Err(format!("reserve: {error}")),
-    }
-}
-
-fn record(result: &mut TaskResult, started: Instant, warm_until: Instant, stop_at: Instant) {
-    let now = Instant::now();
-    if now < warm_until || now > stop_at {
-        return;
-    }
-    result.ops += 1;
-    let micros = u64::try_from(now.duration_since(started).as_micros()).unwrap_or(u64::MAX);
-    result.histogram.record(micros);
 }
 
 fn random_bundle(rng: &mut u64, range: u64) -> [u128; BUNDLE_LEN] {

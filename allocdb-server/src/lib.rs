@@ -28,6 +28,7 @@ pub mod local_cluster;
 pub mod metrics;
 pub mod net;
 pub mod peer;
+pub mod progress;
 pub mod server;
 pub mod settings;
 pub mod status;

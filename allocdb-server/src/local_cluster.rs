@@ -142,6 +142,14 @@ impl LocalCluster {
         self.spawn(replica)
     }
 
+    /// Each replica's process id, in replica order (`None`: killed and not restarted).
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.children
+            .iter()
+            .map(|child| child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// Whether replica `replica`'s process is alive.
     pub fn is_running(&mut self, replica: usize) -> bool {
         match self.children[replica].as_mut() {
