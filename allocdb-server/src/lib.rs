@@ -31,6 +31,7 @@ pub mod peer;
 pub mod server;
 pub mod settings;
 pub mod status;
+pub mod table_watch;
 
 pub use server::{RuntimeOptions, ServerError, run};
 pub use settings::ClusterSettings;
