@@ -122,7 +122,8 @@ impl Client {
         self.inner.slot_ms
     }
 
-    /// The number of slots covering `duration`, rounded up (at least 1).
+    /// The number of slots covering `duration`, rounded up; a zero duration is 0 slots, which
+    /// the cluster refuses as `ttl_out_of_range`.
     pub fn slots_for(&self, duration: std::time::Duration) -> u64 {
         slots_for(duration, self.inner.slot_ms)
     }
@@ -447,11 +448,15 @@ impl Client {
     }
 }
 
-/// The number of `slot_ms` slots covering `duration`, rounded up, at least 1.
+/// The number of `slot_ms` slots covering `duration`, rounded up (1 ns is a whole slot). A
+/// zero duration stays 0 slots, which the cluster answers with `ttl_out_of_range`: a TTL of
+/// nothing is a mistake to report, not a 1-slot lease.
 pub fn slots_for(duration: std::time::Duration, slot_ms: u64) -> u64 {
     assert!(slot_ms > 0, "a slot has a positive length");
-    let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-    millis.div_ceil(slot_ms).max(1)
+    let slot_nanos = u128::from(slot_ms) * 1_000_000;
+    let slots = duration.as_nanos().div_ceil(slot_nanos);
+    assert!(slots > 0 || duration.is_zero());
+    u64::try_from(slots).unwrap_or(u64::MAX)
 }
 
 /// Opens a session with the first replica that answers, trying each in turn until the
@@ -533,5 +538,32 @@ fn mismatched(result: &ReadResult) -> ClientError {
 fn unexpected(body: &ReplyBody) -> ClientError {
     ClientError::Invalid {
         reason: format!("unexpected answer {body:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slots_for;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_round_up_to_whole_slots_and_zero_stays_zero() {
+        // (duration, slot_ms, slots)
+        let cases: [(Duration, u64, u64); 7] = [
+            (Duration::ZERO, 10, 0),
+            (Duration::from_nanos(1), 10, 1),
+            (Duration::from_micros(500), 1, 1),
+            (Duration::from_millis(10), 10, 1),
+            (Duration::from_millis(11), 10, 2),
+            (Duration::from_secs(30), 100, 300),
+            (Duration::MAX, 1, u64::MAX),
+        ];
+        for (duration, slot_ms, slots) in cases {
+            assert_eq!(
+                slots_for(duration, slot_ms),
+                slots,
+                "{duration:?} at {slot_ms} ms"
+            );
+        }
     }
 }

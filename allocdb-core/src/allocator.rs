@@ -52,6 +52,8 @@ pub struct Allocator {
     pub(crate) operations: OperationTable,
     /// Terminal lease rows in the order they became terminal (so in `retire_slot` order).
     pub(crate) history: Fifo<u32>,
+    /// Lease-member rows held by the terminal leases in `history`: rows a reserve may reclaim.
+    pub(crate) history_member_rows: u32,
     pub(crate) last_op: Op,
     pub(crate) last_slot: Slot,
     /// The largest lease id ever retired; 0 while none has.
@@ -81,6 +83,7 @@ impl Allocator {
             expiry: ExpiryIndex::new(config.leases_max),
             operations: OperationTable::new(config.operations_max),
             history: Fifo::new(config.leases_max),
+            history_member_rows: 0,
             last_op: 0,
             last_slot: 0,
             retired_watermark: 0,
@@ -268,24 +271,33 @@ impl Allocator {
     /// Frees terminal leases whose history window has ended, oldest first.
     fn retire_leases(&mut self, slot: Slot) {
         while let Some(row) = self.history.front() {
-            let lease = *self.leases.row(row);
-            assert!(
-                !lease.state.is_live(),
-                "live lease {} in history",
-                lease.id.0
-            );
-            if lease.retire_slot > slot {
+            if self.leases.row(row).retire_slot > slot {
                 break;
             }
-            self.history.pop_front();
-            self.members.free_chain(lease.members, lease.member_count);
-            self.leases.remove(row);
-            self.retired_watermark = self.retired_watermark.max(lease.id.0);
+            self.retire_oldest();
         }
     }
 
+    /// Drops the oldest terminal lease from the history: its row and member rows are freed and
+    /// the retired watermark rises to at least its id. Used when its history window has ended
+    /// and, best-effort history being bookkeeping, when a reserve needs its rows.
+    pub(crate) fn retire_oldest(&mut self) {
+        let row = self.history.pop_front().expect("history is not empty");
+        let lease = *self.leases.row(row);
+        assert!(
+            !lease.state.is_live(),
+            "live lease {} in history",
+            lease.id.0
+        );
+        assert!(self.history_member_rows >= lease.member_count);
+        self.history_member_rows -= lease.member_count;
+        self.members.free_chain(lease.members, lease.member_count);
+        self.leases.remove(row);
+        self.retired_watermark = self.retired_watermark.max(lease.id.0);
+    }
+
     /// Fills `out` with `Expire` requests (operation id 0) for the live leases whose deadline
-    /// is at most `slot`, in `(deadline, lease id)` order, at most
+    /// has passed at `slot` (`deadline < slot`: a lease is held through its deadline slot), in `(deadline, lease id)` order, at most
     /// `min(out.len(), expirations_per_batch_max)`. Returns how many. Allocation-free.
     pub fn due_expirations(&self, slot: Slot, out: &mut [Request]) -> usize {
         let limit = out
@@ -298,33 +310,50 @@ impl Allocator {
 
     /// Rows in use per table. O(1): every table keeps its own count.
     pub fn table_usage(&self) -> TableUsage {
+        let history = self.history.len();
         let members = self.members.rows_max() - self.members.free_count();
+        assert!(history <= self.leases.len() && self.history_member_rows <= members);
         let usage = TableUsage {
             resources: self.resources.len(),
             pools: self.pools.len(),
-            leases: self.leases.len(),
-            lease_members: members,
+            leases: self.leases.len() - history,
+            lease_history: history,
+            lease_members: members - self.history_member_rows,
+            lease_history_members: self.history_member_rows,
             operations: self.operations.len(),
         };
         debug_assert!(usage.resources <= self.config.resources_max);
-        debug_assert!(usage.leases <= self.config.leases_max);
+        debug_assert!(usage.leases + usage.lease_history <= self.config.leases_max);
         debug_assert!(usage.operations <= self.config.operations_max);
         usage
     }
 
-    /// Resolves a lease id to its row: found (live or terminal inside the history window),
-    /// retired (at or below the watermark), or never issued.
+    /// Resolves a lease id to its row: found (live or terminal in the history), retired (an id
+    /// the cluster may have issued, at or below the watermark), or not found.
     pub(crate) fn lookup(&self, lease: LeaseId) -> Result<u32, ResultCode> {
         if let Some(row) = self.leases.find(lease) {
             debug_assert_eq!(self.leases.row(row).id, lease);
             return Ok(row);
         }
         // The watermark is 0 until a lease retires, and no lease id is 0.
-        if self.retired_watermark != 0 && lease.0 <= self.retired_watermark {
+        if lease.0 <= self.retired_watermark && self.issuable(lease) {
             Err(ResultCode::LeaseRetired)
         } else {
             Err(ResultCode::LeaseNotFound)
         }
+    }
+
+    /// Whether a batch could have issued `lease`: a real op (1 or more, at most the last
+    /// applied) and an index inside a batch (below `batch_requests_max`). The core cannot
+    /// remember every id it issued in bounded memory, so an id that passes this check but
+    /// named, say, a `create_resource` is still answered `lease_retired` once at or below the
+    /// watermark; an id that fails it (0, op 0, an index no batch reaches) never is.
+    fn issuable(&self, lease: LeaseId) -> bool {
+        let op = lease.0 >> 32;
+        let index = lease.0 & u128::from(u32::MAX);
+        op >= 1
+            && op <= u128::from(self.last_op)
+            && index < u128::from(self.config.batch_requests_max)
     }
 
     /// One resource.

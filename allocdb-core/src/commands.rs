@@ -57,13 +57,29 @@ impl Allocator {
         len > 0 && len <= self.config.bundle_size_max as usize
     }
 
-    fn lease_capacity(&self, count: usize) -> Result<(), ResultCode> {
-        if self.leases.is_full() {
+    /// Room for a new lease of `count` members. `leases_max` and `lease_members_max` bound
+    /// live leases: terminal leases in the history are bookkeeping and give their rows up,
+    /// oldest first, rather than refuse a reserve. Checks before it drops anything, so a
+    /// refused reserve changes nothing.
+    fn lease_capacity(&mut self, count: usize) -> Result<(), ResultCode> {
+        let count = u32::try_from(count).expect("bundle length is small");
+        let history = self.history.len();
+        assert!(history <= self.leases.len());
+        if self.leases.len() - history >= self.leases.rows_max() {
             return Err(ResultCode::LeaseTableFull);
         }
-        if (self.members.free_count() as usize) < count {
+        if self.members.free_count() + self.history_member_rows < count {
             return Err(ResultCode::MemberTableFull);
         }
+        // Bounded: each pass retires one history lease, and the checks above guarantee that
+        // retiring all of them would make room.
+        for _ in 0..history {
+            if !self.leases.is_full() && self.members.free_count() >= count {
+                break;
+            }
+            self.retire_oldest();
+        }
+        assert!(!self.leases.is_full() && self.members.free_count() >= count);
         Ok(())
     }
 
@@ -194,12 +210,15 @@ impl Allocator {
         }
     }
 
-    /// Looks a lease up for a holder command: retired / not found, then holder, then epoch.
+    /// Looks a lease up for a holder command: retired / not found, holder, epoch, then
+    /// `lease_expired` for a live lease whose deadline has passed at `slot` (it is due to
+    /// expire; its holder may no longer extend, activate or end it).
     fn lookup_holder(
         &self,
         lease: LeaseId,
         holder: HolderId,
         epoch: u64,
+        slot: Slot,
     ) -> Result<u32, ResultCode> {
         let row = self.lookup(lease)?;
         let entry = self.leases.row(row);
@@ -208,6 +227,9 @@ impl Allocator {
         }
         if entry.epoch != epoch {
             return Err(ResultCode::StaleEpoch);
+        }
+        if entry.state.is_live() && entry.deadline != DEADLINE_NONE && entry.deadline < slot {
+            return Err(ResultCode::LeaseExpired);
         }
         Ok(row)
     }
@@ -225,7 +247,7 @@ impl Allocator {
             Some(Ok(deadline)) => deadline,
             Some(Err(code)) => return Outcome::code(code),
         };
-        let row = match self.lookup_holder(lease, holder, epoch) {
+        let row = match self.lookup_holder(lease, holder, epoch, position.slot) {
             Ok(row) => row,
             Err(code) => return Outcome::code(code),
         };
@@ -251,7 +273,7 @@ impl Allocator {
             Ok(deadline) => deadline,
             Err(code) => return Outcome::code(code),
         };
-        let row = match self.lookup_holder(lease, holder, epoch) {
+        let row = match self.lookup_holder(lease, holder, epoch, position.slot) {
             Ok(row) => row,
             Err(code) => return Outcome::code(code),
         };
@@ -271,7 +293,7 @@ impl Allocator {
         holder: HolderId,
         epoch: u64,
     ) -> Outcome {
-        let row = match self.lookup_holder(lease, holder, epoch) {
+        let row = match self.lookup_holder(lease, holder, epoch, position.slot) {
             Ok(row) => row,
             Err(code) => return Outcome::code(code),
         };
@@ -321,10 +343,11 @@ impl Allocator {
             Err(code) => return Outcome::code(code),
         };
         let entry = self.leases.row(row);
+        // Due once its deadline slot has passed (a lease is held through its deadline slot).
         // A lease without a deadline never expires, even at the very last slot.
         let due = entry.state.is_live()
             && entry.deadline == deadline_slot
-            && deadline_slot <= position.slot
+            && deadline_slot < position.slot
             && deadline_slot != DEADLINE_NONE;
         if !due {
             return Outcome::code(ResultCode::InvalidState);
@@ -414,6 +437,7 @@ impl Allocator {
         entry.state = state;
         entry.deadline = 0;
         entry.retire_slot = retire_slot;
+        let member_count = entry.member_count;
         let outcome = Outcome {
             code: ResultCode::Ok,
             retry: false,
@@ -422,6 +446,8 @@ impl Allocator {
             deadline_slot: 0,
         };
         self.history.push_back(row);
+        self.history_member_rows += member_count;
+        assert!(self.history_member_rows <= self.members.rows_max());
         self.debug_check_lease(row);
         outcome
     }

@@ -142,7 +142,7 @@ impl ExpiryIndex {
         }
     }
 
-    /// Fills `out` with `Expire` requests for the entries with `deadline <= slot`, in key
+    /// Fills `out` with `Expire` requests for the entries with `deadline < slot`, in key
     /// order, at most `limit`. Returns how many.
     ///
     /// Runs best-first passes of up to [`CHUNK`] entries. Each pass re-derives its frontier
@@ -162,7 +162,7 @@ impl ExpiryIndex {
                     break;
                 };
                 let entry = self.heap[position as usize];
-                debug_assert!(entry.key.deadline <= slot);
+                debug_assert!(entry.key.deadline < slot);
                 debug_assert!(after.is_none_or(|after| entry.key > after));
                 out[yielded] = Request {
                     operation_id: 0,
@@ -186,7 +186,7 @@ impl ExpiryIndex {
     }
 
     fn offer(&self, position: u32, slot: Slot, cap: usize, frontier: &mut Frontier) {
-        if position < self.len && self.key(position).deadline <= slot {
+        if position < self.len && self.key(position).deadline < slot {
             frontier.insert(self.key(position), position, cap);
         }
     }
@@ -321,7 +321,7 @@ mod tests {
     fn expected(model: &BTreeSet<(u64, u128)>, slot: u64, limit: usize) -> Vec<(u64, u128)> {
         model
             .iter()
-            .filter(|(deadline, _)| *deadline <= slot)
+            .filter(|(deadline, _)| *deadline < slot)
             .take(limit)
             .copied()
             .collect()

@@ -339,6 +339,7 @@ impl Allocator {
     fn check_history(&self) -> Check {
         let mut seen = vec![false; self.leases.rows_max() as usize];
         let mut previous_retire = 0;
+        let mut member_rows: u64 = 0;
         for row in self.history.iter() {
             let lease = self.leases.rows.get(row as usize);
             let terminal = lease.is_some_and(|lease| lease.used && !lease.state.is_live());
@@ -349,6 +350,7 @@ impl Allocator {
             )?;
             seen[row as usize] = true;
             let lease = lease.expect("checked above");
+            member_rows += u64::from(lease.member_count);
             let retire = lease.retire_slot;
             ensure(retire >= previous_retire, "history in retire order", || {
                 format!(
@@ -368,6 +370,16 @@ impl Allocator {
             )?;
             previous_retire = retire;
         }
+        ensure(
+            member_rows == u64::from(self.history_member_rows),
+            "history member rows counted",
+            || {
+                format!(
+                    "{member_rows} member rows in history, {} counted",
+                    self.history_member_rows
+                )
+            },
+        )?;
         let terminal = self
             .leases
             .rows

@@ -31,9 +31,10 @@ pub enum ResultCode {
     LeaseTableFull = 11,
     /// No free row in the lease-member table.
     MemberTableFull = 12,
-    /// The lease id was never issued.
+    /// No lease with this id is known, and the id is not one the cluster could have issued
+    /// and since forgotten (see `LeaseRetired`).
     LeaseNotFound = 13,
-    /// The lease existed but has left the history window; its outcome is no longer queryable.
+    /// The lease existed but has left the lease history; its outcome is no longer queryable.
     LeaseRetired = 14,
     /// No free row in the operation (dedupe) table.
     OperationTableFull = 15,
@@ -49,11 +50,14 @@ pub enum ResultCode {
     SlotOverflow = 20,
     /// A client write carried operation id 0, which is reserved for internal commands.
     InvalidOperationId = 21,
+    /// A holder command (`activate`, `renew`, `release`) names a live lease whose deadline
+    /// has passed: the lease is due to expire and is never extended or ended by its holder.
+    LeaseExpired = 22,
 }
 
 impl ResultCode {
     /// Every code, in numeric order.
-    pub const ALL: [ResultCode; 22] = [
+    pub const ALL: [ResultCode; 23] = [
         ResultCode::Ok,
         ResultCode::AlreadyExists,
         ResultCode::ResourceTableFull,
@@ -76,6 +80,7 @@ impl ResultCode {
         ResultCode::StaleEpoch,
         ResultCode::SlotOverflow,
         ResultCode::InvalidOperationId,
+        ResultCode::LeaseExpired,
     ];
 
     /// The code's stable `snake_case` name, as printed by the CLI and used in the docs.
@@ -103,6 +108,7 @@ impl ResultCode {
             ResultCode::StaleEpoch => "stale_epoch",
             ResultCode::SlotOverflow => "slot_overflow",
             ResultCode::InvalidOperationId => "invalid_operation_id",
+            ResultCode::LeaseExpired => "lease_expired",
         }
     }
 

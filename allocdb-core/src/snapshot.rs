@@ -527,7 +527,9 @@ impl Allocator {
                 .into());
             }
             seen[index as usize] = true;
-            self.history.push_back(row.expect("checked above"));
+            let row = row.expect("checked above");
+            self.history.push_back(row);
+            self.history_member_rows += self.leases.row(row).member_count;
         }
         Ok(())
     }

@@ -126,10 +126,15 @@ pub struct TableUsage {
     pub resources: u32,
     /// Pools created.
     pub pools: u32,
-    /// Leases held: live ones and terminal ones still inside the history window.
+    /// Live leases (reserved, active, revoking): what `leases_max` bounds.
     pub leases: u32,
-    /// Lease-member rows held by those leases.
+    /// Terminal leases kept in the history (best-effort: dropped oldest-first when a reserve
+    /// needs their rows). `leases + lease_history <= leases_max`.
+    pub lease_history: u32,
+    /// Lease-member rows held by live leases.
     pub lease_members: u32,
+    /// Lease-member rows held by the terminal leases in the history.
+    pub lease_history_members: u32,
     /// Operation records inside the dedupe window.
     pub operations: u32,
 }

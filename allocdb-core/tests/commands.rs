@@ -360,8 +360,9 @@ fn renew_moves_the_deadline() {
         "renew keeps the version"
     );
     let mut out = [expire(LeaseId(0), 0); 2];
-    assert_eq!(h.allocator.due_expirations(114, &mut out), 0);
-    assert_eq!(h.allocator.due_expirations(115, &mut out), 1);
+    // Held through its deadline slot 115, due from 116.
+    assert_eq!(h.allocator.due_expirations(115, &mut out), 0);
+    assert_eq!(h.allocator.due_expirations(116, &mut out), 1);
     assert_eq!(
         code(h.run(20, renew(lease, 3, 1, 5))),
         ResultCode::HolderMismatch
@@ -525,9 +526,9 @@ fn expire_is_internal_and_exact() {
     );
     // A renewal after the primary listed a lease makes its expire stale.
     let renewed = h.run(40, reserve(&[1], 4, 5)).lease;
-    assert_eq!(h.allocator.due_expirations(45, &mut out), 1);
+    assert_eq!(h.allocator.due_expirations(46, &mut out), 1);
     h.run(44, renew(renewed, 4, 1, 10));
-    assert_eq!(h.batch(45, &out[..1])[0].code, ResultCode::InvalidState);
+    assert_eq!(h.batch(46, &out[..1])[0].code, ResultCode::InvalidState);
     assert_eq!(
         h.allocator.get_lease(renewed).unwrap().state,
         LeaseState::Reserved
@@ -572,9 +573,9 @@ fn due_expirations_are_ordered_and_bounded() {
         "capped by out.len()"
     );
     assert_eq!(
-        h.allocator.due_expirations(18, &mut out),
+        h.allocator.due_expirations(19, &mut out),
         3,
-        "only deadlines <= slot"
+        "only deadlines < slot"
     );
     let mut expired = 0;
     while expired < 12 {
@@ -700,10 +701,16 @@ fn terminal_leases_retire_after_the_history_window() {
         h.allocator.get_lease(future),
         Err(ResultCode::LeaseNotFound)
     );
-    assert_eq!(
-        h.allocator.get_lease(LeaseId(1)),
-        Err(ResultCode::LeaseRetired)
-    );
+    // Nor are ids below it that no batch could have issued: op 0, or an index past the
+    // largest batch.
+    for never in [
+        LeaseId(0),
+        LeaseId(1),
+        LeaseId::from_position(1, config.batch_requests_max),
+    ] {
+        assert_eq!(h.allocator.get_lease(never), Err(ResultCode::LeaseNotFound));
+        assert_eq!(code(h.run(108, revoke(never))), ResultCode::LeaseNotFound);
+    }
 }
 
 #[test]
@@ -821,17 +828,22 @@ fn table_usage_counts_rows_in_use() {
             resources: 3,
             pools: 1,
             leases: 1,
+            lease_history: 0,
             lease_members: 2,
+            lease_history_members: 0,
             operations: 4,
         }
     );
-    // A released lease keeps its rows until it retires after the history window.
+    // A released lease moves to the history until it retires after the history window.
     h.run(2, release(lease, 7, 1));
-    assert_eq!(h.allocator.table_usage().leases, 1);
+    let usage = h.allocator.table_usage();
+    assert_eq!((usage.leases, usage.lease_members), (0, 0));
+    assert_eq!((usage.lease_history, usage.lease_history_members), (1, 2));
     let history = h.allocator.config().lease_history_slots;
     let window = h.allocator.config().dedupe_window_slots;
     h.run(3 + history.max(window), create(4, None));
     let usage = h.allocator.table_usage();
     assert_eq!((usage.leases, usage.lease_members), (0, 0));
+    assert_eq!((usage.lease_history, usage.lease_history_members), (0, 0));
     assert_eq!((usage.resources, usage.operations), (4, 1));
 }

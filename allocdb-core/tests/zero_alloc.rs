@@ -227,6 +227,64 @@ fn applying_commands_allocates_nothing() {
         );
     }
     assert!(allocator.last_slot() > 2 * config().lease_history_slots);
+    history_eviction_allocates_nothing();
+}
+
+/// Reserve/release cycles over a lease table far smaller than the history window: every
+/// reserve takes the oldest history lease's rows. Runs inside the counted test (the counter
+/// is global, so it cannot be a test of its own running in parallel).
+fn history_eviction_allocates_nothing() {
+    let mut config = config();
+    config.leases_max = 8;
+    config.lease_history_slots = 1 << 40;
+    let mut allocator = Allocator::new(config).unwrap();
+    let mut outcomes = vec![Outcome::code(ResultCode::Ok); 8];
+    let creates: Vec<Request> = (0..8_u128)
+        .map(|id| Request {
+            operation_id: id + 1,
+            command: Command::CreateResource {
+                resource: id,
+                pool: None,
+            },
+        })
+        .collect();
+    allocator.apply_batch(1, 1, &creates, &mut outcomes);
+    let mut previous = LeaseId(0);
+    let before = (allocations(), bytes());
+    set_counting(true);
+    for op in 2..2_000_u64 {
+        let resource = u128::from(op % 8);
+        let requests = [
+            Request {
+                operation_id: (1 << 64) | (u128::from(op) << 1),
+                command: Command::Reserve {
+                    resources: Bundle::from_slice(&[resource]).unwrap(),
+                    holder: 1,
+                    ttl_slots: 10,
+                },
+            },
+            Request {
+                operation_id: (1 << 64) | (u128::from(op) << 1) | 1,
+                command: Command::Release {
+                    lease: previous,
+                    holder: 1,
+                    epoch: 1,
+                },
+            },
+        ];
+        allocator.apply_batch(op, op, &requests, &mut outcomes[..2]);
+        assert_eq!(outcomes[0].code, ResultCode::Ok, "op {op}");
+        previous = outcomes[0].lease;
+    }
+    set_counting(false);
+    assert_eq!(
+        (allocations(), bytes()),
+        before,
+        "dropping history allocated"
+    );
+    let usage = allocator.table_usage();
+    assert_eq!((usage.leases, usage.lease_history), (1, 7));
+    allocator.check_invariants();
 }
 
 #[test]

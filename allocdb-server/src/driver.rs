@@ -21,6 +21,7 @@ use tracing::warn;
 
 use crate::clock::SlotClock;
 use crate::metrics::Metrics;
+use crate::table_watch::TableWatch;
 
 /// Inputs handled round by round, at most this many per round, so outputs flow regularly.
 const INPUTS_PER_ROUND_MAX: u32 = 256;
@@ -115,6 +116,7 @@ pub struct Driver<S: Storage> {
     state: watch::Sender<ReplicaState>,
     metrics: Arc<Metrics>,
     expirations: Vec<Request>,
+    table_watch: TableWatch,
 }
 
 impl<S: Storage> Driver<S> {
@@ -153,6 +155,7 @@ impl<S: Storage> Driver<S> {
             state,
             metrics,
             expirations: vec![filler; expirations_max],
+            table_watch: TableWatch::new(&replica.config().core),
             replica,
         };
         (driver, state_rx)
@@ -254,6 +257,10 @@ impl<S: Storage> Driver<S> {
             request_id: request.request_id,
             operation: request.operation,
         }));
+        // A fresh reading: the requests' prepare is stamped from when they arrived, not from
+        // the last tick (a lease's TTL counts from its reserve reaching the primary).
+        let clock_slot = self.clock.slot();
+        self.replica.observe_clock(clock_slot);
         self.replica.on_requests(&group, &mut self.outbox);
         self.request_group = group;
         self.drain_outbox();
@@ -311,6 +318,8 @@ impl<S: Storage> Driver<S> {
         }
         self.metrics.outbox_dropped.set(self.outbox.dropped());
         let state = observe(&self.replica, &mut self.expirations);
+        let now = self.clock.now();
+        let _ = self.table_watch.observe(&state.tables, now);
         self.state.send_if_modified(|published| {
             let changed = *published != state;
             *published = state;

@@ -32,6 +32,7 @@ pub mod progress;
 pub mod server;
 pub mod settings;
 pub mod status;
+pub mod table_watch;
 
 pub use server::{RuntimeOptions, ServerError, run};
 pub use settings::ClusterSettings;

@@ -314,8 +314,16 @@ fn render_tables(out: &mut String, core: &CoreConfig, usage: &TableUsage) {
     let tables = [
         ("resources", core.resources_max, usage.resources),
         ("pools", core.pools_max, usage.pools),
+        // Live leases and their members: what refuses a reserve when full.
         ("leases", core.leases_max, usage.leases),
         ("lease_members", core.lease_members_max, usage.lease_members),
+        // Terminal leases kept best-effort in the rows live ones do not use; never refuses.
+        ("lease_history", core.leases_max, usage.lease_history),
+        (
+            "lease_history_members",
+            core.lease_members_max,
+            usage.lease_history_members,
+        ),
         ("operations", core.operations_max, usage.operations),
     ];
     let _ = writeln!(
@@ -664,7 +672,9 @@ mod tests {
             resources: 3,
             pools: 1,
             leases: 2,
+            lease_history: 4,
             lease_members: 5,
+            lease_history_members: 6,
             operations: 7,
         };
         let mut out = String::new();
@@ -677,6 +687,8 @@ mod tests {
             "allocdb_table_rows{table=\"resources\"} 3".to_string(),
             "allocdb_table_rows{table=\"lease_members\"} 5".to_string(),
             "allocdb_table_rows{table=\"operations\"} 7".to_string(),
+            "allocdb_table_rows{table=\"lease_history\"} 4".to_string(),
+            "allocdb_table_rows{table=\"lease_history_members\"} 6".to_string(),
         ] {
             assert!(out.contains(&expected), "missing {expected} in\n{out}");
         }

@@ -186,10 +186,20 @@ async fn pools_revocation_operation_ids_and_usage_errors() {
         (0, "3"),
         "{line}"
     );
-    let (status, line) = cli(&a, &["get-lease", "123"]);
+    // Never issued: not found (0 is no lease id at all, even once leases have retired).
+    for never in ["123", "0"] {
+        let (status, line) = cli(&a, &["get-lease", never]);
+        assert_eq!(
+            (status, field(&line, "result").as_str()),
+            (1, "lease_not_found"),
+            "{line}"
+        );
+    }
+    // A TTL of nothing is refused, not rounded up to a slot.
+    let (status, line) = cli(&a, &["reserve", "1", "--holder", "7", "--ttl", "0s"]);
     assert_eq!(
         (status, field(&line, "result").as_str()),
-        (1, "lease_not_found"),
+        (1, "ttl_out_of_range"),
         "{line}"
     );
 

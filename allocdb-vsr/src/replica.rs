@@ -361,6 +361,15 @@ impl<S: Storage> Replica<S> {
         self.debug_check();
     }
 
+    /// A fresh reading of the driver's monotonic clock, in slots, taken when client requests
+    /// are handed over (before [`Replica::on_requests`]): a prepare built for them is stamped
+    /// no earlier than the slot in which they reached this replica, not the slot of the last
+    /// tick, so a lease's TTL counts from its arrival (see docs/semantics.md, logical time).
+    /// Readings never move the clock back.
+    pub fn observe_clock(&mut self, clock_slot: Slot) {
+        self.clock_slot = self.clock_slot.max(clock_slot);
+    }
+
     /// Time passes: one tick; `clock_slot` is the driver's monotonic clock in slots, used
     /// only to stamp prepares while primary.
     pub fn on_tick(&mut self, clock_slot: Slot, out: &mut Outbox) {

@@ -306,9 +306,14 @@ impl<S: Storage> Replica<S> {
         let clock_slot = self.clock_slot;
         let state = self.primary.as_mut().expect("primary");
         let slot = state.clock.stamp(clock_slot).max(self.core.last_slot());
-        let due = self
-            .core
-            .due_expirations(slot, &mut state.scratch_expirations);
+        // A stepped-down clock rounds twice (whole slots read, then scaled), so two stamps of
+        // a fast clock may lie up to two slots further apart than the real time between them;
+        // listing leases one slot later keeps expiry at or after the TTL (docs/semantics.md).
+        let drift_guard = u64::from(self.config.clock_drift_ppm_max > 0);
+        let due = self.core.due_expirations(
+            slot.saturating_sub(drift_guard),
+            &mut state.scratch_expirations,
+        );
         let mut requests: Vec<Request> = Vec::new();
         let mut expiring: Vec<(LeaseId, Op)> = Vec::new();
         for request in &state.scratch_expirations[..due] {

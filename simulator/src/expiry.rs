@@ -10,9 +10,11 @@
 //!   the op holding the `expire` (the controller looks every simulated millisecond).
 //!
 //! If the second is earlier than the first plus the TTL, the lease certainly expired early.
-//! [`TOLERANCE_SLOTS`] allows the slot grid: a lease is stamped with the slot its batch falls
-//! in, which may have begun before the request arrived, and a primary reads its clock once per
-//! tick, so its first stamp of a term may count a slot it did not see.
+//! No tolerance is allowed: the primary stamps a batch with a clock reading taken no earlier
+//! than the requests' arrival, a lease is held through its deadline slot, and a stepped-down
+//! clock gets one more guard slot (docs/semantics.md, "Logical time"), so expiry is never
+//! before the TTL has passed in real time since the reserve reached the primary, which is
+//! after its invocation.
 
 use std::collections::BTreeMap;
 
@@ -21,8 +23,8 @@ use allocdb_core::{DEADLINE_NONE, LeaseState, Op, ResultCode};
 use crate::record::Record;
 use crate::replay::Replay;
 
-/// Slots of rounding the checker allows before calling an expiry early.
-pub const TOLERANCE_SLOTS: u64 = 2;
+/// Slots of rounding the checker allows before calling an expiry early: none.
+pub const TOLERANCE_SLOTS: u64 = 0;
 
 /// The deadline-setting execution of a lease: op, deadline, operation id.
 type Setting = (Op, u64, u128);
@@ -155,10 +157,10 @@ mod tests {
 
     #[test]
     fn an_early_expiry_is_caught_and_a_late_one_is_not() {
-        // TTL 100 slots = 1,000 ms from the invocation at 0 ms; 2 slots of tolerance.
+        // TTL 100 slots = 1,000 ms from the invocation at 0 ms; no tolerance.
         assert!(verdict(100, 1_000).is_empty());
-        assert!(verdict(100, 980).is_empty());
         assert!(verdict(100, 5_000).is_empty());
+        assert_eq!(verdict(100, 999).len(), 1);
         let early = verdict(100, 900);
         assert_eq!(early.len(), 1, "{early:?}");
         assert!(early[0].starts_with("early expiry"), "{early:?}");

@@ -273,7 +273,7 @@ fn outcomes_round_trip_and_reject_unknown_codes() {
         Err(DecodeError::Invalid {
             what: "outcome code",
             offset: 0,
-            value: 22
+            value: u64::try_from(ResultCode::ALL.len()).unwrap()
         })
     );
 

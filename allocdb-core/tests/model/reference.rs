@@ -35,6 +35,8 @@ pub struct ModelLease {
     pub deadline_slot: Slot,
     /// Live: 0. Terminal: terminal slot + `lease_history_slots`.
     retire_slot: Slot,
+    /// Terminal: how many leases ended before it (history is dropped in this order).
+    ended_seq: u64,
 }
 
 struct OperationRecord {
@@ -54,6 +56,8 @@ pub struct Model {
     leases: BTreeMap<LeaseId, ModelLease>,
     operations: BTreeMap<OperationId, OperationRecord>,
     retired_max: Option<LeaseId>,
+    /// Leases ended so far: the next `ended_seq`.
+    ended_count: u64,
 }
 
 fn ok(lease: LeaseId, epoch: u64, deadline_slot: Slot) -> Outcome {
@@ -78,6 +82,7 @@ impl Model {
             leases: BTreeMap::new(),
             operations: BTreeMap::new(),
             retired_max: None,
+            ended_count: 0,
         }
     }
 
@@ -237,19 +242,34 @@ impl Model {
         }
     }
 
-    fn check_lease_room(&self, members: usize) -> Result<(), ResultCode> {
-        if self.leases.len() >= self.config.leases_max as usize {
+    /// `leases_max` and `lease_members_max` bound live leases; terminal leases give their
+    /// rows up, earliest ended first, only once the reserve is known to fit.
+    fn check_lease_room(&mut self, members: usize) -> Result<(), ResultCode> {
+        let live = self.leases.values().filter(|lease| lease.state.is_live());
+        if live.clone().count() >= self.config.leases_max as usize {
             return Err(ResultCode::LeaseTableFull);
         }
-        let used: usize = self
-            .leases
-            .values()
-            .map(|lease| lease.resources.len())
-            .sum();
-        if used + members > self.config.lease_members_max as usize {
+        let live_members: usize = live.map(|lease| lease.resources.len()).sum();
+        if live_members + members > self.config.lease_members_max as usize {
             return Err(ResultCode::MemberTableFull);
         }
-        Ok(())
+        loop {
+            let used: usize = self.leases.values().map(|l| l.resources.len()).sum();
+            let fits = self.leases.len() < self.config.leases_max as usize
+                && used + members <= self.config.lease_members_max as usize;
+            if fits {
+                return Ok(());
+            }
+            let oldest = self
+                .leases
+                .iter()
+                .filter(|(_, lease)| !lease.state.is_live())
+                .min_by_key(|(_, lease)| lease.ended_seq)
+                .map(|(id, _)| *id)
+                .expect("a terminal lease to drop");
+            self.leases.remove(&oldest);
+            self.retired_max = self.retired_max.max(Some(oldest));
+        }
     }
 
     fn reserve(
@@ -336,6 +356,7 @@ impl Model {
             resources,
             deadline_slot: deadline,
             retire_slot: 0,
+            ended_seq: 0,
         };
         assert!(self.leases.insert(id, lease).is_none(), "lease id reused");
         ok(id, 1, deadline)
@@ -345,20 +366,37 @@ impl Model {
         if let Some(lease) = self.leases.get(&id) {
             return Ok(lease);
         }
+        // Only an id some batch could have issued is "retired": op 1..=last_op, and an index
+        // below batch_requests_max.
+        let op = id.0 >> 32;
+        let index = id.0 & u128::from(u32::MAX);
+        let issuable = (1..=u128::from(self.last_op)).contains(&op)
+            && index < u128::from(self.config.batch_requests_max);
         match self.retired_max {
-            Some(retired_max) if id <= retired_max => Err(ResultCode::LeaseRetired),
+            Some(retired_max) if id <= retired_max && issuable => Err(ResultCode::LeaseRetired),
             _ => Err(ResultCode::LeaseNotFound),
         }
     }
 
-    /// Lookup, holder and epoch: steps 2 to 4 of activate, renew and release.
-    fn check_holder(&self, id: LeaseId, holder: HolderId, epoch: u64) -> Result<(), ResultCode> {
+    /// Lookup, holder, epoch, then a live lease past its deadline: steps 2 to 5 of activate,
+    /// renew and release.
+    fn check_holder(
+        &self,
+        now: Slot,
+        id: LeaseId,
+        holder: HolderId,
+        epoch: u64,
+    ) -> Result<(), ResultCode> {
         let lease = self.lookup(id)?;
         if holder != lease.holder {
             return Err(ResultCode::HolderMismatch);
         }
         if epoch != lease.epoch && !self.flaws.skip_epoch_check {
             return Err(ResultCode::StaleEpoch);
+        }
+        let passed = lease.deadline_slot != DEADLINE_NONE && lease.deadline_slot < now;
+        if lease.state.is_live() && passed {
+            return Err(ResultCode::LeaseExpired);
         }
         Ok(())
     }
@@ -377,6 +415,8 @@ impl Model {
         let history = self.config.lease_history_slots;
         let lease = self.leases.get_mut(&id).unwrap();
         assert!(lease.state.is_live() && !state.is_live());
+        lease.ended_seq = self.ended_count;
+        self.ended_count += 1;
         lease.state = state;
         lease.deadline_slot = 0;
         lease.retire_slot = now + history;
@@ -409,7 +449,7 @@ impl Model {
             Some(ttl_slots) => self.deadline(now, ttl_slots)?,
             None => DEADLINE_NONE,
         };
-        self.check_holder(id, holder, epoch)?;
+        self.check_holder(now, id, holder, epoch)?;
         if self.leases[&id].state != LeaseState::Reserved {
             return Err(ResultCode::InvalidState);
         }
@@ -429,7 +469,7 @@ impl Model {
         ttl_slots: u64,
     ) -> Result<Outcome, ResultCode> {
         let deadline = self.deadline(now, ttl_slots)?;
-        self.check_holder(id, holder, epoch)?;
+        self.check_holder(now, id, holder, epoch)?;
         let lease = self.leases.get_mut(&id).unwrap();
         if !matches!(lease.state, LeaseState::Reserved | LeaseState::Active) {
             return Err(ResultCode::InvalidState);
@@ -445,7 +485,7 @@ impl Model {
         holder: HolderId,
         epoch: u64,
     ) -> Result<Outcome, ResultCode> {
-        self.check_holder(id, holder, epoch)?;
+        self.check_holder(now, id, holder, epoch)?;
         let lease = self.leases.get_mut(&id).unwrap();
         if !matches!(lease.state, LeaseState::Reserved | LeaseState::Active) {
             return Err(ResultCode::InvalidState);
@@ -483,7 +523,7 @@ impl Model {
             Ok(lease) => lease,
             Err(code) => return Outcome::code(code),
         };
-        if !lease.state.is_live() || lease.deadline_slot != deadline_slot || deadline_slot > now {
+        if !lease.state.is_live() || lease.deadline_slot != deadline_slot || deadline_slot >= now {
             return Outcome::code(ResultCode::InvalidState);
         }
         let lease = self.leases.get_mut(&id).unwrap();
@@ -500,7 +540,7 @@ impl Model {
             .iter()
             .filter(|(_, lease)| lease.state.is_live())
             .filter(|(_, lease)| lease.deadline_slot != DEADLINE_NONE)
-            .filter(|(_, lease)| lease.deadline_slot <= slot)
+            .filter(|(_, lease)| lease.deadline_slot < slot)
             .map(|(id, lease)| (lease.deadline_slot, *id))
             .collect();
         due.sort_unstable();

@@ -142,7 +142,10 @@ impl Client {
         if outcome.code != ResultCode::Ok {
             if matches!(
                 outcome.code,
-                ResultCode::LeaseNotFound | ResultCode::LeaseRetired | ResultCode::InvalidState
+                ResultCode::LeaseNotFound
+                    | ResultCode::LeaseRetired
+                    | ResultCode::LeaseExpired
+                    | ResultCode::InvalidState
             ) {
                 let lease = match command {
                     Command::Activate { lease, .. }
