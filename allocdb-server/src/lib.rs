@@ -9,7 +9,9 @@
 //! The wire format lives in `allocdb_vsr::frame`, shared with the client.
 
 pub mod audit;
+pub mod authz;
 pub mod benchmark;
+pub mod certs;
 pub mod cli_client;
 pub mod clock;
 pub mod commands;
@@ -28,9 +30,11 @@ pub mod local_cluster;
 pub mod metrics;
 pub mod net;
 pub mod peer;
+pub mod security_args;
 pub mod server;
 pub mod settings;
 pub mod status;
+pub mod tls;
 
 pub use server::{RuntimeOptions, ServerError, run};
 pub use settings::ClusterSettings;

@@ -526,6 +526,7 @@ impl Cluster {
                 }
             }
             ReplyBody::Invalid => panic!("the workload never sends internal commands"),
+            ReplyBody::Forbidden => panic!("the harness has no roles"),
         }
     }
 
