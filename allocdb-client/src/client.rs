@@ -18,6 +18,7 @@ use crate::ids::IdSource;
 use crate::options::{CallOptions, ClientOptions};
 use crate::results::{Committed, Read};
 use crate::session::{Session, SessionError};
+use crate::tls::Transport;
 
 /// A connection to an AllocDB cluster. Cheap to clone; clones share one connection task, so
 /// concurrent calls from all clones are coalesced into shared frames.
@@ -77,11 +78,14 @@ impl Client {
         if let Some(reason) = options.problem() {
             return Err(ClientError::Invalid { reason });
         }
+        let security = options.security.as_ref().expect("problem() checked it");
+        let transport =
+            Transport::new(security).map_err(|reason| ClientError::Invalid { reason })?;
         let ids = match options.identity_seed {
             Some(seed) => IdSource::from_seed(seed, seed.rotate_left(32) ^ 0x5EED),
             None => IdSource::random(),
         };
-        let session = open_first(&options, ids.client_id()).await?;
+        let session = open_first(&options, &transport, ids.client_id()).await?;
         let cluster_id = session.cluster_id;
         let slot_ms = session.welcome.slot_ms;
         assert!(slot_ms > 0, "the session checked the welcome");
@@ -93,6 +97,7 @@ impl Client {
             .store(session.welcome.view, Ordering::Relaxed);
         let driver = Driver::new(
             options.clone(),
+            transport,
             ids.client_id(),
             receiver,
             session,
@@ -442,6 +447,9 @@ impl Client {
             Ok(Ok(ReplyBody::Invalid)) => Err(ClientError::Invalid {
                 reason: "the cluster refused the request as invalid".into(),
             }),
+            Ok(Ok(ReplyBody::Forbidden)) => Err(ClientError::Forbidden {
+                reason: "this client's role may not make this request".into(),
+            }),
             Ok(result) => result,
             Err(_) => Err(ClientError::Closed { operation_id }),
         }
@@ -461,13 +469,18 @@ pub fn slots_for(duration: std::time::Duration, slot_ms: u64) -> u64 {
 
 /// Opens a session with the first replica that answers, trying each in turn until the
 /// options' call timeout.
-async fn open_first(options: &ClientOptions, client_id: u128) -> Result<Session, ClientError> {
+async fn open_first(
+    options: &ClientOptions,
+    transport: &Transport,
+    client_id: u128,
+) -> Result<Session, ClientError> {
     let deadline = Instant::now() + options.call_timeout;
     let mut last_error = String::new();
     let mut round: u32 = 0;
     loop {
         for (replica, address) in options.addresses.iter().enumerate() {
             match Session::open(
+                transport,
                 address,
                 replica,
                 options.cluster_id,
@@ -476,7 +489,14 @@ async fn open_first(options: &ClientOptions, client_id: u128) -> Result<Session,
             )
             .await
             {
-                Ok(session) => return Ok(prefer_primary(options, client_id, session).await),
+                Ok(session) => {
+                    return Ok(prefer_primary(options, transport, client_id, session).await);
+                }
+                Err(SessionError::Forbidden(reason)) => {
+                    return Err(ClientError::Forbidden {
+                        reason: format!("{address}: {reason}"),
+                    });
+                }
                 Err(error @ SessionError::WrongCluster { .. }) => {
                     return Err(ClientError::Invalid {
                         reason: format!("{address}: {error}"),
@@ -499,7 +519,12 @@ async fn open_first(options: &ClientOptions, client_id: u128) -> Result<Session,
 
 /// A backup's welcome names the primary: open a session there instead, keeping the backup's
 /// session if that fails (the driver then finds the primary by itself).
-async fn prefer_primary(options: &ClientOptions, client_id: u128, session: Session) -> Session {
+async fn prefer_primary(
+    options: &ClientOptions,
+    transport: &Transport,
+    client_id: u128,
+    session: Session,
+) -> Session {
     let welcome = session.welcome;
     let primary = usize::from(welcome.primary_index);
     if welcome.role == Role::Primary
@@ -509,6 +534,7 @@ async fn prefer_primary(options: &ClientOptions, client_id: u128, session: Sessi
         return session;
     }
     match Session::open(
+        transport,
         &options.addresses[primary],
         primary,
         session.cluster_id,

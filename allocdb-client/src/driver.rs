@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use crate::error::ClientError;
 use crate::options::ClientOptions;
 use crate::session::{Received, Session, SessionError};
+use crate::tls::Transport;
 
 /// Consecutive `not_primary` hops followed without pausing; more means replicas disagree
 /// (a view change in progress), so the driver backs off instead of spinning.
@@ -78,6 +79,8 @@ impl Pending {
 /// The connection task's state.
 pub(crate) struct Driver {
     options: ClientOptions,
+    /// Plaintext or TLS, for every session this driver opens.
+    transport: Transport,
     client_id: u128,
     cluster_id: u128,
     calls: mpsc::Receiver<Call>,
@@ -111,6 +114,7 @@ impl Driver {
     /// A driver that starts with an already open `session`.
     pub(crate) fn new(
         options: ClientOptions,
+        transport: Transport,
         client_id: u128,
         calls: mpsc::Receiver<Call>,
         session: Session,
@@ -148,6 +152,7 @@ impl Driver {
             replies: Vec::new(),
             session: Some(session),
             options,
+            transport,
         }
     }
 
@@ -309,7 +314,10 @@ impl Driver {
             self.answered(frame_seq);
         }
         match reply.body {
-            ReplyBody::Committed { .. } | ReplyBody::Read { .. } | ReplyBody::Invalid => {
+            ReplyBody::Committed { .. }
+            | ReplyBody::Read { .. }
+            | ReplyBody::Invalid
+            | ReplyBody::Forbidden => {
                 self.hops_in_row = 0;
                 self.failures_in_row = 0;
                 self.finish(reply.request_id, Ok(reply.body));
@@ -420,6 +428,7 @@ impl Driver {
         let address = self.options.addresses[self.replica].clone();
         self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
         let opened = Session::open(
+            &self.transport,
             &address,
             self.replica,
             self.cluster_id,

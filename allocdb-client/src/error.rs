@@ -37,6 +37,13 @@ pub enum ClientError {
         /// The last connection error.
         reason: String,
     },
+    /// The cluster refused the request because this client's certificate does not carry a
+    /// role that may make it (an `application` client asking to revoke, reclaim or create a
+    /// resource), or refused the session itself. Nothing changed.
+    Forbidden {
+        /// What was refused.
+        reason: String,
+    },
     /// The client was shut down (or its connection task failed) before the call finished;
     /// `operation_id` is set when a write may have been sent.
     Closed {
@@ -53,6 +60,7 @@ impl ClientError {
             ClientError::Closed { operation_id } => operation_id.is_none(),
             ClientError::Rejected { .. }
             | ClientError::Invalid { .. }
+            | ClientError::Forbidden { .. }
             | ClientError::Timeout
             | ClientError::Unavailable { .. } => true,
         }
@@ -77,6 +85,7 @@ impl std::fmt::Display for ClientError {
                 "outcome unknown: the deadline passed without a definite answer; \
                  retry with operation id {operation_id} to learn it"
             ),
+            ClientError::Forbidden { reason } => write!(f, "forbidden: {reason}"),
             ClientError::Timeout => write!(f, "read timed out without an answer"),
             ClientError::Unavailable { reason } => {
                 write!(f, "no replica could be reached (not executed): {reason}")
@@ -108,6 +117,7 @@ mod tests {
             ),
             (ClientError::Invalid { reason: "x".into() }, true),
             (ClientError::Indefinite { operation_id: 9 }, false),
+            (ClientError::Forbidden { reason: "x".into() }, true),
             (ClientError::Timeout, true),
             (
                 ClientError::Unavailable {

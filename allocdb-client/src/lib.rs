@@ -16,7 +16,13 @@
 //! use allocdb_core::ResultCode;
 //!
 //! # async fn example() -> Result<(), ClientError> {
-//! let client = Client::connect(ClientOptions::new(vec!["127.0.0.1:3000".into()], 0)).await?;
+//! use allocdb_client::{Security, TlsCredentials};
+//! let mut options = ClientOptions::new(vec!["127.0.0.1:3000".into()], 0);
+//! // ca.crt, application.crt and application.key as `allocdb certs` writes them.
+//! let credentials = TlsCredentials::from_dir("certs".as_ref(), "application")
+//!     .map_err(|reason| ClientError::Invalid { reason })?;
+//! options.security = Some(Security::Tls(credentials));
+//! let client = Client::connect(options).await?;
 //! match client.reserve(&[1, 2], 99, client.slots_for(std::time::Duration::from_secs(60))).await {
 //!     Ok(grant) => println!("lease {} epoch {}", grant.lease.0, grant.epoch),
 //!     Err(ClientError::Rejected { code: ResultCode::ResourceBusy, .. }) => println!("taken"),
@@ -35,8 +41,10 @@ pub mod net;
 mod options;
 mod results;
 mod session;
+pub mod tls;
 
 pub use client::{Client, ClientStats, slots_for};
 pub use error::ClientError;
 pub use options::{CallOptions, ClientOptions};
 pub use results::{Committed, Read};
+pub use tls::{ClientRole, Security, TlsCredentials};

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::tls::Security;
+
 /// The client's configuration. Start from [`ClientOptions::new`] and override fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientOptions {
@@ -34,6 +36,9 @@ pub struct ClientOptions {
     /// Fixes the client's identity (client id and operation-id prefix) so a simulation
     /// replays exactly; `None` draws it from the OS. Two live clients must never share one.
     pub identity_seed: Option<u64>,
+    /// TLS credentials, or explicitly plaintext. `None` (the default) is refused by
+    /// [`crate::Client::connect`]: plaintext is never chosen silently.
+    pub security: Option<Security>,
 }
 
 impl ClientOptions {
@@ -51,11 +56,19 @@ impl ClientOptions {
             backoff_min: Duration::from_millis(2),
             backoff_max: Duration::from_millis(200),
             identity_seed: None,
+            security: None,
         }
     }
 
     /// Why these options cannot work, or `None`.
     pub fn problem(&self) -> Option<String> {
+        if self.security.is_none() {
+            return Some(
+                "security: set TLS credentials (Security::Tls, from the files `allocdb certs` \
+                 makes) or ask for plaintext explicitly (Security::Insecure)"
+                    .to_string(),
+            );
+        }
         if self.addresses.is_empty() {
             return Some("addresses: at least one replica address is needed".to_string());
         }

@@ -11,7 +11,10 @@ use allocdb_vsr::frame::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::net::{self, OwnedReadHalf, OwnedWriteHalf};
+use crate::tls::{self, Stream, Transport};
+
+type OwnedReadHalf = tokio::io::ReadHalf<Stream>;
+type OwnedWriteHalf = tokio::io::WriteHalf<Stream>;
 
 /// Why a session could not be opened or went wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +23,8 @@ pub(crate) enum SessionError {
     Io(String),
     /// The replica spoke, but refused us or said something unintelligible.
     Protocol(String),
+    /// The replica refused this client's certificate for a session: a configuration error.
+    Forbidden(String),
     /// The replica belongs to another cluster: a configuration error, not a fault.
     WrongCluster { expected: u128, found: u128 },
 }
@@ -28,6 +33,7 @@ impl std::fmt::Display for SessionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SessionError::Io(reason) | SessionError::Protocol(reason) => f.write_str(reason),
+            SessionError::Forbidden(reason) => write!(f, "forbidden: {reason}"),
             SessionError::WrongCluster { expected, found } => {
                 write!(
                     f,
@@ -67,17 +73,24 @@ pub(crate) enum Received {
 impl Session {
     /// Connects to `address` (replica `replica`), says hello and waits for the welcome.
     pub(crate) async fn open(
+        transport: &Transport,
         address: &str,
         replica: usize,
         cluster_id: u128,
         client_id: u128,
         timeout: Duration,
     ) -> Result<Session, SessionError> {
-        let stream = tokio::time::timeout(timeout, net::connect(address))
+        let index = u8::try_from(replica).expect("at most REPLICAS_MAX addresses");
+        let server_name = if cluster_id == 0 {
+            tls::replica_name_any_cluster(index)
+        } else {
+            tls::replica_name(cluster_id, index)
+        };
+        let stream = tokio::time::timeout(timeout, transport.connect(address, &server_name))
             .await
             .map_err(|_| SessionError::Io(format!("connect to {address}: timed out")))?
             .map_err(|error| SessionError::Io(format!("connect to {address}: {error}")))?;
-        let (reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = tokio::io::split(stream);
         let mut hello = Vec::with_capacity(frame::HEADER_BYTES + 16);
         frame::write_frame(&mut hello, FrameKind::ClientHello, cluster_id, |body| {
             ClientHello { client_id }.encode(body);
@@ -257,6 +270,9 @@ fn error_frame(address: &str, body: &[u8], cluster_id: u128) -> SessionError {
             expected: cluster_id,
             found: 0,
         },
+        Ok(error) if error.code == frame::ErrorCode::Forbidden => {
+            SessionError::Forbidden(format!("{address} refused the session: {}", error.message))
+        }
         Ok(error) => SessionError::Protocol(format!(
             "{address} refused the session: {}: {}",
             error.code.name(),

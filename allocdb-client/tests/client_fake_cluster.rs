@@ -11,6 +11,7 @@ use support::{Behaviour, CLUSTER_ID, FakeCluster, SLOT_MS};
 
 fn options(cluster: &FakeCluster) -> ClientOptions {
     let mut options = ClientOptions::new(cluster.addresses.clone(), CLUSTER_ID);
+    options.security = Some(allocdb_client::Security::Insecure);
     options.request_timeout = Duration::from_millis(150);
     options.connect_timeout = Duration::from_millis(300);
     options.call_timeout = Duration::from_secs(5);
@@ -286,17 +287,25 @@ async fn connect_errors_are_reported() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = closed.local_addr().unwrap().to_string();
     drop(closed);
-    let mut options = ClientOptions::new(vec![address], 0);
+    let mut options = ClientOptions::new(vec![address.clone()], 0);
     options.call_timeout = Duration::from_millis(200);
+    options.security = Some(allocdb_client::Security::Insecure);
     assert!(matches!(
         Client::connect(options).await,
         Err(ClientError::Unavailable { .. })
     ));
-    let none = ClientOptions::new(Vec::new(), 0);
+    let mut none = ClientOptions::new(Vec::new(), 0);
+    none.security = Some(allocdb_client::Security::Insecure);
     assert!(matches!(
         Client::connect(none).await,
         Err(ClientError::Invalid { .. })
     ));
+    // Neither TLS credentials nor an explicit `Insecure`: refused before connecting.
+    let unset = ClientOptions::new(vec![address], 0);
+    match Client::connect(unset).await {
+        Err(ClientError::Invalid { reason }) => assert!(reason.contains("Security::Insecure")),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,7 +87,27 @@ impl Audit {
     /// # Errors
     /// A read failed for a reason other than the lease having retired.
     pub async fn check(&self, client: &Client) -> Result<Findings, String> {
+        // Resources first, then leases: a lease goes from live to terminal and never back,
+        // so a lease still live when read after the resources was live when they were read
+        // and its resources must name it. The other order races expiry between the two reads
+        // (a lease read live, expired, then its resource read free: a false violation).
         // All reads at once: the client coalesces them and bounds how many are in flight.
+        let resource_reads: Vec<_> = self
+            .resources()
+            .into_iter()
+            .map(|resource| {
+                let client = client.clone();
+                tokio::spawn(async move { (resource, client.get_resource(resource, None).await) })
+            })
+            .collect();
+        let mut owners = BTreeMap::new();
+        for read in resource_reads {
+            let (resource, read) = read
+                .await
+                .map_err(|error| format!("resource read task: {error}"))?;
+            let read = read.map_err(|error| format!("reading resource {resource}: {error}"))?;
+            owners.insert(resource, read.value.lease);
+        }
         let lease_reads: Vec<_> = self
             .grants
             .iter()
@@ -111,22 +131,6 @@ impl Audit {
                 Err(error) => return Err(format!("reading lease {}: {error}", lease.0)),
             };
             finals.insert(lease, state);
-        }
-        let resource_reads: Vec<_> = self
-            .resources()
-            .into_iter()
-            .map(|resource| {
-                let client = client.clone();
-                tokio::spawn(async move { (resource, client.get_resource(resource, None).await) })
-            })
-            .collect();
-        let mut owners = BTreeMap::new();
-        for read in resource_reads {
-            let (resource, read) = read
-                .await
-                .map_err(|error| format!("resource read task: {error}"))?;
-            let read = read.map_err(|error| format!("reading resource {resource}: {error}"))?;
-            owners.insert(resource, read.value.lease);
         }
         Ok(self.check_against(&finals, &owners))
     }

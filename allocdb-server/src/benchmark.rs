@@ -26,13 +26,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use allocdb_client::{Client, ClientError, ClientOptions, Committed};
+use allocdb_client::{Client, ClientError, ClientOptions, ClientRole, Committed, Security};
 use allocdb_core::ResultCode;
 use clap::{Args, ValueEnum};
 use tokio::time::Instant;
 
-use crate::local_cluster::LocalCluster;
+use crate::local_cluster::{LocalCluster, LocalSecurity};
 use crate::progress::{self, ProgressSample, Recorder};
+use crate::security_args::SecurityArgs;
 
 /// Resources every `hotspot` client races for.
 const HOT_RESOURCES: u128 = 8;
@@ -92,6 +93,13 @@ pub struct BenchmarkArgs {
     /// The cluster id (with `--addresses`; 0 accepts any).
     #[arg(long, default_value_t = 0)]
     pub cluster: u128,
+    /// With --addresses: TLS with a client certificate (--certs) or --insecure. The local
+    /// cluster runs TLS with certificates made for the run, or plaintext with --insecure.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    /// Which client certificate in --certs to use (the setup creates resources: operator).
+    #[arg(long, default_value = "operator", value_parser = crate::security_args::parse_role)]
+    pub role: ClientRole,
 }
 
 /// Runs the benchmark: progress lines and the answer counts on stderr, the summary line on
@@ -124,23 +132,34 @@ async fn benchmark(args: &BenchmarkArgs) -> Result<String, String> {
     if args.clients == 0 || args.connections == 0 {
         return Err("--clients and --connections must be at least 1".into());
     }
-    let (_cluster, addresses, cluster_id, pids) = if args.addresses.is_empty() {
+    let (_cluster, addresses, cluster_id, pids, security) = if args.addresses.is_empty() {
         if !matches!(args.replicas, 1 | 3 | 5) {
             return Err("--replicas must be 1, 3 or 5".into());
         }
+        if args.security.certs.is_some() {
+            return Err("--certs is for --addresses; a local cluster makes its own".into());
+        }
+        let mode = if args.security.insecure {
+            LocalSecurity::Insecure
+        } else {
+            LocalSecurity::Tls
+        };
         let exe =
             std::env::current_exe().map_err(|error| format!("finding this binary: {error}"))?;
         // The default format settings: the benchmark measures what `allocdb format` gives users.
-        let cluster = LocalCluster::start(&exe, args.replicas, 0xBE_4C)?;
+        let cluster = LocalCluster::start(&exe, args.replicas, 0xBE_4C, mode)?;
+        eprintln!("allocdb benchmark: connections: {}", mode.describe());
         cluster.wait_for_primary(Duration::from_secs(10)).await?;
         let addresses = cluster.addresses.clone();
         let pids = cluster.pids();
-        (Some(cluster), addresses, 0xBE_4C, Some(pids))
+        let security = cluster.client_security(args.role)?;
+        (Some(cluster), addresses, 0xBE_4C, Some(pids), security)
     } else {
-        (None, args.addresses.clone(), args.cluster, None)
+        let security = args.security.client_security(args.role)?;
+        (None, args.addresses.clone(), args.cluster, None, security)
     };
     let replicas = addresses.len();
-    let clients = connect(&addresses, cluster_id, args).await?;
+    let clients = connect(&addresses, cluster_id, &security, args).await?;
     setup(&clients[0], args).await?;
     let warm_until = Instant::now() + Duration::from_secs(1);
     let stop_at = warm_until + args.duration;
@@ -248,6 +267,7 @@ fn sample(
 async fn connect(
     addresses: &[String],
     cluster_id: u128,
+    security: &Security,
     args: &BenchmarkArgs,
 ) -> Result<Vec<Client>, String> {
     let mut clients = Vec::new();
@@ -255,6 +275,7 @@ async fn connect(
         let mut options = ClientOptions::new(addresses.to_vec(), cluster_id);
         options.in_flight_max = args.clients.div_ceil(args.connections).max(1);
         options.frames_in_flight_max = args.frames_in_flight.max(1);
+        options.security = Some(security.clone());
         clients.push(
             Client::connect(options)
                 .await

@@ -20,6 +20,8 @@ use clap::{Args, Subcommand};
 
 use crate::duration::parse_duration;
 use crate::json::JsonLine;
+use crate::security_args::{Mode, SecurityArgs, parse_role};
+use allocdb_client::{ClientRole, Security};
 
 /// Exit status of a successful command.
 pub const EXIT_OK: u8 = 0;
@@ -46,6 +48,13 @@ pub struct ClientArgs {
     /// How long to keep trying, connecting included (default 10s).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// TLS with a client certificate from this directory, or --insecure.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    /// Which client certificate in --certs to use: operator or application (required with
+    /// --certs; application may not create resources, revoke or reclaim).
+    #[arg(long, value_parser = parse_role)]
+    pub role: Option<ClientRole>,
     /// The command.
     #[command(subcommand)]
     pub command: ClientCommand,
@@ -191,6 +200,13 @@ pub async fn execute(args: &ClientArgs) -> (String, u8) {
     let timeout = args.timeout.unwrap_or(Duration::from_secs(10));
     let mut options = ClientOptions::new(args.addresses.clone(), args.cluster.unwrap_or(0));
     options.call_timeout = timeout;
+    options.security = match security(args) {
+        Ok(security) => Some(security),
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            return (failure_line("usage", &reason), EXIT_SETUP_ERROR);
+        }
+    };
     let client = match Client::connect(options).await {
         Ok(client) => client,
         Err(error) => {
@@ -208,6 +224,17 @@ pub async fn execute(args: &ClientArgs) -> (String, u8) {
         Some(Ok(command)) => write(&client, &command, call).await,
         Some(Err(reason)) => (failure_line("invalid", &reason), EXIT_SETUP_ERROR),
         None => read(&client, &args.command).await,
+    }
+}
+
+/// The credentials the flags name.
+fn security(args: &ClientArgs) -> Result<Security, String> {
+    match (args.security.mode()?, args.role) {
+        (Mode::Insecure, _) => Ok(Security::Insecure),
+        (Mode::Certs(_), Some(role)) => args.security.client_security(role),
+        (Mode::Certs(_), None) => {
+            Err("--certs needs --role operator or --role application".to_string())
+        }
     }
 }
 
@@ -422,6 +449,10 @@ fn error_line(error: &ClientError, operation_id: Option<u128>) -> (String, u8) {
         ),
         ClientError::Invalid { .. } => (
             failure_line("invalid", &error.to_string()),
+            EXIT_DEFINITE_FAILURE,
+        ),
+        ClientError::Forbidden { .. } => (
+            failure_line("forbidden", &error.to_string()),
             EXIT_DEFINITE_FAILURE,
         ),
         ClientError::Unavailable { .. } | ClientError::Closed { operation_id: None } => (

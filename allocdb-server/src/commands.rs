@@ -16,12 +16,15 @@ use tracing::{error, info};
 
 use crate::dir_lock::{DirLock, DirLockError};
 use crate::format_check::{self, Existing};
+use crate::security_args::{SecurityArgs, parse_role};
 use crate::server::{self, RuntimeOptions, ServerError};
 use crate::settings::{
     ClusterSettings, SETTINGS_FILE, SLOT_MS_DEFAULT, TICK_MS_DEFAULT, WAL_DIR, default_core_config,
     default_dedupe_window_slots, settings_path,
 };
 use crate::status;
+use allocdb_client::ClientRole;
+use allocdb_client::tls::Transport;
 
 /// Exit code of a usage or setup error.
 pub const EXIT_USAGE: u8 = 2;
@@ -55,6 +58,9 @@ pub struct FormatArgs {
     /// The core's limits.
     #[command(flatten)]
     pub core: CoreFlags,
+    /// TLS (the replica's certificate in --certs is checked now) or --insecure.
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// The data directory to create (must not hold a formatted replica).
     pub data_dir: PathBuf,
 }
@@ -131,6 +137,9 @@ pub struct StartArgs {
     /// formatted for it (guards against a volume mounted on the wrong cluster's replica).
     #[arg(long)]
     pub cluster: Option<u128>,
+    /// TLS with the replica's certificate, or --insecure.
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// The data directory made by `allocdb format`.
     pub data_dir: PathBuf,
 }
@@ -147,6 +156,12 @@ pub struct StatusArgs {
     /// How long to wait for each replica, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub timeout_ms: u64,
+    /// TLS with a client certificate, or --insecure.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    /// Which client certificate in --certs to use (status needs operator).
+    #[arg(long, default_value = "operator", value_parser = parse_role)]
+    pub role: ClientRole,
 }
 
 fn usage_error(message: &str) -> ExitCode {
@@ -175,6 +190,13 @@ fn format_if_empty(args: &FormatArgs) -> Option<ExitCode> {
 
 /// Runs `allocdb format`.
 pub fn format(args: &FormatArgs) -> ExitCode {
+    // With --certs, a certificate that does not fit this replica is found now, not at start.
+    if let Err(error) =
+        args.security
+            .server_security(args.cluster, args.replica, args.replica_count)
+    {
+        return usage_error(&error);
+    }
     let slot_ms = args.slot_ms.unwrap_or(SLOT_MS_DEFAULT);
     if slot_ms == 0 {
         return usage_error("invalid settings: slot_ms and tick_ms must be at least 1");
@@ -259,8 +281,25 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// The runtime options `start`'s flags give, with the replica's certificates loaded.
+fn runtime_options(args: &StartArgs, settings: &ClusterSettings) -> Result<RuntimeOptions, String> {
+    let security = args.security.server_security(
+        settings.cluster_id,
+        settings.replica_index,
+        settings.replica_count,
+    )?;
+    let mut options = RuntimeOptions::new(args.addresses.clone());
+    options.security = Some(security);
+    options.metrics.clone_from(&args.metrics);
+    options.listen.clone_from(&args.listen);
+    Ok(options)
+}
+
 /// Runs `allocdb start` until SIGTERM/SIGINT.
 pub fn start(args: &StartArgs) -> ExitCode {
+    if let Err(error) = args.security.mode() {
+        return usage_error(&error);
+    }
     // Held until this function returns, i.e. for as long as the replica runs.
     let _lock = match DirLock::acquire(&args.data_dir) {
         Ok(lock) => lock,
@@ -325,9 +364,10 @@ pub fn start(args: &StartArgs) -> ExitCode {
             return usage_error(&format!("cannot open {}: {error}", args.data_dir.display()));
         }
     };
-    let mut options = RuntimeOptions::new(args.addresses.clone());
-    options.metrics.clone_from(&args.metrics);
-    options.listen.clone_from(&args.listen);
+    let options = match runtime_options(args, &settings) {
+        Ok(options) => options,
+        Err(error) => return usage_error(&error),
+    };
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
@@ -378,6 +418,14 @@ async fn wait_for_signal() {
 
 /// Runs `allocdb status`: exit 0 when every replica answered, 1 otherwise.
 pub fn status(args: &StatusArgs) -> ExitCode {
+    let transport = match args
+        .security
+        .client_security(args.role)
+        .and_then(|security| Transport::new(&security))
+    {
+        Ok(transport) => transport,
+        Err(error) => return usage_error(&error),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -388,7 +436,14 @@ pub fn status(args: &StatusArgs) -> ExitCode {
     let timeout = Duration::from_millis(args.timeout_ms);
     let mut all_answered = true;
     for (index, address) in args.addresses.iter().enumerate() {
-        let answer = runtime.block_on(status::probe(address, args.cluster, timeout));
+        let replica = u8::try_from(index).unwrap_or(u8::MAX);
+        let answer = runtime.block_on(status::probe_over(
+            &transport,
+            address,
+            replica,
+            args.cluster,
+            timeout,
+        ));
         all_answered &= answer.is_ok();
         println!("{}", status::json_line(index, address, &answer));
     }

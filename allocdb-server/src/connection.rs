@@ -9,19 +9,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use allocdb_vsr::ReplyBody;
 use allocdb_vsr::frame::{
-    self, ClientHello, ErrorCode, FrameKind, FrameLimits, FrameReply, FrameRequest,
+    self, ClientHello, ErrorCode, FrameKind, FrameLimits, FrameReply, FrameRequest, PeerHandshake,
     REQUESTS_PER_FRAME_MAX, StatusReply, Welcome,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant};
-use tracing::debug;
+use tracing::{debug, warn};
 
+use crate::authz;
 use crate::driver::{ClientBatch, ControlInput, ReplicaState};
 use crate::frame_io::{self, FrameReader, ReadError};
 use crate::metrics::Metrics;
 use crate::net;
 use crate::peer::{self, BusOptions, Identity};
+use crate::tls::{Principal, ServerSecurity};
 
 /// Reply batches a connection may have queued before the replica drops its replies.
 const REPLY_QUEUE_BATCHES: usize = 256;
@@ -50,6 +52,8 @@ pub struct ConnectionContext {
     pub shutdown: watch::Receiver<bool>,
     /// The next connection id.
     pub next_client: AtomicU64,
+    /// TLS (and who each connection is) or plaintext.
+    pub security: ServerSecurity,
 }
 
 impl ConnectionContext {
@@ -72,6 +76,20 @@ impl ConnectionContext {
 pub async fn serve(stream: net::TcpStream, context: Arc<ConnectionContext>) {
     let _ = stream.set_nodelay(true);
     context.metrics.connections.add(1);
+    let accepted =
+        tokio::time::timeout(context.frame_timeout, context.security.accept(stream)).await;
+    let (stream, principal) = match accepted {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(reason)) => {
+            context.metrics.error_frames.add(1);
+            debug!(%reason, "refusing a connection");
+            return;
+        }
+        Err(_) => {
+            debug!("no TLS handshake within {:?}", context.frame_timeout);
+            return;
+        }
+    };
     let (mut read, mut write) = tokio::io::split(stream);
     let cluster_id = context.identity.cluster_id;
     let mut reader = FrameReader::new(FrameLimits::client(cluster_id));
@@ -87,6 +105,10 @@ pub async fn serve(stream: net::TcpStream, context: Arc<ConnectionContext>) {
     let (header, body) = first;
     match header.kind {
         FrameKind::PeerHandshake => {
+            if let Err(text) = may_be_peer(principal, &body) {
+                warn!(%principal, reason = %text, "refusing a peer link");
+                return send_error(&mut write, &context, ErrorCode::Forbidden, &text).await;
+            }
             let halves = (read, write, reader);
             let (control, metrics, shutdown) = (
                 context.control.clone(),
@@ -107,10 +129,24 @@ pub async fn serve(stream: net::TcpStream, context: Arc<ConnectionContext>) {
                 debug!(reason = %end, "inbound peer connection ended");
             }
         }
+        FrameKind::ClientHello if matches!(principal, Principal::Replica(_)) => {
+            let text = format!(
+                "{principal} cannot open a client session: use a client role's certificate"
+            );
+            send_error(&mut write, &context, ErrorCode::Forbidden, &text).await;
+        }
         FrameKind::ClientHello => match ClientHello::decode(&body) {
-            Ok(hello) => Session::new(&context, hello).run(read, write, reader).await,
+            Ok(hello) => {
+                Session::new(&context, hello, principal)
+                    .run(read, write, reader)
+                    .await;
+            }
             Err(error) => send_error(&mut write, &context, error.code(), &error.to_string()).await,
         },
+        FrameKind::StatusRequest if !authz::may_read_status(principal) => {
+            let text = format!("{principal} may not read status: use the operator role");
+            send_error(&mut write, &context, ErrorCode::Forbidden, &text).await;
+        }
         FrameKind::StatusRequest => serve_status(read, write, reader, &context).await,
         kind => {
             let text = format!(
@@ -119,6 +155,24 @@ pub async fn serve(stream: net::TcpStream, context: Arc<ConnectionContext>) {
             );
             send_error(&mut write, &context, ErrorCode::UnexpectedKind, &text).await;
         }
+    }
+}
+
+/// Whether `principal` may open a peer link with the handshake `body`: only replica *i*'s
+/// certificate may speak as replica *i* (any handshake, over plaintext).
+fn may_be_peer(principal: Principal, body: &[u8]) -> Result<(), String> {
+    let claimed = match PeerHandshake::decode(body) {
+        Ok(handshake) => handshake.replica_index,
+        // The link code answers an undecodable handshake with its own error.
+        Err(_) => return Ok(()),
+    };
+    match principal {
+        Principal::Insecure => Ok(()),
+        Principal::Replica(index) if index == claimed => Ok(()),
+        _ => Err(format!(
+            "a peer link as replica {claimed} needs replica {claimed}'s certificate of this \
+             cluster, not {principal}"
+        )),
     }
 }
 
@@ -181,6 +235,7 @@ async fn serve_status<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 /// A client session: request frames in, reply frames out.
 struct Session<'a> {
     context: &'a ConnectionContext,
+    principal: Principal,
     client: u128,
     replies_tx: mpsc::Sender<Vec<FrameReply>>,
     replies_rx: mpsc::Receiver<Vec<FrameReply>>,
@@ -190,12 +245,17 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(context: &'a ConnectionContext, hello: ClientHello) -> Session<'a> {
+    fn new(
+        context: &'a ConnectionContext,
+        hello: ClientHello,
+        principal: Principal,
+    ) -> Session<'a> {
         let client = u128::from(context.next_client.fetch_add(1, Ordering::Relaxed));
         debug!(client, client_id = hello.client_id, "client session");
         let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE_BATCHES);
         Session {
             context,
+            principal,
             client,
             replies_tx,
             replies_rx,
@@ -312,6 +372,13 @@ impl<'a> Session<'a> {
             reader.consume();
             match kind {
                 FrameKind::ClientRequests => self.submit(),
+                FrameKind::StatusRequest if !authz::may_read_status(self.principal) => {
+                    let text = format!(
+                        "{} may not read status: use the operator role",
+                        self.principal
+                    );
+                    return Err((Some(ErrorCode::Forbidden), text));
+                }
                 FrameKind::StatusRequest => {
                     let status = self.context.status_reply();
                     frame::write_frame(
@@ -335,7 +402,8 @@ impl<'a> Session<'a> {
         let metrics = &self.context.metrics;
         let count = self.requests.len();
         metrics.requests.add(u64::try_from(count).expect("bounded"));
-        if count == 0 {
+        self.refuse_forbidden();
+        if self.requests.is_empty() {
             return;
         }
         let now = Instant::now();
@@ -369,6 +437,35 @@ impl<'a> Session<'a> {
             self.write_replies(&replies);
         }
         self.requests.clear();
+    }
+
+    /// Answers `forbidden` to (and removes) every request this session's role may not make.
+    fn refuse_forbidden(&mut self) {
+        let principal = self.principal;
+        if self
+            .requests
+            .iter()
+            .all(|request| authz::allowed(principal, &request.operation))
+        {
+            return;
+        }
+        let mut refused = Vec::new();
+        self.requests.retain(|request| {
+            let allowed = authz::allowed(principal, &request.operation);
+            if !allowed {
+                refused.push(FrameReply {
+                    request_id: request.request_id,
+                    body: ReplyBody::Forbidden,
+                });
+            }
+            allowed
+        });
+        self.context
+            .metrics
+            .forbidden
+            .add(u64::try_from(refused.len()).expect("bounded"));
+        debug!(client = self.client, %principal, refused = refused.len(), "forbidden requests");
+        self.write_replies(&refused);
     }
 
     /// Encodes replies into `self.out` (frames of at most `REQUESTS_PER_FRAME_MAX`).

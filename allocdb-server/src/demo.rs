@@ -8,14 +8,14 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use allocdb_client::{Client, ClientError, ClientOptions};
+use allocdb_client::{Client, ClientError, ClientOptions, ClientRole};
 use allocdb_core::ResultCode;
 use allocdb_vsr::frame::Role;
 use clap::Args;
 use tokio::time::Instant;
 
 use crate::audit::{Audit, Grant};
-use crate::local_cluster::LocalCluster;
+use crate::local_cluster::{LocalCluster, LocalSecurity};
 
 /// Seats: resources `1..=SEATS`.
 const SEATS: u128 = 50;
@@ -83,11 +83,12 @@ struct Shared {
 
 async fn demo(args: &DemoArgs) -> Result<bool, String> {
     let exe = std::env::current_exe().map_err(|error| format!("finding this binary: {error}"))?;
-    let mut cluster = LocalCluster::start(&exe, 3, 0xD3_40)?;
+    let mut cluster = LocalCluster::start(&exe, 3, 0xD3_40, LocalSecurity::Tls)?;
     println!(
-        "allocdb demo: 3 replicas on {} (data in {})",
+        "allocdb demo: 3 replicas on {} (data in {}); connections: {}",
         cluster.addresses.join(", "),
-        cluster.dir().display()
+        cluster.dir().display(),
+        cluster.security().describe()
     );
     let primary = cluster.wait_for_primary(Duration::from_secs(10)).await?;
     let clients = connect_clients(&cluster, 4).await?;
@@ -129,6 +130,8 @@ async fn connect_clients(cluster: &LocalCluster, count: usize) -> Result<Vec<Cli
         let mut options = ClientOptions::new(cluster.addresses.clone(), cluster.cluster_id);
         options.call_timeout = Duration::from_secs(10);
         options.request_timeout = Duration::from_millis(300);
+        // The demo creates its seats and pool, which takes the operator role.
+        options.security = Some(cluster.client_security(ClientRole::Operator)?);
         clients.push(
             Client::connect(options)
                 .await

@@ -9,7 +9,9 @@
 //! The wire format lives in `allocdb_vsr::frame`, shared with the client.
 
 pub mod audit;
+pub mod authz;
 pub mod benchmark;
+pub mod certs;
 pub mod cli_client;
 pub mod clock;
 pub mod commands;
@@ -29,10 +31,12 @@ pub mod metrics;
 pub mod net;
 pub mod peer;
 pub mod progress;
+pub mod security_args;
 pub mod server;
 pub mod settings;
 pub mod status;
 pub mod table_watch;
+pub mod tls;
 
 pub use server::{RuntimeOptions, ServerError, run};
 pub use settings::ClusterSettings;

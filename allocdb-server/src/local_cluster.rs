@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use allocdb_client::tls::Transport;
+use allocdb_client::{ClientRole, Security, TlsCredentials};
 use allocdb_vsr::frame::{Role, StatusReply};
 use tokio::time::Instant;
 
@@ -23,6 +25,26 @@ pub struct LocalCluster {
     /// The replicas' addresses, in replica order.
     pub addresses: Vec<String>,
     children: Vec<Option<Child>>,
+    security: LocalSecurity,
+}
+
+/// Whether a local cluster runs TLS (certificates made in its directory) or plaintext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalSecurity {
+    /// `allocdb certs` into `<dir>/certs`; every replica runs `--certs`.
+    Tls,
+    /// Every replica runs `--insecure`.
+    Insecure,
+}
+
+impl LocalSecurity {
+    /// How a tool prints the mode.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LocalSecurity::Tls => "TLS 1.3 with certificates made for this run",
+            LocalSecurity::Insecure => "plaintext (--insecure)",
+        }
+    }
 }
 
 impl LocalCluster {
@@ -30,8 +52,13 @@ impl LocalCluster {
     ///
     /// # Errors
     /// What failed: the directory, a port, `format`, or spawning `start`.
-    pub fn start(exe: &Path, replica_count: u8, cluster_id: u128) -> Result<LocalCluster, String> {
-        LocalCluster::start_with(exe, replica_count, cluster_id, &[])
+    pub fn start(
+        exe: &Path,
+        replica_count: u8,
+        cluster_id: u128,
+        security: LocalSecurity,
+    ) -> Result<LocalCluster, String> {
+        LocalCluster::start_with(exe, replica_count, cluster_id, &[], security)
     }
 
     /// As [`LocalCluster::start`], passing `format_flags` (e.g. table sizes) to `allocdb format`.
@@ -43,6 +70,7 @@ impl LocalCluster {
         replica_count: u8,
         cluster_id: u128,
         format_flags: &[&str],
+        security: LocalSecurity,
     ) -> Result<LocalCluster, String> {
         assert!(matches!(replica_count, 1 | 3 | 5), "1, 3 or 5 replicas");
         let dir = unique_temp_dir()?;
@@ -52,7 +80,17 @@ impl LocalCluster {
             cluster_id,
             addresses: free_addresses(replica_count)?,
             children: (0..replica_count).map(|_| None).collect(),
+            security,
         };
+        if security == LocalSecurity::Tls {
+            crate::certs::generate(
+                &cluster.certs_dir(),
+                cluster_id,
+                replica_count,
+                crate::certs::LEAF_DAYS_DEFAULT,
+                crate::certs::CA_DAYS_DEFAULT,
+            )?;
+        }
         for replica in 0..replica_count {
             cluster.format(replica, format_flags)?;
         }
@@ -65,6 +103,41 @@ impl LocalCluster {
     /// The temporary directory holding every replica's data and log file.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where the certificates are (made only under [`LocalSecurity::Tls`]).
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
+    /// The cluster's security mode.
+    pub fn security(&self) -> LocalSecurity {
+        self.security
+    }
+
+    /// `--certs <dir>` or `--insecure`, for any `allocdb` command run against this cluster.
+    pub fn security_flags(&self) -> Vec<String> {
+        match self.security {
+            LocalSecurity::Tls => vec![
+                "--certs".to_string(),
+                self.certs_dir().display().to_string(),
+            ],
+            LocalSecurity::Insecure => vec!["--insecure".to_string()],
+        }
+    }
+
+    /// A client's credentials for `role`.
+    ///
+    /// # Errors
+    /// The certificate files cannot be read.
+    pub fn client_security(&self, role: ClientRole) -> Result<Security, String> {
+        match self.security {
+            LocalSecurity::Tls => Ok(Security::Tls(TlsCredentials::from_dir(
+                &self.certs_dir(),
+                role.name(),
+            )?)),
+            LocalSecurity::Insecure => Ok(Security::Insecure),
+        }
     }
 
     /// The number of replicas.
@@ -82,6 +155,7 @@ impl LocalCluster {
             .args(["--cluster", &self.cluster_id.to_string()])
             .args(["--replica", &replica.to_string()])
             .args(["--replica-count", &self.addresses.len().to_string()])
+            .args(self.security_flags())
             .args(flags)
             .arg(self.data_dir(usize::from(replica)))
             .stdin(Stdio::null())
@@ -115,6 +189,7 @@ impl LocalCluster {
             .arg("start")
             .args(["--addresses", &self.addresses.join(",")])
             .args(["--replica", &replica.to_string()])
+            .args(self.security_flags())
             .arg(self.data_dir(replica))
             .stdin(Stdio::null())
             .stdout(log)
@@ -171,7 +246,18 @@ impl LocalCluster {
     /// # Errors
     /// It did not answer within `timeout`, or answered something else.
     pub async fn status(&self, replica: usize, timeout: Duration) -> Result<StatusReply, String> {
-        fetch_status(&self.addresses[replica], timeout).await
+        let transport = self
+            .client_security(ClientRole::Operator)
+            .and_then(|security| Transport::new(&security))?;
+        let index = u8::try_from(replica).expect("at most REPLICAS_MAX");
+        crate::status::probe_over(
+            &transport,
+            &self.addresses[replica],
+            index,
+            self.cluster_id,
+            timeout,
+        )
+        .await
     }
 
     /// Waits until some replica reports itself primary; its index.

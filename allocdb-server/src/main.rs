@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create a cluster's CA and the certificates of its replicas and client roles.
+    Certs(allocdb_server::certs::CertsArgs),
     /// Create a replica's data directory (once per replica, before the first start).
     Format(FormatArgs),
     /// Run a replica until SIGTERM/SIGINT.
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match &cli.command {
+        Command::Certs(args) => allocdb_server::certs::run(args),
         Command::Format(args) => commands::format(args),
         Command::Start(args) => commands::start(args),
         Command::Status(args) => commands::status(args),

@@ -114,6 +114,8 @@ pub struct Metrics {
     pub requests: Counter,
     /// Requests answered `overloaded` because the replica's queue was full.
     pub overloaded: Counter,
+    /// Requests answered `forbidden`: the client's role may not make them.
+    pub forbidden: Counter,
     /// Replies dropped because a connection's queue was full or gone.
     pub replies_dropped: Counter,
     /// Peer messages dropped because a link's queue was full.
@@ -145,6 +147,7 @@ impl Default for Metrics {
         Metrics {
             requests: Counter::default(),
             overloaded: Counter::default(),
+            forbidden: Counter::default(),
             replies_dropped: Counter::default(),
             peer_messages_dropped: Counter::default(),
             peer_messages_refused: Counter::default(),
@@ -192,6 +195,11 @@ impl Metrics {
                 "allocdb_overloaded_total",
                 "Requests answered overloaded.",
                 &self.overloaded,
+            ),
+            (
+                "allocdb_forbidden_total",
+                "Requests answered forbidden (the client's role may not make them).",
+                &self.forbidden,
             ),
             (
                 "allocdb_replies_dropped_total",

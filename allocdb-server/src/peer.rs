@@ -26,7 +26,7 @@ use crate::driver::ControlInput;
 use crate::fingerprint::{Fingerprint, LinkEnd as MismatchEnd};
 use crate::frame_io::{self, FrameReader, ReadError};
 use crate::metrics::Metrics;
-use crate::net;
+use allocdb_client::tls::{Stream, Transport};
 
 /// Bytes of messages coalesced into one write.
 const WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
@@ -71,6 +71,8 @@ pub struct Identity {
     pub limits: MessageLimits,
     /// The configuration every peer must share, sent and compared in the handshake.
     pub fingerprint: Arc<Fingerprint>,
+    /// How links are dialled: TLS with this replica's certificate, or plaintext.
+    pub transport: Transport,
 }
 
 impl Identity {
@@ -331,8 +333,8 @@ pub async fn run_outbound(
 }
 
 type Halves = (
-    tokio::io::ReadHalf<net::TcpStream>,
-    tokio::io::WriteHalf<net::TcpStream>,
+    tokio::io::ReadHalf<Stream>,
+    tokio::io::WriteHalf<Stream>,
     FrameReader,
 );
 
@@ -349,7 +351,22 @@ enum DialError {
 /// `peer` (the one our address list puts at `address`) with our fingerprint.
 async fn dial(identity: &Identity, peer: u8, address: &str) -> Result<Halves, DialError> {
     let unreachable = |error: &dyn std::fmt::Display| DialError::Unreachable(error.to_string());
-    let stream = net::connect(address).await.map_err(|e| unreachable(&e))?;
+    // Over TLS the acceptor must hold replica `peer`'s certificate of this cluster.
+    let server_name = allocdb_client::tls::replica_name(identity.cluster_id, peer);
+    let stream = identity
+        .transport
+        .connect(address, &server_name)
+        .await
+        .map_err(|e| {
+            let text = e.to_string();
+            if text.starts_with("TLS handshake") {
+                // A certificate that is not replica `peer`'s (or ours refused): an operator
+                // must act, so it is reported like a configuration mismatch.
+                DialError::Mismatch(format!("replica {peer} at {address}: {text}"))
+            } else {
+                unreachable(&e)
+            }
+        })?;
     let (mut read, mut write) = tokio::io::split(stream);
     frame_io::write_all(&mut write, &identity.handshake_frame())
         .await
@@ -407,7 +424,10 @@ async fn dial(identity: &Identity, peer: u8, address: &str) -> Result<Halves, Di
 fn is_config_refusal(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::ConfigMismatch | ErrorCode::WrongCluster | ErrorCode::WrongReplica
+        ErrorCode::ConfigMismatch
+            | ErrorCode::WrongCluster
+            | ErrorCode::WrongReplica
+            | ErrorCode::Forbidden
     )
 }
 

@@ -25,6 +25,7 @@ use crate::metrics::{self, Metrics, MetricsContext};
 use crate::net;
 use crate::peer::{self, BusOptions, Identity};
 use crate::settings::ClusterSettings;
+use crate::tls::ServerSecurity;
 
 /// How a server process runs (everything not fixed for the cluster at format time).
 #[derive(Clone, Debug)]
@@ -54,6 +55,9 @@ pub struct RuntimeOptions {
     /// runs, in parts per million: the simulator's drifting clocks. 0 in production, where the
     /// machine's own clock drifts without being asked.
     pub clock_rate_ppm: i32,
+    /// TLS with the cluster's certificates, or plaintext asked for explicitly. `None` (the
+    /// default) is refused by [`run`]: a replica never falls back to plaintext by itself.
+    pub security: Option<ServerSecurity>,
 }
 
 /// A slot [`run`] fills with a receiver of the replica's published [`ReplicaState`].
@@ -74,6 +78,7 @@ impl RuntimeOptions {
             connections_max: 4096,
             state_observer: None,
             clock_rate_ppm: 0,
+            security: None,
         }
     }
 }
@@ -120,6 +125,9 @@ pub async fn run<S: Storage>(
 ) -> Result<Replica<S>, ServerError> {
     let me = replica.index();
     let count = replica.config().replica_count;
+    let Some(security) = options.security.clone() else {
+        return Err(ServerError::Options(crate::security_args::missing_message()));
+    };
     if options.addresses.len() != usize::from(count) {
         let reason = format!(
             "{} addresses given for a cluster of {count} replicas",
@@ -148,7 +156,7 @@ pub async fn run<S: Storage>(
         ),
         None => None,
     };
-    let identity = identity(settings, replica.config(), &options.addresses)?;
+    let identity = identity(settings, replica.config(), &options.addresses, &security)?;
     // One stop signal for every task: set by the caller's shutdown or by a halt.
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
@@ -180,6 +188,7 @@ pub async fn run<S: Storage>(
         frame_timeout: options.frame_timeout,
         shutdown: stop_rx.clone(),
         next_client: AtomicU64::new(1),
+        security: security.clone(),
     });
     tokio::spawn(accept_loop(
         listener,
@@ -197,7 +206,8 @@ pub async fn run<S: Storage>(
         });
         tokio::spawn(metrics::serve(listener, context, stop_rx.clone()));
     }
-    info!(replica = me, replicas = count, address = %listen, "serving");
+    let mode = security.describe();
+    info!(replica = me, replicas = count, address = %listen, mode, "serving");
     let forwarder = tokio::spawn(forward_shutdown(shutdown, stop_tx.clone()));
     let result = driver.run(control_rx, requests_rx, stop_rx).await;
     let _ = stop_tx.send(true);
@@ -219,6 +229,7 @@ fn identity(
     settings: &ClusterSettings,
     config: &allocdb_vsr::ReplicaConfig,
     addresses: &[String],
+    security: &ServerSecurity,
 ) -> Result<Identity, ServerError> {
     let fingerprint = Fingerprint::new(settings, addresses).map_err(ServerError::Options)?;
     Ok(Identity {
@@ -227,6 +238,7 @@ fn identity(
         replica_count: config.replica_count,
         limits: MessageLimits::from_config(config),
         fingerprint: Arc::new(fingerprint),
+        transport: security.transport(),
     })
 }
 
@@ -301,6 +313,12 @@ async fn accept_loop(
                     connection::serve(stream, context).await;
                     drop(permit);
                 });
+            }
+            Err(_) if matches!(context.security, ServerSecurity::Tls(_)) => {
+                // A TLS client cannot read a plaintext error frame, and a handshake would
+                // spend CPU on the flood: close at once.
+                context.metrics.error_frames.add(1);
+                drop(stream);
             }
             Err(_) => {
                 tokio::spawn(async move {

@@ -6,19 +6,40 @@ use allocdb_vsr::frame::{self, ErrorBody, FrameKind, FrameLimits, StatusReply};
 use tokio::time::Duration;
 
 use crate::frame_io::{self, FrameReader};
-use crate::net;
+use allocdb_client::tls::{self, Transport};
 
-/// Connects to `address`, asks for its status, and returns the answer.
+/// [`probe_over`] plaintext, for a replica that runs `--insecure` (tests, local tools).
 ///
 /// # Errors
-/// A description of what failed (connect, timeout, an error frame, a malformed answer).
+/// As [`probe_over`].
 pub async fn probe(
     address: &str,
     cluster_id: u128,
     timeout: Duration,
 ) -> Result<StatusReply, String> {
+    probe_over(&Transport::Plain, address, 0, cluster_id, timeout).await
+}
+
+/// Connects to replica `index` at `address` over `transport` (TLS needs the operator role's
+/// certificate), asks for its status, and returns the answer.
+///
+/// # Errors
+/// A description of what failed (connect, timeout, an error frame, a malformed answer).
+pub async fn probe_over(
+    transport: &Transport,
+    address: &str,
+    index: u8,
+    cluster_id: u128,
+    timeout: Duration,
+) -> Result<StatusReply, String> {
+    let server_name = if cluster_id == 0 {
+        tls::replica_name_any_cluster(index)
+    } else {
+        tls::replica_name(cluster_id, index)
+    };
     let exchange = async {
-        let stream = net::connect(address)
+        let stream = transport
+            .connect(address, &server_name)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let (mut read, mut write) = tokio::io::split(stream);

@@ -61,6 +61,7 @@ async fn a_full_table_fails_the_run_loudly_and_says_which() {
         benchmark(&[
             "--addresses",
             &address,
+            "--insecure",
             "--cluster",
             &CLUSTER.to_string(),
             "--clients",

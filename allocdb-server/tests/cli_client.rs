@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use allocdb_server::local_cluster::LocalCluster;
+use allocdb_server::local_cluster::{LocalCluster, LocalSecurity};
 use allocdb_vsr::frame::{self, FrameKind, Role, Welcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -16,7 +16,14 @@ fn binary() -> &'static Path {
 /// Runs `allocdb client --addresses <addresses> <args>`; (exit status, stdout line).
 fn cli(addresses: &str, args: &[&str]) -> (i32, String) {
     let output = Command::new(binary())
-        .args(["client", "--addresses", addresses, "--timeout", "5s"])
+        .args([
+            "client",
+            "--insecure",
+            "--addresses",
+            addresses,
+            "--timeout",
+            "5s",
+        ])
         .args(args)
         .output()
         .expect("the binary runs");
@@ -45,7 +52,8 @@ fn field(line: &str, key: &str) -> String {
 
 /// A started single-replica cluster and its address list.
 async fn single_replica(cluster_id: u128) -> (LocalCluster, String) {
-    let cluster = LocalCluster::start(binary(), 1, cluster_id).expect("replica starts");
+    let cluster = LocalCluster::start(binary(), 1, cluster_id, LocalSecurity::Insecure)
+        .expect("replica starts");
     cluster
         .wait_for_primary(Duration::from_secs(20))
         .await
@@ -238,6 +246,7 @@ fn no_reachable_replica_is_a_setup_error() {
     let output = Command::new(binary())
         .args([
             "client",
+            "--insecure",
             "--addresses",
             &address,
             "--timeout",
@@ -284,7 +293,14 @@ async fn a_silent_replica_yields_an_indefinite_outcome() {
     let address_for_cli = address.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(binary())
-            .args(["client", "--addresses", &address_for_cli, "--timeout", "1s"])
+            .args([
+                "client",
+                "--insecure",
+                "--addresses",
+                &address_for_cli,
+                "--timeout",
+                "1s",
+            ])
             .args(["--operation-id", "777", "create-resource", "1"])
             .output()
             .unwrap()

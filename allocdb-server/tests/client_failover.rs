@@ -12,7 +12,7 @@ use std::time::Duration;
 use allocdb_client::{CallOptions, Client, ClientError, ClientOptions, Committed};
 use allocdb_core::{Bundle, Command, LeaseId, ResultCode};
 use allocdb_server::audit::{Audit, Grant};
-use allocdb_server::local_cluster::LocalCluster;
+use allocdb_server::local_cluster::{LocalCluster, LocalSecurity};
 use allocdb_vsr::frame::Role;
 use tokio::time::Instant;
 
@@ -27,6 +27,7 @@ fn binary() -> &'static Path {
 
 async fn client(cluster: &LocalCluster) -> Client {
     let mut options = ClientOptions::new(cluster.addresses.clone(), cluster.cluster_id);
+    options.security = Some(allocdb_client::Security::Insecure);
     options.call_timeout = PATIENCE;
     options.request_timeout = Duration::from_millis(300);
     Client::connect(options).await.expect("the cluster is up")
@@ -184,7 +185,8 @@ async fn time_until_served(client: &Client, from: Instant) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_loses_its_primary_without_losing_or_double_granting_anything() {
-    let mut cluster = LocalCluster::start(binary(), 3, 0xFA11).expect("cluster starts");
+    let mut cluster =
+        LocalCluster::start(binary(), 3, 0xFA11, LocalSecurity::Insecure).expect("cluster starts");
     let primary = cluster.wait_for_primary(PATIENCE).await.unwrap();
     let setup = client(&cluster).await;
     create_hot_resources(&setup).await;
@@ -271,7 +273,8 @@ async fn a_cluster_loses_its_primary_without_losing_or_double_granting_anything(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_replica_survives_sigkill_without_losing_acknowledged_writes() {
-    let mut cluster = LocalCluster::start(binary(), 1, 0x5161).expect("replica starts");
+    let mut cluster =
+        LocalCluster::start(binary(), 1, 0x5161, LocalSecurity::Insecure).expect("replica starts");
     cluster.wait_for_primary(PATIENCE).await.unwrap();
     let setup = client(&cluster).await;
     create_hot_resources(&setup).await;

@@ -32,6 +32,7 @@ impl Replicas {
                 &[
                     &[
                         "format",
+                        "--insecure",
                         "--cluster",
                         &CLUSTER.to_string(),
                         "--replica",
@@ -64,7 +65,7 @@ impl Replicas {
         assert!(self.children[index].is_none());
         let stderr = File::create(self.stderr_path(index)).unwrap();
         let child = Command::new(binary())
-            .args(["start", "--addresses", &addresses.join(",")])
+            .args(["start", "--insecure", "--addresses", &addresses.join(",")])
             .args(["--replica", &index.to_string()])
             .args(["--metrics", &self.metrics[index]])
             .args(["--cluster", &CLUSTER.to_string()])
@@ -96,7 +97,12 @@ impl Replicas {
 
     /// `allocdb status` line of replica `index`.
     fn status_line(&self, index: usize) -> String {
-        let output = allocdb(&["status", "--addresses", &self.addresses.join(",")]);
+        let output = allocdb(&[
+            "status",
+            "--insecure",
+            "--addresses",
+            &self.addresses.join(","),
+        ]);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         stdout
             .lines()
@@ -233,6 +239,7 @@ fn a_replica_formatted_with_other_table_sizes_is_refused_by_its_peers() {
     std::fs::remove_dir_all(&dir).expect("remove replica 2's directory");
     let output = allocdb(&[
         "format",
+        "--insecure",
         "--cluster",
         &CLUSTER.to_string(),
         "--replica",
@@ -256,6 +263,7 @@ fn a_data_directory_of_another_cluster_refuses_to_start() {
     let dir: &Path = &replicas.root.join("0");
     let output = allocdb(&[
         "start",
+        "--insecure",
         "--addresses",
         &replicas.addresses.join(","),
         "--replica",

@@ -44,6 +44,7 @@ async fn a_second_process_on_a_live_data_directory_is_refused_naming_the_holder(
     let second_address = format!("127.0.0.1:{}", free_port());
     let start = timed(&[
         "start",
+        "--insecure",
         "--addresses",
         &second_address,
         "--replica",
@@ -54,6 +55,7 @@ async fn a_second_process_on_a_live_data_directory_is_refused_naming_the_holder(
     let cluster_id = CLUSTER.to_string();
     let format = [
         "format",
+        "--insecure",
         "--cluster",
         &cluster_id,
         "--replica",
@@ -89,6 +91,7 @@ async fn a_second_process_on_a_live_data_directory_is_refused_naming_the_holder(
     assert_ne!(pid_again, pid);
     let again = timed(&[
         "start",
+        "--insecure",
         "--addresses",
         &second_address,
         "--replica",

@@ -126,7 +126,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
 
 fn format_if_empty(dir: &Path, replica: &str, extra: &[&str]) -> Output {
     let cluster = CLUSTER.to_string();
-    let mut args = vec!["format", "--if-empty", "--cluster", &cluster];
+    let mut args = vec!["format", "--insecure", "--if-empty", "--cluster", &cluster];
     args.extend(["--replica", replica, "--replica-count", "3"]);
     args.extend(extra);
     let dir = dir.to_str().expect("utf-8 path");
@@ -179,6 +179,7 @@ fn format_if_empty_formats_once_then_accepts_only_the_same_replica() {
     // Without --if-empty a formatted directory is still refused.
     let plain = allocdb(&[
         "format",
+        "--insecure",
         "--cluster",
         &CLUSTER.to_string(),
         "--replica",
@@ -220,6 +221,7 @@ impl Drop for Processes {
 fn format_replica(dir: &Path, index: u8, count: u8) {
     let output = allocdb(&[
         "format",
+        "--insecure",
         "--cluster",
         &CLUSTER.to_string(),
         "--replica",
@@ -233,7 +235,7 @@ fn format_replica(dir: &Path, index: u8, count: u8) {
 
 fn spawn_start(addresses: &str, index: u8, extra: &[&str], dir: &Path) -> Child {
     Command::new(binary())
-        .args(["start", "--addresses", addresses, "--replica"])
+        .args(["start", "--insecure", "--addresses", addresses, "--replica"])
         .arg(index.to_string())
         .args(extra)
         .arg(dir)
@@ -309,7 +311,7 @@ async fn peers_dial_host_names_and_replicas_bind_their_listen_address() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let status = allocdb(&["status", "--addresses", &named[..2].join(",")]);
+    let status = allocdb(&["status", "--insecure", "--addresses", &named[..2].join(",")]);
     assert_eq!(code(&status), 0, "{}", text(&status.stdout));
     let lines = text(&status.stdout);
     assert_eq!(lines.lines().count(), 2);
@@ -326,6 +328,7 @@ fn start_on_a_bad_data_dir_or_a_taken_port_exits_2_with_the_reason() {
     let address = format!("127.0.0.1:{}", free_port());
     let missing = allocdb(&[
         "start",
+        "--insecure",
         "--addresses",
         &address,
         "--replica",
@@ -344,6 +347,7 @@ fn start_on_a_bad_data_dir_or_a_taken_port_exits_2_with_the_reason() {
     let taken_address = taken.local_addr().unwrap().to_string();
     let busy = allocdb(&[
         "start",
+        "--insecure",
         "--addresses",
         &taken_address,
         "--replica",

@@ -26,6 +26,7 @@ const HOLDER: u128 = 7;
 
 async fn client(cluster: &Cluster) -> Client {
     let mut options = ClientOptions::new(cluster.addresses.clone(), CLUSTER);
+    options.security = Some(allocdb_client::Security::Insecure);
     options.call_timeout = PATIENCE;
     options.request_timeout = Duration::from_millis(300);
     Client::connect(options)

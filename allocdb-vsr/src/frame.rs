@@ -336,11 +336,15 @@ pub enum ErrorCode {
     Timeout = 12,
     /// A peer handshake from a replica configured differently (settings or address list).
     ConfigMismatch = 13,
+    /// The connection's certificate does not allow what it asked for (a peer handshake
+    /// without that replica's certificate, a client session without a client certificate,
+    /// a status request without the operator role).
+    Forbidden = 14,
 }
 
 impl ErrorCode {
     /// Every code, in value order.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::Malformed,
         ErrorCode::Oversized,
         ErrorCode::WrongCluster,
@@ -354,6 +358,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::Timeout,
         ErrorCode::ConfigMismatch,
+        ErrorCode::Forbidden,
     ];
 
     /// The code with this value; `None` for a value no code uses.
@@ -377,6 +382,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Timeout => "timeout",
             ErrorCode::ConfigMismatch => "config_mismatch",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

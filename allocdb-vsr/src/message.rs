@@ -302,6 +302,10 @@ pub enum ReplyBody {
     ReadTimeout,
     /// The request can never be accepted (an internal command from a client).
     Invalid,
+    /// The client's role may not make this request (an `application` certificate asking to
+    /// create a resource, revoke or reclaim). Decided by the server before the request reaches
+    /// the replica; nothing changed.
+    Forbidden,
 }
 
 /// A reply to one client request.

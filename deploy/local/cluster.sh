@@ -124,7 +124,7 @@ EOF
         dir="$(replica_dir "$i")"
         mkdir -p "$dir"
         # shellcheck disable=SC2086 # word-splitting the extra flags is the point
-        "$bin" format --cluster "$cluster_id" --replica "$i" --replica-count "$replicas" \
+        "$bin" format --insecure --cluster "$cluster_id" --replica "$i" --replica-count "$replicas" \
             ${ALLOCDB_FORMAT_ARGS---dedupe-window-slots 6000} "$dir/data"
     done
     echo "formatted $replicas replicas of cluster $cluster_id under $cluster_dir"
@@ -139,7 +139,7 @@ start_one() {
         return 0
     fi
     # setsid: the replica must not die with the shell that started it (or get its Ctrl-C).
-    setsid "$bin" start --addresses "$(addresses)" --replica "$i" \
+    setsid "$bin" start --insecure --addresses "$(addresses)" --replica "$i" \
         --metrics "127.0.0.1:$((metrics_port + i))" "$dir/data" \
         </dev/null >>"$dir/allocdb.log" 2>&1 &
     echo $! >"$dir/allocdb.pid"
@@ -150,7 +150,7 @@ start_one() {
 cmd_wait_primary() {
     local deadline=$((SECONDS + start_wait)) out
     while ((SECONDS < deadline)); do
-        out="$("$bin" status --addresses "$(addresses)" 2>/dev/null || true)"
+        out="$("$bin" status --insecure --addresses "$(addresses)" 2>/dev/null || true)"
         if grep -Eq '"role": ?"primary"' <<<"$out"; then
             grep -E '"role": ?"primary"' <<<"$out"
             return 0
@@ -219,7 +219,7 @@ cmd_status() {
             echo "# replica $i: not running"
         fi
     done
-    "$bin" status --addresses "$(addresses)"
+    "$bin" status --insecure --addresses "$(addresses)"
 }
 
 cmd_logs() {

@@ -208,7 +208,7 @@ say "disconnected replica $cut (a backup; primary $primary, restarted replica $r
 before="$(acks)"
 for _ in 1 2 3 4; do
     sleep 2
-    "$bin" status --addresses "$addresses" | sed 's/^/    /' || true
+    "$bin" status --insecure --addresses "$addresses" | sed 's/^/    /' || true
 done
 wait_acks_above "$before" 30
 during="$(($(acks) - before))"

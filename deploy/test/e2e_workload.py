@@ -72,7 +72,7 @@ class Cli:
         return done.returncode, done.stdout, done.stderr
 
     def client(self, command, operation_id=None, timeout=CALL_TIMEOUT):
-        args = ["client", "--addresses", self.addresses, "--timeout", timeout]
+        args = ["client", "--insecure", "--addresses", self.addresses, "--timeout", timeout]
         if operation_id is not None:
             args += ["--operation-id", str(operation_id)]
         code, out, err = self.run(args + command, timeout_s=60.0)
@@ -80,7 +80,7 @@ class Cli:
         return code, reply, err
 
     def status(self):
-        code, out, err = self.run(["status", "--addresses", self.addresses], timeout_s=30.0)
+        code, out, err = self.run(["status", "--insecure", "--addresses", self.addresses], timeout_s=30.0)
         if code is None:
             return []
         replicas = []

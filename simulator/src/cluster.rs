@@ -238,6 +238,8 @@ pub fn simulate(seed: u64, knobs: &Knobs) -> Observation {
             .collect();
         let mut options = RuntimeOptions::new(addresses.clone());
         options.listen = Some(format!("0.0.0.0:{PORT}"));
+        // Plaintext on turmoil's simulated network, explicitly (the seam is `ServerSecurity`).
+        options.security = Some(allocdb_server::tls::ServerSecurity::Insecure);
         options.clock_rate_ppm = scenario.clock_rates_ppm[usize::from(index)];
         options.state_observer = Some(
             shared.borrow().replicas[usize::from(index)]

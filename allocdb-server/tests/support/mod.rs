@@ -63,6 +63,7 @@ impl Cluster {
             let status = Command::new(binary())
                 .args([
                     "format",
+                    "--insecure",
                     "--cluster",
                     &CLUSTER.to_string(),
                     "--replica",
@@ -127,7 +128,7 @@ impl Cluster {
     /// Runs `allocdb format` for replica `index` on its data directory with `flags`.
     pub fn format(&self, index: u8, flags: &[&str]) -> Output {
         Command::new(binary())
-            .args(["format", "--cluster", &CLUSTER.to_string()])
+            .args(["format", "--insecure", "--cluster", &CLUSTER.to_string()])
             .args(["--replica", &index.to_string()])
             .args(["--replica-count", &self.addresses.len().to_string()])
             .args(flags)
@@ -177,6 +178,7 @@ impl Cluster {
         Command::new(binary())
             .args([
                 "start",
+                "--insecure",
                 "--addresses",
                 &self.addresses.join(","),
                 "--replica",

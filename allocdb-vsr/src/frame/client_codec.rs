@@ -36,6 +36,7 @@ const TAG_NOT_PRIMARY: u8 = 3;
 const TAG_OVERLOADED: u8 = 4;
 const TAG_READ_TIMEOUT: u8 = 5;
 const TAG_INVALID: u8 = 6;
+const TAG_FORBIDDEN: u8 = 7;
 
 const ENTRY_HEADER_BYTES: usize = 8 + 1;
 const READ_REQUEST_BYTES: usize = 1 + 16 + 8;
@@ -230,6 +231,7 @@ pub fn encode_replies(replies: &[FrameReply], out: &mut Vec<u8>) {
             ReplyBody::Overloaded => writer.u8(TAG_OVERLOADED),
             ReplyBody::ReadTimeout => writer.u8(TAG_READ_TIMEOUT),
             ReplyBody::Invalid => writer.u8(TAG_INVALID),
+            ReplyBody::Forbidden => writer.u8(TAG_FORBIDDEN),
         }
     }
 }
@@ -272,6 +274,7 @@ fn decode_replies_into(body: &[u8], out: &mut Vec<FrameReply>) -> Result<(), Dec
             TAG_OVERLOADED => ReplyBody::Overloaded,
             TAG_READ_TIMEOUT => ReplyBody::ReadTimeout,
             TAG_INVALID => ReplyBody::Invalid,
+            TAG_FORBIDDEN => ReplyBody::Forbidden,
             tag => {
                 return Err(DecodeError::Invalid {
                     what: "reply tag",

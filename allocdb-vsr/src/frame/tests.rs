@@ -570,6 +570,7 @@ fn arb_reply() -> impl Strategy<Value = FrameReply> {
         Just(ReplyBody::Overloaded),
         Just(ReplyBody::ReadTimeout),
         Just(ReplyBody::Invalid),
+        Just(ReplyBody::Forbidden),
     ];
     (any::<u64>(), body).prop_map(|(request_id, body)| FrameReply { request_id, body })
 }

@@ -533,6 +533,7 @@ impl Cluster {
                 }
             }
             ReplyBody::Invalid => panic!("the workload never sends internal commands"),
+            ReplyBody::Forbidden => panic!("the harness has no roles"),
         }
     }
 

@@ -1,0 +1,225 @@
+//! TLS and client roles with real processes on loopback: a cluster started with `--certs`
+//! serves an operator, refuses plaintext, refuses an application certificate (and another
+//! replica's certificate) as a peer, and answers an application's `revoke` with `forbidden`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use allocdb_client::tls::{Transport, replica_name};
+use allocdb_client::{Client, ClientError, ClientOptions, ClientRole, Security, TlsCredentials};
+use allocdb_server::local_cluster::{LocalCluster, LocalSecurity};
+use allocdb_vsr::frame::{self, ErrorBody, ErrorCode, FrameKind, PeerHandshake};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CLUSTER: u128 = 0x7153;
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_allocdb"))
+}
+
+async fn tls_cluster() -> LocalCluster {
+    let cluster =
+        LocalCluster::start(binary(), 3, CLUSTER, LocalSecurity::Tls).expect("cluster starts");
+    cluster
+        .wait_for_primary(Duration::from_secs(20))
+        .await
+        .expect("a primary over TLS");
+    cluster
+}
+
+async fn client(cluster: &LocalCluster, security: Security) -> Result<Client, ClientError> {
+    let mut options = ClientOptions::new(cluster.addresses.clone(), CLUSTER);
+    options.call_timeout = Duration::from_secs(10);
+    options.security = Some(security);
+    Client::connect(options).await
+}
+
+fn credentials(cluster: &LocalCluster, name: &str) -> TlsCredentials {
+    TlsCredentials::from_dir(&cluster.certs_dir(), name).expect("certificates")
+}
+
+/// Opens a TLS connection to replica `index` with `name`'s certificate, sends a peer
+/// handshake claiming to be replica `claimed`, and returns the error code it is answered.
+async fn peer_handshake_as(
+    cluster: &LocalCluster,
+    name: &str,
+    index: u8,
+    claimed: u8,
+) -> Option<ErrorCode> {
+    let transport = Transport::new(&Security::Tls(credentials(cluster, name))).unwrap();
+    let address = &cluster.addresses[usize::from(index)];
+    let mut stream = transport
+        .connect(address, &replica_name(CLUSTER, index))
+        .await
+        .expect("the TLS handshake itself succeeds for any certificate of the CA");
+    let handshake = PeerHandshake {
+        replica_index: claimed,
+        replica_count: 3,
+        config: Vec::new(),
+        addresses: Vec::new(),
+    };
+    let mut bytes = Vec::new();
+    frame::write_frame(&mut bytes, FrameKind::PeerHandshake, CLUSTER, |b| {
+        handshake.encode(b);
+    });
+    stream.write_all(&bytes).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    if answer.len() < frame::HEADER_BYTES {
+        return None;
+    }
+    let (header, body) = answer.split_at(frame::HEADER_BYTES);
+    let header = frame::decode_header(
+        header.try_into().unwrap(),
+        &frame::FrameLimits::client(CLUSTER),
+    )
+    .ok()?;
+    assert_eq!(header.kind, FrameKind::Error);
+    ErrorBody::decode(&body[..header.body_len as usize])
+        .ok()
+        .map(|error| error.code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_serves_roles_and_refuses_plaintext_and_impostors() {
+    let cluster = tls_cluster().await;
+
+    // An operator creates resources and an application reserves one.
+    let operator = client(
+        &cluster,
+        cluster.client_security(ClientRole::Operator).unwrap(),
+    )
+    .await
+    .expect("operator connects");
+    operator
+        .create_resource(1, None)
+        .await
+        .expect("operator creates");
+    let application = client(
+        &cluster,
+        cluster.client_security(ClientRole::Application).unwrap(),
+    )
+    .await
+    .expect("application connects");
+    let grant = application.reserve(&[1], 7, 1000).await.expect("reserve");
+
+    // The application may not revoke, reclaim or create: a definite `forbidden`.
+    for refused in [
+        application.revoke(grant.lease).await,
+        application.reclaim(grant.lease).await,
+        application.create_resource(2, None).await,
+    ] {
+        let error = refused.expect_err("forbidden");
+        assert!(matches!(error, ClientError::Forbidden { .. }), "{error:?}");
+        assert!(error.is_definite());
+    }
+    // The operator may revoke.
+    operator
+        .revoke(grant.lease)
+        .await
+        .expect("operator revokes");
+
+    // Plaintext is refused: no session opens.
+    let mut plaintext = ClientOptions::new(cluster.addresses.clone(), CLUSTER);
+    plaintext.call_timeout = Duration::from_secs(2);
+    plaintext.security = Some(Security::Insecure);
+    let refused = Client::connect(plaintext)
+        .await
+        .expect_err("plaintext refused");
+    assert!(
+        matches!(refused, ClientError::Unavailable { .. }),
+        "{refused:?}"
+    );
+    assert!(
+        allocdb_server::status::probe(&cluster.addresses[0], CLUSTER, Duration::from_secs(2))
+            .await
+            .is_err(),
+        "a plaintext status probe gets no answer"
+    );
+
+    // An application certificate cannot join as a replica.
+    for claimed in [0, 1, 2] {
+        assert_eq!(
+            peer_handshake_as(&cluster, "application", 0, claimed).await,
+            Some(ErrorCode::Forbidden),
+            "application as replica {claimed}"
+        );
+    }
+    // Replica 1's certificate cannot act as replica 2 ...
+    assert_eq!(
+        peer_handshake_as(&cluster, "replica-1", 0, 2).await,
+        Some(ErrorCode::Forbidden)
+    );
+    // ... and replica 0's address does not pass for replica 2's (the dialer checks the name).
+    let transport = Transport::new(&Security::Tls(credentials(&cluster, "replica-1"))).unwrap();
+    let wrong = transport
+        .connect(&cluster.addresses[0], &replica_name(CLUSTER, 2))
+        .await;
+    assert!(
+        wrong.is_err(),
+        "replica 0 presented a certificate for replica 2"
+    );
+
+    // The cluster still works after all that.
+    operator
+        .create_resource(3, None)
+        .await
+        .expect("still serving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_uses_certificates_and_roles_and_refuses_to_guess() {
+    let cluster = tls_cluster().await;
+    let certs = cluster.certs_dir().display().to_string();
+    let addresses = cluster.addresses.join(",");
+    let run = |args: &[&str]| {
+        let output = Command::new(binary()).args(args).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let client = |role: &str, command: &[&str]| {
+        let mut args = vec!["client", "--certs", &certs, "--role", role];
+        args.extend(["--addresses", &addresses, "--timeout", "5s"]);
+        args.extend(command);
+        run(&args)
+    };
+    let (code, line, _) = client("operator", &["create-resource", "5"]);
+    assert_eq!(code, Some(0), "{line}");
+    let (code, line, _) = client(
+        "application",
+        &["reserve", "5", "--holder", "1", "--ttl", "30s"],
+    );
+    assert_eq!(code, Some(0), "{line}");
+    let (code, line, _) = client("application", &["revoke", "1"]);
+    assert_eq!(code, Some(1), "{line}");
+    assert!(line.contains(r#""result":"forbidden""#), "{line}");
+
+    let (code, out, _) = run(&["status", "--certs", &certs, "--addresses", &addresses]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(r#""role":"primary""#), "{out}");
+
+    // Neither --certs nor --insecure: refused, saying how to make certificates.
+    for args in [
+        vec!["status", "--addresses", &addresses],
+        vec!["client", "--addresses", &addresses, "get-resource", "5"],
+        vec![
+            "start",
+            "--addresses",
+            &addresses,
+            "--replica",
+            "0",
+            "/nonexistent",
+        ],
+    ] {
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}");
+        assert!(
+            stderr.contains("allocdb certs --cluster"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
