@@ -192,6 +192,15 @@ impl Allocator {
         std::hint::black_box(touched);
     }
 
+    /// Where the write with `operation_id` executed — the op of its batch and its index in it
+    /// — while its record is kept (inside the dedupe window). A retry's answer reports this
+    /// position, not the retry's own.
+    pub fn executed_at(&self, operation_id: crate::ids::OperationId) -> Option<(Op, u32)> {
+        self.operations
+            .find(operation_id)
+            .map(|record| (record.executed_op, record.executed_index))
+    }
+
     /// The dedupe preamble around one command.
     fn apply_request(&mut self, position: Position, request: &Request) -> Outcome {
         if let Command::Expire {
@@ -227,6 +236,8 @@ impl Allocator {
             fingerprint,
             outcome,
             created_slot: position.slot,
+            executed_op: position.lease.op(),
+            executed_index: position.lease.index(),
         });
         outcome
     }

@@ -61,6 +61,8 @@ impl Allocator {
             hasher.u64(record.outcome.epoch);
             hasher.u64(record.outcome.deadline_slot);
             hasher.u64(record.created_slot);
+            hasher.u64(record.executed_op);
+            hasher.u64(u64::from(record.executed_index));
             sum = sum.wrapping_add(hasher.finish());
         }
         let mut hasher = Hasher128::new(DOMAIN_STATE);

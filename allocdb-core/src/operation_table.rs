@@ -16,6 +16,10 @@ pub(crate) struct OperationRow {
     pub(crate) fingerprint: u128,
     pub(crate) outcome: Outcome,
     pub(crate) created_slot: Slot,
+    /// Where the operation executed: the op of its batch and its index in it. A retry is
+    /// answered with these, so every answer names the position the effect has in the log.
+    pub(crate) executed_op: crate::ids::Op,
+    pub(crate) executed_index: u32,
 }
 
 const ROW_EMPTY: OperationRow = OperationRow {
@@ -29,6 +33,8 @@ const ROW_EMPTY: OperationRow = OperationRow {
         deadline_slot: 0,
     },
     created_slot: 0,
+    executed_op: 0,
+    executed_index: 0,
 };
 
 #[derive(Debug)]

@@ -13,7 +13,8 @@
 //!                   deadline u64, retire slot u64, member count u8, resource indices u32
 //!       history:    count u32, then lease indices u32 in retirement order
 //!       operations: count u32, then per record (oldest first): id u128, fingerprint u128,
-//!                   code u8, lease u128, epoch u64, deadline u64, created slot u64
+//!                   code u8, lease u128, epoch u64, deadline u64, created slot u64,
+//!                   executed op u64, executed index u32
 //! ```
 //! Resource states and leases, pool totals, and the expiry index are derived on decode from
 //! the leases, so they cannot disagree with them. Table layout (rows, heap order) is not
@@ -38,7 +39,7 @@ pub const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"ALLOCSNP");
 /// Version 2: the table capacities at the start of the body, written since version 1, are
 /// binding (a snapshot loads only into tables of exactly its sizes); version 1 readers
 /// ignored them, so a version 1 snapshot may come from differently sized tables.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// Bytes before the body: magic, version, body length, checksum.
 const HEADER_BYTES: usize = 8 + 4 + 8 + 4;
 
@@ -240,6 +241,8 @@ impl Allocator {
             writer.u64(record.outcome.epoch);
             writer.u64(record.outcome.deadline_slot);
             writer.u64(record.created_slot);
+            writer.u64(record.executed_op);
+            writer.u32(record.executed_index);
         }
     }
 
@@ -552,6 +555,17 @@ impl Allocator {
             let epoch = reader.u64("operation epoch")?;
             let deadline_slot = reader.u64("operation deadline")?;
             let created_slot = reader.u64("operation created slot")?;
+            let executed_op = reader.u64("operation executed op")?;
+            let executed_index = reader.u32("operation executed index")?;
+            if executed_op == 0
+                || executed_op > self.last_op
+                || executed_index >= self.config.batch_requests_max
+            {
+                return Err(inconsistent(
+                    "operations executed at a position of the log so far",
+                    format!("operation {id} at op {executed_op} index {executed_index}"),
+                ));
+            }
             if id == 0 || self.operations.find(id).is_some() {
                 return Err(inconsistent(
                     "operation ids unique and non-zero",
@@ -579,6 +593,8 @@ impl Allocator {
                 fingerprint,
                 outcome,
                 created_slot,
+                executed_op,
+                executed_index,
             });
         }
         Ok(())

@@ -785,6 +785,14 @@ fn digest_ignores_layout_but_not_state() {
     one.batch(1, &[]);
     two.op = one.op - 1;
     two.batch(1, &[]);
+    // While their dedupe records last, the writes are answered with where they executed
+    // (other ops and indices here), which is state; once the window has passed, the
+    // resources alone remain, in different rows, with one digest.
+    assert_ne!(one.allocator.state_digest(), two.allocator.state_digest());
+    let past_window = 2 + Config::small().dedupe_window_slots;
+    one.batch(past_window, &[]);
+    two.op = one.op - 1;
+    two.batch(past_window, &[]);
     assert_eq!(one.allocator.state_digest(), two.allocator.state_digest());
     let before = one.allocator.state_digest();
     one.run(1, reserve(&[2], 1, 5));
@@ -846,4 +854,45 @@ fn table_usage_counts_rows_in_use() {
     assert_eq!((usage.leases, usage.lease_members), (0, 0));
     assert_eq!((usage.lease_history, usage.lease_history_members), (0, 0));
     assert_eq!((usage.resources, usage.operations), (4, 1));
+}
+
+#[test]
+fn a_retry_is_answered_with_the_position_where_the_write_executed() {
+    let mut h = harness();
+    h.run_as(1, 500, create(1, None));
+    let requests = [
+        Request {
+            operation_id: 77,
+            command: create(2, None),
+        },
+        Request {
+            operation_id: 78,
+            command: reserve(&[1], 9, 50),
+        },
+    ];
+    h.batch(2, &requests);
+    let executed = h.op;
+    assert_eq!(h.allocator.executed_at(78), Some((executed, 1)));
+    assert_eq!(h.allocator.executed_at(500), Some((1, 0)));
+    assert_eq!(h.allocator.executed_at(79), None);
+    // The retry, later and at another index: same outcome, and the record still names the
+    // original position (the replica answers with it).
+    let retried = h.batch(
+        3,
+        &[
+            Request {
+                operation_id: 90,
+                command: create(3, None),
+            },
+            requests[1],
+        ],
+    );
+    assert!(retried[1].retry);
+    assert_eq!(h.allocator.executed_at(78), Some((executed, 1)));
+    // A snapshot keeps the positions.
+    let mut bytes = Vec::new();
+    h.allocator.encode_snapshot(&mut bytes);
+    let copy = Allocator::decode_snapshot(Config::small(), &bytes).expect("decodes");
+    assert_eq!(copy.executed_at(78), Some((executed, 1)));
+    assert_eq!(copy.state_digest(), h.allocator.state_digest());
 }

@@ -275,9 +275,10 @@ pub enum ReadResult {
 pub enum ReplyBody {
     /// The write committed at `op`, position `index` of the batch, with this outcome.
     Committed {
-        /// The op of the batch holding the write.
+        /// The op at which the write executed (for an answer from the dedupe record, a retry,
+        /// the op of the original execution, not of the batch that carried the retry).
         op: Op,
-        /// The write's position in the batch.
+        /// The write's position in that batch.
         index: u32,
         /// The core's outcome (`retry` set when this repeats an earlier execution).
         outcome: Outcome,

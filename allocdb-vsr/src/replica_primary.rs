@@ -483,12 +483,19 @@ impl<S: Storage> Replica<S> {
         }
         let (_, routes) = state.pipeline.pop_front().expect("front exists");
         for route in routes {
-            let outcome = self.scratch_outcomes[usize::try_from(route.index).expect("u32 fits")];
-            let body = ReplyBody::Committed {
-                op,
-                index: route.index,
-                outcome,
+            let position = usize::try_from(route.index).expect("u32 fits");
+            let outcome = self.scratch_outcomes[position];
+            // A retry answered from the dedupe record reports where the write executed, so
+            // that every answer orders against the others by its effect's place in the log.
+            let (op, index) = if outcome.retry {
+                let operation_id = self.scratch_requests[position].operation_id;
+                self.core
+                    .executed_at(operation_id)
+                    .expect("a retried write's record outlives the batch that found it")
+            } else {
+                (op, route.index)
             };
+            let body = ReplyBody::Committed { op, index, outcome };
             out.reply(Reply {
                 client_id: route.client_id,
                 request_id: route.request_id,

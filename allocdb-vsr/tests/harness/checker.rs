@@ -247,9 +247,15 @@ impl Checker {
                 .model_outcomes
                 .get(&check.op)
                 .and_then(|o| o.get(usize::try_from(check.index).unwrap()));
+            // Every answer names where its operation executed: a retry answered from the
+            // dedupe record reports the original position, whose execution it must repeat.
+            let executed = allocdb_core::Outcome {
+                retry: false,
+                ..check.outcome
+            };
             match found {
                 Some((operation_id, outcome))
-                    if *operation_id == check.operation_id && *outcome == check.outcome => {}
+                    if *operation_id == check.operation_id && *outcome == executed => {}
                 other => {
                     let (client, op, at) = (check.client, check.op, check.index);
                     self.violation(format!(
