@@ -40,6 +40,7 @@ fi
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 mkdir "$context/data"
+mkdir -m 0700 "$context/certs" # the CA key and every private key of a Compose cluster live here
 cp "$script_dir/Dockerfile" "$context/Dockerfile"
 # Debug info stays in the cargo artefact for post-mortems; the image gets symbols only
 # (panic backtraces still name functions).

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # A local AllocDB cluster: N replica processes of one `allocdb` binary on 127.0.0.1.
 #
-#   deploy/local/cluster.sh format            create the data directories (refuses to reuse them)
+#   deploy/local/cluster.sh format            create the certificates and the data directories (refuses to reuse them)
 #   deploy/local/cluster.sh start [i]         start every replica (or only replica i), wait for a primary
 #   deploy/local/cluster.sh stop [i]          SIGTERM, then SIGKILL after ALLOCDB_STOP_WAIT seconds
 #   deploy/local/cluster.sh kill <i>          SIGKILL one replica (crash test)
 #   deploy/local/cluster.sh status            PID liveness + `allocdb status` (one JSON line per replica)
 #   deploy/local/cluster.sh logs [i]          the last lines of every (or one) replica's log
 #   deploy/local/cluster.sh addresses         the client address list, for `allocdb client --addresses`
+#   deploy/local/cluster.sh tls-args          the client's TLS flags: `--certs <dir>/certs` (or `--insecure`)
 #   deploy/local/cluster.sh wait-primary      wait (bounded) until one replica reports role primary
 #   deploy/local/cluster.sh destroy           stop everything and delete the cluster directory
 #
@@ -22,10 +23,17 @@
 #   ALLOCDB_STOP_WAIT      seconds `stop` waits after SIGTERM before SIGKILL (default: 10)
 #   ALLOCDB_FORMAT_ARGS    extra `allocdb format` flags, word-split (default: --dedupe-window-slots 6000,
 #                          a 60 s retry window as in deploy/docker; see docs/operations.md, "Capacity")
+#   ALLOCDB_INSECURE=1     at `format`: run this cluster in plaintext (`--insecure` everywhere) instead
+#                          of TLS; only for tests on a machine nobody else can reach
+#
+# TLS is the default: `format` runs `allocdb certs` into <dir>/certs (the CA, one pair per
+# replica, the operator and application pairs), and every replica, `status` and `wait-primary`
+# use `--certs <dir>/certs`. A client passes the same directory and picks a role:
+#   allocdb client $(cluster.sh tls-args) --role application --addresses "$(cluster.sh addresses)" ...
 #
 # Layout under ALLOCDB_CLUSTER_DIR: cluster.env (the settings `format` used; later commands read
-# it, so they agree with the running cluster), and per replica `replica-<i>/data/`,
-# `replica-<i>/allocdb.log` (stderr; RUST_LOG applies) and `replica-<i>/allocdb.pid`.
+# it, so they agree with the running cluster), certs/ (unless insecure), and per replica
+# `replica-<i>/data/`, `replica-<i>/allocdb.log` (stderr; RUST_LOG applies) and `replica-<i>/allocdb.pid`.
 set -euo pipefail
 
 die() {
@@ -55,7 +63,7 @@ bin="$(find_binary)"
 
 # The settings recorded by `format` win over the environment, so `start`/`status` after a
 # `format` with other settings cannot silently address a different cluster.
-unset CLUSTER_ID REPLICAS BASE_PORT METRICS_PORT # only cluster.env may set these
+unset CLUSTER_ID REPLICAS BASE_PORT METRICS_PORT INSECURE # only cluster.env may set these
 if [[ -f "$cluster_dir/cluster.env" ]]; then
     # shellcheck source=/dev/null
     source "$cluster_dir/cluster.env"
@@ -68,6 +76,15 @@ start_wait="${ALLOCDB_START_WAIT:-30}"
 stop_wait="${ALLOCDB_STOP_WAIT:-10}"
 [[ "$replicas" =~ ^(1|3|5)$ ]] || die "ALLOCDB_REPLICAS must be 1, 3 or 5 (got '$replicas')"
 [[ "$base_port" =~ ^[0-9]+$ && "$metrics_port" =~ ^[0-9]+$ ]] || die "ports must be numbers"
+insecure="${INSECURE:-${ALLOCDB_INSECURE:-0}}"
+[[ "$insecure" =~ ^(0|1)$ ]] || die "ALLOCDB_INSECURE must be 0 or 1 (got '$insecure')"
+certs_dir="$cluster_dir/certs"
+# The flags every command that talks to a replica gets (format checks the replica's certificate).
+if [[ "$insecure" == 1 ]]; then
+    tls_args=(--insecure)
+else
+    tls_args=(--certs "$certs_dir")
+fi
 
 addresses() {
     local list="" i
@@ -119,15 +136,20 @@ CLUSTER_ID=$cluster_id
 REPLICAS=$replicas
 BASE_PORT=$base_port
 METRICS_PORT=$metrics_port
+INSECURE=$insecure
 EOF
+    if [[ "$insecure" == 0 ]]; then
+        # Creates the CA (or reuses one already in certs/ for this cluster) and every pair.
+        "$bin" certs --cluster "$cluster_id" --replica-count "$replicas" "$certs_dir"
+    fi
     for ((i = 0; i < replicas; i++)); do
         dir="$(replica_dir "$i")"
         mkdir -p "$dir"
         # shellcheck disable=SC2086 # word-splitting the extra flags is the point
-        "$bin" format --insecure --cluster "$cluster_id" --replica "$i" --replica-count "$replicas" \
+        "$bin" format "${tls_args[@]}" --cluster "$cluster_id" --replica "$i" --replica-count "$replicas" \
             ${ALLOCDB_FORMAT_ARGS---dedupe-window-slots 6000} "$dir/data"
     done
-    echo "formatted $replicas replicas of cluster $cluster_id under $cluster_dir"
+    echo "formatted $replicas replicas of cluster $cluster_id under $cluster_dir ($([[ "$insecure" == 1 ]] && echo "plaintext: --insecure" || echo "TLS: certificates in $certs_dir"))"
 }
 
 start_one() {
@@ -139,7 +161,7 @@ start_one() {
         return 0
     fi
     # setsid: the replica must not die with the shell that started it (or get its Ctrl-C).
-    setsid "$bin" start --insecure --addresses "$(addresses)" --replica "$i" \
+    setsid "$bin" start "${tls_args[@]}" --addresses "$(addresses)" --replica "$i" \
         --metrics "127.0.0.1:$((metrics_port + i))" "$dir/data" \
         </dev/null >>"$dir/allocdb.log" 2>&1 &
     echo $! >"$dir/allocdb.pid"
@@ -150,7 +172,7 @@ start_one() {
 cmd_wait_primary() {
     local deadline=$((SECONDS + start_wait)) out
     while ((SECONDS < deadline)); do
-        out="$("$bin" status --insecure --addresses "$(addresses)" 2>/dev/null || true)"
+        out="$("$bin" status "${tls_args[@]}" --addresses "$(addresses)" 2>/dev/null || true)"
         if grep -Eq '"role": ?"primary"' <<<"$out"; then
             grep -E '"role": ?"primary"' <<<"$out"
             return 0
@@ -219,7 +241,7 @@ cmd_status() {
             echo "# replica $i: not running"
         fi
     done
-    "$bin" status --insecure --addresses "$(addresses)"
+    "$bin" status "${tls_args[@]}" --addresses "$(addresses)"
 }
 
 cmd_logs() {
@@ -246,10 +268,11 @@ kill) cmd_kill "$@" ;;
 status) cmd_status ;;
 logs) cmd_logs "$@" ;;
 addresses) addresses ;;
+tls-args) echo "${tls_args[*]}" ;;
 wait-primary) cmd_wait_primary ;;
 destroy) cmd_destroy ;;
 *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -7,6 +7,14 @@ systemd) or are cheap to check before running (Compose).
 - every YAML file parses; the Kubernetes objects have the shape docs/operations.md promises
   (three replicas behind a headless Service, claims, PDB minAvailable 2, /health probes on the
   metrics port, resource limits, clients given all three stable names);
+- TLS everywhere: every `format`, `start`, `status`, `client` and `benchmark` in Compose,
+  Kubernetes and systemd passes `--certs <dir>` (never `--insecure`), clients with a valid
+  `--role`; the directory is really there (Compose: a volume mounted at it, filled by the
+  one-shot `certs` service that format depends on, for the same cluster id; Kubernetes: the
+  replica Secret laid out per index and mounted with subPathExpr $(POD_INDEX), no ca.key, the
+  status Job with the operator Secret; systemd: LoadCredential of ca.crt and replica-%i's pair,
+  `--certs %d`); cluster.sh passes its TLS flags to every format, start and status and makes
+  certificates at format;
 - with --bin: every `--flag` the deployment files pass to `allocdb <subcommand>` is one that
   subcommand's --help lists, so the manifests cannot drift from the binary's CLI.
 Exit status 1 with one line per problem.
@@ -105,7 +113,7 @@ def check_format_init(pod):
     if not check(len(inits) == 1, "no initContainer 'format'"):
         return
     args = inits[0]["args"]
-    check(args[:2] == ["format", "--if-empty"], "the format initContainer must run `format --if-empty`")
+    check(args[:1] == ["format"] and "--if-empty" in args, "the format initContainer must run `format --if-empty`")
     check(flag_value(args, "--replica") == "$(POD_INDEX)", "the format initContainer does not format replica $(POD_INDEX)")
     check(flag_value(args, "--replica-count") == "3", "the format initContainer: --replica-count is not 3")
     env = {e["name"]: e for e in inits[0].get("env", [])}
@@ -114,23 +122,101 @@ def check_format_init(pod):
         flag_value(args, "--cluster") == "$(ALLOCDB_CLUSTER)" and cluster_ref.get("name") == "allocdb-client",
         "the format initContainer's --cluster must come from the client ConfigMap",
     )
-    mounts = [m["name"] for m in inits[0].get("volumeMounts", [])]
-    check(mounts == ["data"], f"the format initContainer mounts {mounts}, not the data claim")
+    mounts = sorted(m["name"] for m in inits[0].get("volumeMounts", []))
+    check(mounts == ["certs", "data"], f"the format initContainer mounts {mounts}, not the data claim and the certificates")
     with open(os.path.join(DEPLOY, "kubernetes", "kustomization.yaml"), encoding="utf-8") as f:
         resources = yaml.safe_load(f)["resources"]
     for listed in resources:
         check(os.path.exists(os.path.join(DEPLOY, "kubernetes", listed)), f"kustomization.yaml lists a missing file {listed}")
 
 
+# Subcommands that talk to a replica: each must be given --certs (TLS) in the deploy recipes.
+TLS_SUBCOMMANDS = ("format", "start", "status", "client", "benchmark")
+ROLES = ("operator", "application")
+
+
+def check_tls(uses):
+    """Every recipe command that talks to a replica runs with certificates, never plaintext."""
+    for where, args in uses:
+        if not args or args[0] not in TLS_SUBCOMMANDS:
+            continue
+        check("--insecure" not in args, f"{where}: `allocdb {args[0]}` runs --insecure")
+        check(bool(flag_value(args, "--certs")), f"{where}: `allocdb {args[0]}` has no --certs <dir>")
+        if args[0] in ("status", "client", "benchmark"):
+            role = flag_value(args, "--role")
+            check(role in ROLES or (role is None and args[0] != "client"), f"{where}: --role {role!r} is not one of {ROLES}")
+
+
+def check_kubernetes_tls(objects):
+    sts = objects.get(("StatefulSet", "allocdb"))
+    if not sts:
+        return
+    pod = sts["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    secret = volumes.get("certs", {}).get("secret")
+    if not check(secret, "StatefulSet: no Secret volume 'certs'"):
+        return
+    items = {(i["key"], i["path"]) for i in secret.get("items", [])}
+    expected = {(key, f"{i}/{key}") for i in range(3) for key in ("ca.crt", f"replica-{i}.crt", f"replica-{i}.key")}
+    check(items == expected, f"StatefulSet: the certs Secret items {sorted(items)} are not <i>/ca.crt, <i>/replica-<i>.crt|key for i in 0..2")
+    check(all("ca.key" not in key for key, _ in items), "StatefulSet: the replicas must not get ca.key")
+    for container in pod.get("initContainers", []) + pod.get("containers", []):
+        certs = flag_value(container.get("args", []), "--certs")
+        mounts = [m for m in container.get("volumeMounts", []) if m["name"] == "certs"]
+        check(
+            len(mounts) == 1 and mounts[0]["mountPath"] == certs and mounts[0].get("subPathExpr") == "$(POD_INDEX)"
+            and mounts[0].get("readOnly") is True,
+            f"StatefulSet/{container['name']}: --certs {certs} is not the certs volume mounted read-only with subPathExpr $(POD_INDEX)",
+        )
+        env = {e["name"] for e in container.get("env", [])}
+        check("POD_INDEX" in env, f"StatefulSet/{container['name']}: subPathExpr needs the POD_INDEX env")
+    job = objects.get(("Job", "allocdb-status"))
+    if check(job, "no Job allocdb-status"):
+        jpod = job["spec"]["template"]["spec"]
+        container = jpod["containers"][0]
+        args = container.get("args", [])
+        volumes = {v["name"]: v for v in jpod.get("volumes", [])}
+        mount = next((m for m in container.get("volumeMounts", []) if m["mountPath"] == flag_value(args, "--certs")), None)
+        if check(mount, "Job allocdb-status: nothing is mounted at its --certs directory"):
+            secret_name = volumes.get(mount["name"], {}).get("secret", {}).get("secretName")
+            check(secret_name == "allocdb-operator-certs", f"Job allocdb-status: --certs comes from {secret_name!r}, not the operator Secret")
+        check(flag_value(args, "--role") == "operator", "Job allocdb-status: status needs --role operator")
+
+
 def compose_args():
     with open(os.path.join(DEPLOY, "docker", "compose.yaml"), encoding="utf-8") as f:
         compose = yaml.safe_load(f)
     found = []
-    for name, service in compose["services"].items():
+    services = compose["services"]
+    certs_service = services.get("certs")
+    certs_args = (certs_service or {}).get("command") or []
+    if check(certs_service, "compose: no one-shot `certs` service"):
+        check(certs_args[:1] == ["certs"] and flag_value(certs_args, "--replica-count") == "3", "compose certs: not `allocdb certs --replica-count 3`")
+        check(certs_service.get("restart") == "no", "compose certs: must be one-shot (restart: \"no\")")
+    certs_volume = None
+    if certs_service:
+        target = certs_args[-1] if certs_args else None
+        sources = [v.split(":")[0] for v in certs_service.get("volumes", []) if v.split(":")[1:2] == [target]]
+        certs_volume = sources[0] if check(sources, f"compose certs: writes {target}, which is no volume") else None
+        check(certs_volume in (compose.get("volumes") or {}), f"compose certs: {certs_volume} is not a named volume")
+    for name, service in services.items():
         entry = service.get("entrypoint") or []
         command = service.get("command") or []
         args = (entry[1:] if entry else []) + command
         found.append((f"compose {name}", args))
+        certs_dir = flag_value(args, "--certs")
+        if certs_dir:
+            mounts = [v.split(":") for v in service.get("volumes", [])]
+            check(
+                [certs_volume, certs_dir, "ro"] in mounts,
+                f"compose {name}: --certs {certs_dir} is not the certs volume mounted read-only",
+            )
+        if name.startswith("format-"):
+            check(
+                (service.get("depends_on") or {}).get("certs", {}).get("condition") == "service_completed_successfully",
+                f"compose {name}: does not wait for the certs service",
+            )
+            check(flag_value(args, "--cluster") == flag_value(certs_args, "--cluster"), f"compose {name}: --cluster differs from the certs service's")
         if name.startswith("replica-"):
             index = name.split("-")[1]
             check(args[args.index("--replica") + 1] == index, f"compose {name}: --replica is not {index}")
@@ -147,6 +233,12 @@ def systemd_args():
         if line.startswith(("ExecStart=", "ExecStartPre=")):
             words = line.split("=", 1)[1].split()
             found.append(("systemd " + line.split("=")[0], words[1:]))
+            check(flag_value(words, "--certs") == "%d", f"systemd {line.split('=')[0]}: --certs is not %d (the credentials directory)")
+    credentials = {line.split("=", 1)[1].split(":")[0] for line in unit.splitlines() if line.startswith("LoadCredential=")}
+    check(
+        credentials == {"ca.crt", "replica-%i.crt", "replica-%i.key"},
+        f"systemd: LoadCredential= loads {sorted(credentials)}, not ca.crt and replica-%i.crt/.key",
+    )
     for hardening in ("ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "CapabilityBoundingSet=\n", "ReadWritePaths="):
         check(hardening in unit, f"systemd unit lacks {hardening.strip()}")
     return found
@@ -156,8 +248,17 @@ def cluster_sh_args():
     with open(os.path.join(DEPLOY, "local", "cluster.sh"), encoding="utf-8") as f:
         text = f.read()
     found = []
+    tls_flags = [m.group(1).split() for m in re.finditer(r"^\s*tls_args=\(([^)]*)\)", text, re.M)]
+    check(sorted(f[0] for f in tls_flags) == ["--certs", "--insecure"], f"cluster.sh: tls_args is not (--certs <dir>) or (--insecure): {tls_flags}")
     for match in re.finditer(r'"\$bin" (\w+)((?:[^\n]|\\\n)*)', text):
-        found.append((f"cluster.sh {match.group(1)}", [match.group(1)] + match.group(2).split()))
+        subcommand, args = match.group(1), match.group(2).split()
+        found.append((f"cluster.sh {subcommand}", [subcommand] + args))
+        if subcommand in TLS_SUBCOMMANDS:
+            check('"${tls_args[@]}"' in args, f"cluster.sh {subcommand}: not given \"${{tls_args[@]}}\"")
+            # The flags tls_args may hold, checked against this subcommand's --help too.
+            for flags in tls_flags:
+                found.append((f"cluster.sh {subcommand} (tls_args)", [subcommand] + flags))
+    check(any(where == "cluster.sh certs" for where, _ in found), "cluster.sh: never runs `allocdb certs`")
     return found
 
 
@@ -187,7 +288,10 @@ def main():
     args = parser.parse_args()
     objects = load_kubernetes()
     check_kubernetes(objects)
-    uses = container_args(objects) + compose_args() + systemd_args() + cluster_sh_args()
+    check_kubernetes_tls(objects)
+    uses = container_args(objects) + compose_args() + systemd_args()
+    check_tls(uses)
+    uses += cluster_sh_args()
     if args.bin:
         check_flags(args.bin, uses)
     if problems:

@@ -3,13 +3,16 @@
 # Docker engine. Run by .ci/run; needs docker, docker-compose (or `docker compose`) and python3.
 #
 #   1. build the FROM scratch image (deploy/docker/build-image.sh)
-#   2. `up`: format (--if-empty) and start three replicas on a private network, one volume each
+#   2. `up`: certificates (the one-shot `certs` service), format (--if-empty) and start three
+#      replicas with TLS on a private network, one volume each; copy the client credentials out;
+#      an `application` client's create-resource must be `forbidden`, a plaintext one refused
 #   3. writers race for a few hot resources (deploy/test/e2e_workload.py, through `allocdb client`)
 #   4. `docker kill` the primary; measure until a write is acknowledged again (failover time)
 #   5. `docker start` it; measure until it has committed what the others had (catch-up time)
 #   6. `docker network disconnect` a backup; check writes go on; reconnect; measure catch-up
 #   7. rolling restart, backups first: SIGTERM (must exit 0), start, wait until current
-#   8. `up` again: `format --if-empty` must leave every formatted volume untouched
+#   8. `up` again: `certs` must reuse the CA, `format --if-empty` leave every formatted volume
+#      untouched
 #   9. check every acknowledged operation is present and no resource was granted to two live
 #      leases; tear everything down (also when a step fails: trap)
 #
@@ -117,11 +120,22 @@ ips=("$net.10" "$net.11" "$net.12")
 addresses="${ips[0]}:3000,${ips[1]}:3000,${ips[2]}:3000"
 export ALLOCDB_DEDUPE_WINDOW_SLOTS=6000 # 60 s at the default 10 ms slot
 dedupe_window_s=60
-w() { timeout 300 python3 -B "$workload" --bin "$bin" --addresses "$addresses" --dedupe-window "$dedupe_window_s" "$@"; }
+certs="$work/certs" # the host's client credentials, copied out of the `certs` volume
+w() { timeout 300 python3 -B "$workload" --bin "$bin" --addresses "$addresses" --certs "$certs" --dedupe-window "$dedupe_window_s" "$@"; }
 
 say "project $project, subnet $net.0/24, cluster id $ALLOCDB_CLUSTER_ID"
-# `up` runs the one-shot format-<i> services (format --if-empty) first, then the replicas.
+# `up` runs the one-shot `certs` service, then format-<i> (format --if-empty), then the replicas.
 compose up --detach
+# A client outside Compose needs the CA certificate and its roles' pairs: copied out of the
+# volume through the (exited) certs container; the CA key and replica keys stay in the volume.
+certs_cid="$(compose ps --all -q certs)"
+[[ -n "$certs_cid" ]] || fail "no container for the certs service"
+[[ "$(timeout 60 docker wait "$certs_cid")" == 0 ]] || fail "the certs service failed"
+docker logs "$certs_cid" 2>&1 | grep -q "created the CA" || fail "the certs service did not create a CA"
+mkdir -m 0700 "$certs"
+for file in ca.crt operator.crt operator.key application.crt application.key; do
+    docker cp "$certs_cid:/certs/$file" "$certs/$file"
+done
 # Container ids, looked up once (with --all: Compose v2 hides stopped containers otherwise).
 cids=()
 for i in 0 1 2; do
@@ -153,7 +167,7 @@ w setup --timeout 60
 # --- 3. workload ----------------------------------------------------------------------------------
 seed_args=()
 [[ -n "${ALLOCDB_E2E_SEED:-}" ]] && seed_args=(--seed "$ALLOCDB_E2E_SEED")
-timeout 600 python3 -B "$workload" --bin "$bin" --addresses "$addresses" --dedupe-window "$dedupe_window_s" \
+timeout 600 python3 -B "$workload" --bin "$bin" --addresses "$addresses" --certs "$certs" --dedupe-window "$dedupe_window_s" \
     run --out "$work" --stop-file "$stop_file" --writers 4 --pause-ms "${ALLOCDB_E2E_PAUSE_MS:-0}" "${seed_args[@]}" &
 workload_pid=$!
 acks() { w acks --out "$work"; }
@@ -208,7 +222,7 @@ say "disconnected replica $cut (a backup; primary $primary, restarted replica $r
 before="$(acks)"
 for _ in 1 2 3 4; do
     sleep 2
-    "$bin" status --insecure --addresses "$addresses" | sed 's/^/    /' || true
+    "$bin" status --certs "$certs" --addresses "$addresses" | sed 's/^/    /' || true
 done
 wait_acks_above "$before" 30
 during="$(($(acks) - before))"
@@ -238,12 +252,15 @@ say "rolling restart (SIGTERM, start, wait until current) in order ${order[*]}: 
 
 # --- 8. `up` again: the format services must leave the formatted volumes alone ----------------------
 compose up --detach >/dev/null 2>&1
+certs_cid="$(compose ps --all -q certs)"
+[[ "$(timeout 60 docker wait "$certs_cid")" == 0 ]] || fail "the certs service failed on the second 'up'"
+docker logs "$certs_cid" 2>&1 | grep -q "reused the CA" || fail "the certs service did not reuse the CA"
 for i in 0 1 2; do
     format_cid="$(compose ps --all -q "format-$i")"
     [[ "$(timeout 60 docker wait "$format_cid")" == 0 ]] || fail "format-$i (--if-empty) failed on its formatted volume"
     docker logs "$format_cid" 2>&1 | grep -q "nothing changed" || fail "format-$i did not report 'nothing changed'"
 done
-say "second 'up': the three format --if-empty services left the data untouched"
+say "second 'up': certs reused the CA (leaves re-issued), the three format --if-empty services left the data untouched"
 
 # --- 9. stop writers, verify -----------------------------------------------------------------------
 touch "$stop_file"

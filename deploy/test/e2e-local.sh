@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Exercises deploy/local/cluster.sh end to end on loopback (no Docker): format (60 s dedupe
-# window, the script's default), start, a workload on hot resources, SIGKILL the primary,
-# failover, restart, catch-up, verify, stop.
+# Exercises deploy/local/cluster.sh end to end on loopback (no Docker): certificates and format
+# (TLS and a 60 s dedupe window, the script's defaults), start, a workload on hot resources
+# (application role; resources created as operator; an application create-resource must be
+# forbidden and a plaintext client refused), SIGKILL the primary, failover, restart, catch-up,
+# verify, stop.
 #
 #   deploy/test/e2e-local.sh            (uses ALLOCDB_BIN, or builds target/release/allocdb)
 #
+# ALLOCDB_INSECURE=1 runs the same test on a plaintext (--insecure) cluster.
 # ALLOCDB_E2E_PAUSE_MS=<ms> paces the four writers (default 0: as fast as they go).
 set -euo pipefail
 
@@ -52,10 +55,13 @@ trap 'exit 130' INT TERM
 "$cluster" format
 "$cluster" start
 addresses="$("$cluster" addresses)"
-w() { timeout 300 python3 -B "$workload" --bin "$ALLOCDB_BIN" --addresses "$addresses" --dedupe-window 60 "$@"; }
+tls=(--certs "$ALLOCDB_CLUSTER_DIR/certs") # the workload's flag: it picks --role per call
+[[ "${ALLOCDB_INSECURE:-0}" == 1 ]] && tls=()
+say "security: $("$cluster" tls-args)"
+w() { timeout 300 python3 -B "$workload" --bin "$ALLOCDB_BIN" --addresses "$addresses" "${tls[@]}" --dedupe-window 60 "$@"; }
 
 w setup --timeout 30
-timeout 600 python3 -B "$workload" --bin "$ALLOCDB_BIN" --addresses "$addresses" --dedupe-window 60 \
+timeout 600 python3 -B "$workload" --bin "$ALLOCDB_BIN" --addresses "$addresses" "${tls[@]}" --dedupe-window 60 \
     run --out "$ALLOCDB_CLUSTER_DIR" --stop-file "$stop_file" --writers 4 --pause-ms "${ALLOCDB_E2E_PAUSE_MS:-0}" &
 workload_pid=$!
 sleep 4
@@ -79,4 +85,4 @@ workload_pid=""
 w verify --out "$ALLOCDB_CLUSTER_DIR" --min-acks 20
 "$cluster" stop
 "$cluster" status 2>/dev/null | grep -q ": running," && fail "a replica is still running after stop"
-echo "[e2e-local] RESULT failover_s=$failover_s catch_up_s=$catch_up_s current_after_s=$current_s"
+echo "[e2e-local] RESULT tls=$([[ ${#tls[@]} -gt 0 ]] && echo on || echo off) failover_s=$failover_s catch_up_s=$catch_up_s current_after_s=$current_s"

@@ -4,6 +4,11 @@
 Everything goes through the real `allocdb` CLI (`allocdb client ...`, `allocdb status ...`), one
 process per call, exactly as an operator's script would use it. Standard library only.
 
+With --certs <dir> (the layout `allocdb certs` writes; ca.crt and the operator and application
+pairs are enough) every call uses TLS with the role it needs: the writers and the reads of
+`verify` are `application` clients, creating resources and `status` are `operator`. Without it,
+every call passes --insecure (a cluster started with --insecure).
+
 Subcommands (all waits are bounded by --timeout):
   setup      create the hot resources
   run        writers racing for the hot resources until --stop-file exists; every outcome is
@@ -51,12 +56,22 @@ def log(message):
     print(f"[workload {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+OPERATOR, APPLICATION = "operator", "application"
+
+
 class Cli:
     """Runs the allocdb binary; every call is bounded."""
 
-    def __init__(self, binary, addresses):
+    def __init__(self, binary, addresses, certs=None):
         self.binary = binary
         self.addresses = addresses
+        self.certs = certs
+
+    def security(self, role):
+        """The flags that pick TLS with `role`'s certificate, or plaintext."""
+        if self.certs is None:
+            return ["--insecure"]
+        return ["--certs", self.certs, "--role", role]
 
     def run(self, args, timeout_s=30.0):
         try:
@@ -71,8 +86,8 @@ class Cli:
             return None, "", f"allocdb {' '.join(args)}: no answer after {timeout_s}s"
         return done.returncode, done.stdout, done.stderr
 
-    def client(self, command, operation_id=None, timeout=CALL_TIMEOUT):
-        args = ["client", "--insecure", "--addresses", self.addresses, "--timeout", timeout]
+    def client(self, command, operation_id=None, timeout=CALL_TIMEOUT, role=APPLICATION):
+        args = ["client", *self.security(role), "--addresses", self.addresses, "--timeout", timeout]
         if operation_id is not None:
             args += ["--operation-id", str(operation_id)]
         code, out, err = self.run(args + command, timeout_s=60.0)
@@ -80,7 +95,7 @@ class Cli:
         return code, reply, err
 
     def status(self):
-        code, out, err = self.run(["status", "--insecure", "--addresses", self.addresses], timeout_s=30.0)
+        code, out, err = self.run(["status", *self.security(OPERATOR), "--addresses", self.addresses], timeout_s=30.0)
         if code is None:
             return []
         replicas = []
@@ -119,7 +134,7 @@ class OperationIds:
             return (self.prefix << 64) | self.counter
 
 
-def write(cli, ids, command, deadline_s=None):
+def write(cli, ids, command, deadline_s=None, role=APPLICATION):
     """One write with one operation id, retried until its outcome is definite or the deadline.
 
     Returns (status, reply, operation_id, attempts): status is "ok", "fail" (definite failure)
@@ -130,7 +145,7 @@ def write(cli, ids, command, deadline_s=None):
     last_err = ""
     while True:
         attempts += 1
-        code, reply, err = cli.client(command, operation_id=operation_id)
+        code, reply, err = cli.client(command, operation_id=operation_id, role=role)
         if code == EXIT_OK and reply is not None and reply.get("result") == "ok":
             return "ok", reply, operation_id, attempts
         if code == EXIT_DEFINITE and reply is not None and reply.get("result") not in NOT_EXECUTED:
@@ -177,12 +192,28 @@ def lease_fields(reply):
 def cmd_setup(cli, args):
     ids = OperationIds()
     for resource in HOT_RESOURCES:
-        status, reply, _, _ = write(cli, ids, ["create-resource", str(resource)], deadline_s=args.timeout)
+        status, reply, _, _ = write(cli, ids, ["create-resource", str(resource)], deadline_s=args.timeout, role=OPERATOR)
         result = (reply or {}).get("result")
         if status == "ok" or (status == "fail" and result == "already_exists"):
             continue
         raise CheckFailed(f"create-resource {resource}: {status} {reply}")
     log(f"created {len(HOT_RESOURCES)} hot resources")
+    if cli.certs is not None:
+        check_refusals(cli, ids)
+
+
+def check_refusals(cli, ids):
+    """On a TLS cluster: the application role may not create resources (a definite
+    `forbidden`), and a plaintext client gets nothing done."""
+    probe = random.SystemRandom().getrandbits(48) + 1_000_000
+    code, reply, err = cli.client(["create-resource", str(probe)], operation_id=ids.next(), role=APPLICATION)
+    if code != EXIT_DEFINITE or (reply or {}).get("result") != "forbidden":
+        raise CheckFailed(f"an application client's create-resource was not forbidden: exit {code}, {reply}, {err.strip()}")
+    plain = Cli(cli.binary, cli.addresses)
+    code, reply, err = plain.client(["create-resource", str(probe)], operation_id=ids.next(), timeout="2s")
+    if code == EXIT_OK or (reply or {}).get("result") == "ok":
+        raise CheckFailed(f"a plaintext client's create-resource was executed: {reply}")
+    log(f"refused as they should be: application create-resource (forbidden), plaintext client (exit {code})")
 
 
 def writer(cli, ids, history, worker, stop_file, rng, errors, pause_s):
@@ -298,7 +329,7 @@ def cmd_failover(cli, args):
     deadline = time.monotonic() + args.timeout
     probe = random.SystemRandom().getrandbits(48) + 1_000_000
     while time.monotonic() < deadline:
-        code, reply, _ = cli.client(["create-resource", str(probe)], operation_id=ids.next(), timeout="2s")
+        code, reply, _ = cli.client(["create-resource", str(probe)], operation_id=ids.next(), timeout="2s", role=OPERATOR)
         if code == EXIT_OK and reply is not None and reply.get("result") == "ok":
             print(f"{time.time() - args.since:.3f}")
             return
@@ -528,6 +559,10 @@ def main():
     parser.add_argument("--bin", required=True, help="the allocdb binary")
     parser.add_argument("--addresses", required=True, help="replica addresses in index order")
     parser.add_argument(
+        "--certs",
+        help="certificate directory (ca.crt, operator and application pairs); without it every call is --insecure",
+    )
+    parser.add_argument(
         "--dedupe-window",
         type=float,
         default=60.0,
@@ -559,7 +594,7 @@ def main():
     args = parser.parse_args()
     global OUTCOME_DEADLINE_S
     OUTCOME_DEADLINE_S = 0.8 * args.dedupe_window
-    cli = Cli(args.bin, args.addresses)
+    cli = Cli(args.bin, args.addresses, args.certs)
     handlers = {
         "setup": cmd_setup,
         "run": cmd_run,

@@ -19,7 +19,7 @@ class FakeCli:
         self.leases = leases
         self.resources = resources
 
-    def client(self, command, operation_id=None, timeout=None):
+    def client(self, command, operation_id=None, timeout=None, role=None):
         kind, ident = command[0], int(command[1])
         if kind == "get-lease":
             reply = self.leases.get(ident, {"result": "lease_not_found", "op": 99})
