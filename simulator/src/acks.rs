@@ -77,9 +77,15 @@ fn check_exactly_once(records: &[Record], replay: &Replay, findings: &mut Findin
                     epoch,
                     deadline_slot,
                 };
+                // Every answer names where its operation executed: a retry answered from the
+                // dedupe record reports the original execution, whose outcome it repeats.
+                let executed = Outcome {
+                    retry: false,
+                    ..told
+                };
                 let at = found.and_then(|o| o.iter().find(|o| o.op == op && o.index == index));
                 match at {
-                    Some(o) if o.outcome == told && o.request == request => {}
+                    Some(o) if o.outcome == executed && o.request == request => {}
                     other => findings.violation(format!(
                         "acknowledged write: client {client} was told operation {id:#x} committed at op {op}[{index}] \
                          with {told:?}; the history has {other:?}"
