@@ -680,7 +680,11 @@ fn a_lagging_new_primary_fetches_the_missing_ops() {
 }
 
 /// Whether a run's error comes from a cluster checker (not a replica's own assertion).
-#[cfg(any(feature = "broken-view-change", feature = "broken-commit-quorum"))]
+#[cfg(any(
+    feature = "broken-view-change",
+    feature = "broken-commit-quorum",
+    feature = "broken-fresh-replica"
+))]
 fn from_checker(error: &str) -> bool {
     ["(a/b)", "(c)", "(d)", "(e)"]
         .iter()
@@ -1113,4 +1117,51 @@ fn forged_peer_messages_are_refused_and_counted() {
     heal_and_converge(&mut cluster);
     let op1 = cluster.checker.history[&1].checksum;
     assert_eq!(op1, committed.checksum);
+}
+
+/// The checkers are not vacuous for lost disks: with a formatted replica that votes at once
+/// (feature `broken-fresh-replica`, the behaviour before issue 10), the field report's
+/// sequence — C stopped, writes acknowledged by P and B, B's disk lost and formatted again, P
+/// down, C and B running — lets C's stale log win a view change and ops P acknowledged are
+/// committed differently; checker (a)/(b) or (e) reports it (not a replica assertion).
+/// Run with `cargo test -p allocdb-vsr --release --features broken-fresh-replica --test cluster -- broken`.
+#[cfg(feature = "broken-fresh-replica")]
+#[test]
+fn broken_fresh_replica_is_caught() {
+    let mut cluster = Cluster::new(Options {
+        peer_refusals_expected: true,
+        ..Options::calm(21, 3)
+    });
+    steps_until(&mut cluster, 300, |c| replica(c, 0).commit_min() > 5);
+    cluster.crash(2);
+    let stale = replica(&cluster, 0).commit_min();
+    steps_until(&mut cluster, 500, |c| {
+        replica(c, 0).commit_min() > stale + 20 && replica(c, 1).last_op() > stale + 20
+    });
+    // Nothing P sent is still in flight to B or C: it would teach them the commit point, and a
+    // view change refuses to start below a commit point its claims know of — a second line of
+    // defence that would hide the bug here.
+    isolate_link(&mut cluster, 0, 1, true);
+    isolate_link(&mut cluster, 0, 2, true);
+    cluster.wipe(1);
+    cluster.crash(0);
+    cluster.restart(1);
+    cluster.restart(2);
+    for tick in 0..3_000 {
+        if tick == 1_500 {
+            isolate_link(&mut cluster, 0, 1, false);
+            isolate_link(&mut cluster, 0, 2, false);
+            cluster.restart(0);
+        }
+        cluster.step();
+        if let Some(found) = cluster.violations().iter().find(|v| from_checker(v)) {
+            println!("broken fresh replica: caught by a checker after {tick} ticks: {found}");
+            return;
+        }
+    }
+    panic!(
+        "no checker noticed a fresh replica that votes: {:?} {}",
+        cluster.violations(),
+        cluster.describe()
+    );
 }

@@ -107,23 +107,6 @@ fn a_planted_fast_clock_is_caught() {
     );
 }
 
-#[cfg(feature = "planted-bug-fresh-replica")]
-#[test]
-fn a_planted_fresh_replica_bug_is_caught() {
-    // A formatted replica votes at once: after a lost disk it can help a stale replica form a
-    // view without acknowledged writes. The checkers (not a replica assertion) must see it.
-    let knobs = Knobs::default();
-    let caught = (0..200)
-        .map(|seed| run_seed(seed, &knobs))
-        .find(|report| !safety_violations(report).is_empty())
-        .expect("the checkers catch a fresh replica that votes within 200 seeds");
-    eprintln!(
-        "planted fresh replica: seed {} checkers found {:?}",
-        caught.seed,
-        safety_violations(&caught)
-    );
-}
-
 #[cfg(any(feature = "planted-bug", feature = "planted-bug-commit-quorum"))]
 #[test]
 fn a_planted_replication_bug_is_caught() {
