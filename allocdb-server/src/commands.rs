@@ -354,6 +354,8 @@ pub fn start(args: &StartArgs) -> ExitCode {
     if let Err(error) = args.security.mode() {
         return usage_error(&error);
     }
+    // Before any thread exists: closed connections' frame buffers go back to the OS.
+    let _ = crate::malloc_tuning::release_large_buffers();
     // Held until this function returns, i.e. for as long as the replica runs.
     let _lock = match DirLock::acquire(&args.data_dir) {
         Ok(lock) => lock,

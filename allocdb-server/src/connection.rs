@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use allocdb_vsr::ReplyBody;
 use allocdb_vsr::frame::{
-    self, ClientHello, ErrorCode, FrameKind, FrameLimits, FrameReply, FrameRequest, PeerHandshake,
-    REQUESTS_PER_FRAME_MAX, StatusReply, Welcome,
+    self, ClientHello, ErrorCode, FrameHeader, FrameKind, FrameLimits, FrameReply, FrameRequest,
+    PeerHandshake, REQUESTS_PER_FRAME_MAX, StatusReply, Welcome,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::net;
 use crate::peer::{self, BusOptions, Identity};
 use crate::tls::{Principal, ServerSecurity};
+use allocdb_client::tls::Stream;
 
 /// Reply batches a connection may have queued before the replica drops its replies.
 const REPLY_QUEUE_BATCHES: usize = 256;
@@ -82,49 +83,17 @@ impl ConnectionContext {
 pub async fn serve(stream: net::TcpStream, context: Arc<ConnectionContext>, mut ticket: Ticket) {
     let _ = stream.set_nodelay(true);
     context.metrics.connections.add(1);
-    let limits = context.limits;
-    let deadline = Instant::now() + limits.handshake_timeout;
-    let accepted = tokio::select! {
-        biased;
-        () = ticket.evicted() => return,
-        accepted = tokio::time::timeout_at(deadline, context.security.accept(stream)) => accepted,
+    let Some(identified) = identify(stream, &context, &ticket).await else {
+        return;
     };
-    let (stream, principal) = match accepted {
-        Ok(Ok(accepted)) => accepted,
-        Ok(Err(reason)) => {
-            context.metrics.error_frames.add(1);
-            debug!(%reason, "refusing a connection");
-            return;
-        }
-        Err(_) => {
-            context.metrics.handshake_timeouts.add(1);
-            debug!("no TLS handshake within {:?}", limits.handshake_timeout);
-            return;
-        }
-    };
-    let (mut read, mut write) = tokio::io::split(stream);
-    let cluster_id = context.identity.cluster_id;
-    let mut reader = FrameReader::new(FrameLimits::client(cluster_id));
-    let first = tokio::select! {
-        biased;
-        () = ticket.evicted() => {
-            let text = "too many connections that have not identified themselves: closing the oldest";
-            return send_error(&mut write, &context, ErrorCode::Overloaded, text).await;
-        }
-        first = tokio::time::timeout_at(deadline, reader.read_frame(&mut read)) => first,
-    };
-    let (header, body) = match first {
-        Ok(Ok(first)) => first,
-        Ok(Err(error)) => return refuse(&mut write, &context, &error).await,
-        Err(_) => {
-            context.metrics.handshake_timeouts.add(1);
-            let text = format!(
-                "no complete first frame within {:?}",
-                limits.handshake_timeout
-            );
-            return send_error(&mut write, &context, ErrorCode::Timeout, &text).await;
-        }
-    };
+    let Identified {
+        read,
+        mut write,
+        reader,
+        principal,
+        header,
+        body,
+    } = identified;
     let admitted = match header.kind {
         FrameKind::PeerHandshake => ticket.into_peer(),
         _ => ticket.into_session(),
@@ -192,6 +161,79 @@ pub async fn serve(stream: net::TcpStream, context: Arc<ConnectionContext>, mut 
         }
     }
     drop(ticket);
+}
+
+/// A connection past its TLS handshake and first frame.
+struct Identified {
+    read: tokio::io::ReadHalf<Stream>,
+    write: tokio::io::WriteHalf<Stream>,
+    reader: FrameReader,
+    principal: Principal,
+    header: FrameHeader,
+    body: Vec<u8>,
+}
+
+/// The TLS handshake and the first frame, within `handshake_timeout` together, unless the
+/// connection is evicted first; `None` once the connection has been answered and closed.
+async fn identify(
+    stream: net::TcpStream,
+    context: &ConnectionContext,
+    ticket: &Ticket,
+) -> Option<Identified> {
+    let limits = context.limits;
+    let deadline = Instant::now() + limits.handshake_timeout;
+    let accepted = tokio::select! {
+        biased;
+        () = ticket.evicted() => return None,
+        accepted = tokio::time::timeout_at(deadline, context.security.accept(stream)) => accepted,
+    };
+    let (stream, principal) = match accepted {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(reason)) => {
+            context.metrics.error_frames.add(1);
+            debug!(%reason, "refusing a connection");
+            return None;
+        }
+        Err(_) => {
+            context.metrics.handshake_timeouts.add(1);
+            debug!("no TLS handshake within {:?}", limits.handshake_timeout);
+            return None;
+        }
+    };
+    let (mut read, mut write) = tokio::io::split(stream);
+    let mut reader = FrameReader::new(FrameLimits::client(context.identity.cluster_id));
+    let first = tokio::select! {
+        biased;
+        () = ticket.evicted() => {
+            let text = "too many connections that have not identified themselves: closing the oldest";
+            send_error(&mut write, context, ErrorCode::Overloaded, text).await;
+            return None;
+        }
+        first = tokio::time::timeout_at(deadline, reader.read_frame(&mut read)) => first,
+    };
+    match first {
+        Ok(Ok((header, body))) => Some(Identified {
+            read,
+            write,
+            reader,
+            principal,
+            header,
+            body,
+        }),
+        Ok(Err(error)) => {
+            refuse(&mut write, context, &error).await;
+            None
+        }
+        Err(_) => {
+            context.metrics.handshake_timeouts.add(1);
+            let text = format!(
+                "no complete first frame within {:?}",
+                limits.handshake_timeout
+            );
+            send_error(&mut write, context, ErrorCode::Timeout, &text).await;
+            None
+        }
+    }
 }
 
 /// Whether `principal` may open a peer link with the handshake `body`: only replica *i*'s

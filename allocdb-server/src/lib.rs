@@ -28,6 +28,7 @@ pub mod health;
 pub mod histogram;
 pub mod json;
 pub mod local_cluster;
+pub mod malloc_tuning;
 pub mod metrics;
 pub mod net;
 pub mod peer;

@@ -150,7 +150,7 @@ pub struct Metrics {
     pub idle_timeouts: Counter,
     /// Connections (client or peer) closed for a frame arriving too slowly.
     pub slow_frames: Counter,
-    /// Requests answered invalid (internal commands, reads with an unreachable min_op).
+    /// Requests answered invalid (internal commands, reads with an unreachable `min_op`).
     pub requests_invalid: Counter,
     /// Requests per client frame.
     pub request_batch: Histogram,
@@ -208,6 +208,53 @@ impl Metrics {
         out
     }
 
+    /// The refusals and timeouts of the connection limits (`crate::admission`).
+    fn render_limit_counters(&self, out: &mut String) {
+        let counters = [
+            (
+                "allocdb_connections_refused_address_total",
+                "Connections refused: too many from one address.",
+                &self.connections_refused_address,
+            ),
+            (
+                "allocdb_connections_refused_sessions_total",
+                "Client sessions refused: every session slot taken.",
+                &self.connections_refused_sessions,
+            ),
+            (
+                "allocdb_connections_refused_peers_total",
+                "Peer links refused: every reserved peer slot taken.",
+                &self.connections_refused_peers,
+            ),
+            (
+                "allocdb_connections_evicted_total",
+                "Connections closed before identifying themselves, to make room for newer ones.",
+                &self.connections_evicted,
+            ),
+            (
+                "allocdb_handshake_timeouts_total",
+                "Connections closed: no TLS handshake and first frame in time.",
+                &self.handshake_timeouts,
+            ),
+            (
+                "allocdb_idle_timeouts_total",
+                "Client sessions closed for idleness.",
+                &self.idle_timeouts,
+            ),
+            (
+                "allocdb_slow_frames_total",
+                "Connections closed: a frame arrived below the minimum rate.",
+                &self.slow_frames,
+            ),
+            (
+                "allocdb_requests_invalid_total",
+                "Requests answered invalid (internal commands, reads whose min_op is out of reach).",
+                &self.requests_invalid,
+            ),
+        ];
+        render_counter_list(out, &counters);
+    }
+
     fn render_counters(&self, out: &mut String) {
         let counters = [
             (
@@ -261,46 +308,6 @@ impl Metrics {
                 &self.connections,
             ),
             (
-                "allocdb_connections_refused_address_total",
-                "Connections refused: too many from one address.",
-                &self.connections_refused_address,
-            ),
-            (
-                "allocdb_connections_refused_sessions_total",
-                "Client sessions refused: every session slot taken.",
-                &self.connections_refused_sessions,
-            ),
-            (
-                "allocdb_connections_refused_peers_total",
-                "Peer links refused: every reserved peer slot taken.",
-                &self.connections_refused_peers,
-            ),
-            (
-                "allocdb_connections_evicted_total",
-                "Connections closed before identifying themselves, to make room for newer ones.",
-                &self.connections_evicted,
-            ),
-            (
-                "allocdb_handshake_timeouts_total",
-                "Connections closed: no TLS handshake and first frame in time.",
-                &self.handshake_timeouts,
-            ),
-            (
-                "allocdb_idle_timeouts_total",
-                "Client sessions closed for idleness.",
-                &self.idle_timeouts,
-            ),
-            (
-                "allocdb_slow_frames_total",
-                "Connections closed: a frame arrived below the minimum rate.",
-                &self.slow_frames,
-            ),
-            (
-                "allocdb_requests_invalid_total",
-                "Requests answered invalid (internal commands, reads whose min_op is out of reach).",
-                &self.requests_invalid,
-            ),
-            (
                 "allocdb_peer_links_total",
                 "Outbound peer links established.",
                 &self.peer_links,
@@ -311,13 +318,8 @@ impl Metrics {
                 &self.peer_config_mismatches,
             ),
         ];
-        for (name, help, counter) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                counter.get()
-            );
-        }
+        render_counter_list(out, &counters);
+        self.render_limit_counters(out);
         let _ = writeln!(
             out,
             "# HELP allocdb_peer_config_mismatch Peers whose links are refused for a configuration mismatch now.\n# TYPE allocdb_peer_config_mismatch gauge\nallocdb_peer_config_mismatch {}",
@@ -429,6 +431,16 @@ pub struct MetricsContext {
     pub core: CoreConfig,
     /// How far `applied` may trail `commit` for `/health` to answer 200 (one pipeline).
     pub health_lag_ops_max: u64,
+}
+
+fn render_counter_list(out: &mut String, counters: &[(&str, &str, &Counter)]) {
+    for (name, help, counter) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            counter.get()
+        );
+    }
 }
 
 /// What a probe endpoint answers: 200 (`true`) or 503, and the one-line JSON body.

@@ -424,7 +424,7 @@ async fn reads_beyond_reach_are_refused_at_once() {
     let started = Instant::now();
     let mut refused = 0;
     for _ in 0..4 {
-        let replies = client.call(&[forged; 1_024]).await;
+        let replies = client.call(&vec![forged; 1_024]).await;
         refused += replies
             .iter()
             .filter(|r| matches!(r.body, ReplyBody::Invalid))
@@ -442,4 +442,36 @@ async fn reads_beyond_reach_are_refused_at_once() {
     assert!(took < SERVED_WITHIN);
     assert!(matches!(real[0].body, ReplyBody::Read { .. }), "{real:?}");
     assert!(metric(&cluster.metrics[0], "allocdb_requests_invalid_total").await >= 4_096);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_idle_connections_mid_handshake_do_not_stop_a_real_client() {
+    use allocdb_client::{Client, ClientOptions, ClientRole};
+    use allocdb_server::local_cluster::{LocalCluster, LocalSecurity};
+
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_allocdb"));
+    let cluster = LocalCluster::start(binary, 3, CLUSTER, LocalSecurity::Tls).expect("starts");
+    cluster
+        .wait_for_primary(Duration::from_secs(20))
+        .await
+        .expect("a primary over TLS");
+    // Idle TCP connections that never start their TLS handshake, spread over the replicas.
+    let count = scaled(5_000);
+    let mut idle = Vec::with_capacity(count);
+    for index in 0..count {
+        let address = &cluster.addresses[index % cluster.addresses.len()];
+        idle.push(connect_from(source(5, index, 50), address).await.unwrap());
+    }
+    let started = Instant::now();
+    let mut options = ClientOptions::new(cluster.addresses.clone(), CLUSTER);
+    options.call_timeout = Duration::from_secs(10);
+    options.security = Some(cluster.client_security(ClientRole::Operator).unwrap());
+    let client = Client::connect(options).await.expect("connects over TLS");
+    client.create_resource(1, None).await.expect("creates");
+    let took = started.elapsed();
+    eprintln!(
+        "over TLS, with {count} idle connections mid-handshake: connected and served in {took:?}"
+    );
+    assert!(took < SERVED_WITHIN, "served in {took:?}");
+    drop(idle);
 }
