@@ -21,7 +21,7 @@ pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// connection holds almost nothing.
 const FIRST_READ_BYTES: usize = 4 * 1024;
 /// How long sending an error frame (and closing) may take.
-const SEND_ERROR_TIMEOUT: Duration = Duration::from_secs(1);
+const SEND_ERROR_TIMEOUT: Duration = Duration::from_secs(5);
 /// A buffer that empties with more capacity than this is given back.
 const RETAINED_BYTES_MAX: usize = 2 * READ_CHUNK_BYTES;
 

@@ -28,6 +28,10 @@ use tokio::net::{TcpSocket, TcpStream};
 /// How long a real client may take to be served during a flood.
 const SERVED_WITHIN: Duration = Duration::from_secs(1);
 
+/// One flood at a time: floods of thousands of sockets in parallel would compete for the two
+/// cores and the open-file limit, and measure each other rather than the bounds.
+static FLOODS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Open files this test process may hold (the soft `RLIMIT_NOFILE`, from `/proc`).
 fn open_files_max() -> usize {
     let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
@@ -133,6 +137,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_do_not_stop_a_real_client() {
+    let _flood = FLOODS.lock().await;
     let cluster = Cluster::start("bounds-idle", 1, &[]);
     cluster.primary().await;
     let address = &cluster.addresses[0];
@@ -157,6 +162,7 @@ async fn idle_connections_do_not_stop_a_real_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sessions_do_not_stop_a_real_client_and_time_out() {
+    let _flood = FLOODS.lock().await;
     let cluster = Cluster::start_with(
         "bounds-sessions",
         1,
@@ -216,6 +222,7 @@ async fn idle_sessions_do_not_stop_a_real_client_and_time_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_per_address_cap_are_refused_at_once() {
+    let _flood = FLOODS.lock().await;
     let cluster = Cluster::start_with(
         "bounds-address",
         1,
@@ -267,6 +274,7 @@ async fn connections_over_the_per_address_cap_are_refused_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_frame_flood_gives_its_memory_back() {
+    let _flood = FLOODS.lock().await;
     let cluster = Cluster::start_with(
         "bounds-rss",
         1,
@@ -352,6 +360,7 @@ fn peer_handshake(cluster: &Cluster, index: u8) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_peer_frame_is_closed() {
+    let _flood = FLOODS.lock().await;
     let cluster = Cluster::start("bounds-trickle", 3, &[]);
     cluster.primary().await;
     let address = &cluster.addresses[0];
@@ -412,6 +421,7 @@ async fn a_trickled_peer_frame_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_beyond_reach_are_refused_at_once() {
+    let _flood = FLOODS.lock().await;
     let cluster = Cluster::start("bounds-min-op", 1, &[]);
     cluster.primary().await;
     let address = &cluster.addresses[0];
@@ -446,6 +456,7 @@ async fn reads_beyond_reach_are_refused_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_idle_connections_mid_handshake_do_not_stop_a_real_client() {
+    let _flood = FLOODS.lock().await;
     use allocdb_client::{Client, ClientOptions, ClientRole};
     use allocdb_server::local_cluster::{LocalCluster, LocalSecurity};
 
