@@ -14,8 +14,11 @@ use tokio::sync::watch;
 use tokio::time::Duration;
 use tracing::{error, info};
 
+use crate::admission::ConnectionLimits;
 use crate::dir_lock::{DirLock, DirLockError};
+use crate::duration::parse_duration;
 use crate::format_check::{self, Existing};
+use crate::frame_io::FramePace;
 use crate::security_args::{SecurityArgs, parse_role};
 use crate::server::{self, RuntimeOptions, ServerError};
 use crate::settings::{
@@ -140,8 +143,56 @@ pub struct StartArgs {
     /// TLS with the replica's certificate, or --insecure.
     #[command(flatten)]
     pub security: SecurityArgs,
+    /// Bounds on connections (see docs/operations.md, "Connection limits").
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// The data directory made by `allocdb format`.
     pub data_dir: PathBuf,
+}
+
+/// `allocdb start`'s bounds on connections; defaults in [`ConnectionLimits::default`].
+#[derive(Args, Debug)]
+pub struct LimitArgs {
+    /// Client and status sessions open at once; a hello beyond it is answered `overloaded`.
+    #[arg(long, default_value_t = ConnectionLimits::default().client_sessions_max)]
+    pub client_sessions_max: usize,
+    /// Connections still in their TLS handshake or before their first frame; a new
+    /// connection beyond it closes the oldest such one.
+    #[arg(long, default_value_t = ConnectionLimits::default().unidentified_max)]
+    pub unidentified_connections_max: usize,
+    /// Connections from one IP address (peer links excepted); beyond it refused at once.
+    #[arg(long, default_value_t = ConnectionLimits::default().per_address_max)]
+    pub connections_per_address_max: usize,
+    /// How long a connection may take for its TLS handshake and first frame (e.g. 5s).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// A client session with no request and no reply for this long is closed (e.g. 60s).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub client_idle_timeout: Duration,
+    /// Any frame may take this long to arrive, whatever its size (e.g. 2s).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub frame_grace: Duration,
+    /// Beyond the grace, a frame must arrive at this many bytes per second at least (client
+    /// and peer connections); a slower sender is closed and its buffer freed.
+    #[arg(long, default_value_t = FramePace::default().bytes_per_second_min)]
+    pub frame_rate_min: u64,
+}
+
+impl LimitArgs {
+    /// The limits these flags give.
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            client_sessions_max: self.client_sessions_max,
+            unidentified_max: self.unidentified_connections_max,
+            per_address_max: self.connections_per_address_max,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.client_idle_timeout,
+            frame_pace: FramePace {
+                grace: self.frame_grace,
+                bytes_per_second_min: self.frame_rate_min,
+            },
+        }
+    }
 }
 
 /// `allocdb status`: one JSON line per replica.
@@ -292,6 +343,9 @@ fn runtime_options(args: &StartArgs, settings: &ClusterSettings) -> Result<Runti
     options.security = Some(security);
     options.metrics.clone_from(&args.metrics);
     options.listen.clone_from(&args.listen);
+    options.limits = args.limits.limits();
+    options.limits.check()?;
+    options.bus.frame_pace = options.limits.frame_pace;
     Ok(options)
 }
 
@@ -300,6 +354,8 @@ pub fn start(args: &StartArgs) -> ExitCode {
     if let Err(error) = args.security.mode() {
         return usage_error(&error);
     }
+    // Before any thread exists: closed connections' frame buffers go back to the OS.
+    let _ = crate::malloc_tuning::release_large_buffers();
     // Held until this function returns, i.e. for as long as the replica runs.
     let _lock = match DirLock::acquire(&args.data_dir) {
         Ok(lock) => lock,

@@ -2,6 +2,11 @@
 //! link, a client session, or a status probe), and any invalid frame gets an error frame that
 //! names the problem before the connection closes. Nothing a connection sends can affect
 //! another connection or the replica beyond the requests it is allowed to make.
+//!
+//! Every connection holds a [`Ticket`] (see [`crate::admission`] for the bounds)
+//! and runs against three clocks: the TLS handshake and first frame must finish within
+//! `handshake_timeout`, a client session closes after `idle_timeout` without a complete frame
+//! in or a reply out, and a frame once started must keep the [`FramePace`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,21 +14,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use allocdb_vsr::ReplyBody;
 use allocdb_vsr::frame::{
-    self, ClientHello, ErrorCode, FrameKind, FrameLimits, FrameReply, FrameRequest, PeerHandshake,
-    REQUESTS_PER_FRAME_MAX, StatusReply, Welcome,
+    self, ClientHello, ErrorCode, FrameHeader, FrameKind, FrameLimits, FrameReply, FrameRequest,
+    PeerHandshake, REQUESTS_PER_FRAME_MAX, StatusReply, Welcome,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
-use tokio::time::{Duration, Instant};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::admission::{ConnectionLimits, Ticket};
 use crate::authz;
 use crate::driver::{ClientBatch, ControlInput, ReplicaState};
-use crate::frame_io::{self, FrameReader, ReadError};
+use crate::frame_io::{self, FramePace, FrameReader, ReadError, sleep_until_option};
 use crate::metrics::Metrics;
 use crate::net;
 use crate::peer::{self, BusOptions, Identity};
 use crate::tls::{Principal, ServerSecurity};
+use allocdb_client::tls::Stream;
 
 /// Reply batches a connection may have queued before the replica drops its replies.
 const REPLY_QUEUE_BATCHES: usize = 256;
@@ -46,8 +53,8 @@ pub struct ConnectionContext {
     pub metrics: Arc<Metrics>,
     /// Peer-link timeouts.
     pub bus: BusOptions,
-    /// How long a connection may take to send its first frame, or to finish any frame.
-    pub frame_timeout: Duration,
+    /// The bounds on connections (timeouts, pace).
+    pub limits: ConnectionLimits,
     /// Turns true on shutdown.
     pub shutdown: watch::Receiver<bool>,
     /// The next connection id.
@@ -72,37 +79,34 @@ impl ConnectionContext {
     }
 }
 
-/// Serves one accepted connection until it closes or fails.
-pub async fn serve(stream: net::TcpStream, context: Arc<ConnectionContext>) {
+/// Serves one accepted connection until it closes or fails; `ticket` is its admission.
+pub async fn serve(stream: net::TcpStream, context: Arc<ConnectionContext>, mut ticket: Ticket) {
     let _ = stream.set_nodelay(true);
     context.metrics.connections.add(1);
-    let accepted =
-        tokio::time::timeout(context.frame_timeout, context.security.accept(stream)).await;
-    let (stream, principal) = match accepted {
-        Ok(Ok(accepted)) => accepted,
-        Ok(Err(reason)) => {
-            context.metrics.error_frames.add(1);
-            debug!(%reason, "refusing a connection");
-            return;
-        }
-        Err(_) => {
-            debug!("no TLS handshake within {:?}", context.frame_timeout);
-            return;
-        }
+    let Some(identified) = identify(stream, &context, &ticket).await else {
+        return;
     };
-    let (mut read, mut write) = tokio::io::split(stream);
-    let cluster_id = context.identity.cluster_id;
-    let mut reader = FrameReader::new(FrameLimits::client(cluster_id));
-    let first =
-        match tokio::time::timeout(context.frame_timeout, reader.read_frame(&mut read)).await {
-            Ok(Ok(first)) => first,
-            Ok(Err(error)) => return refuse(&mut write, &context, &error).await,
-            Err(_) => {
-                let text = format!("no complete first frame within {:?}", context.frame_timeout);
-                return send_error(&mut write, &context, ErrorCode::Timeout, &text).await;
-            }
-        };
-    let (header, body) = first;
+    let Identified {
+        read,
+        mut write,
+        reader,
+        principal,
+        header,
+        body,
+    } = identified;
+    let admitted = match header.kind {
+        FrameKind::PeerHandshake => ticket.into_peer(),
+        _ => ticket.into_session(),
+    };
+    if let Err(refusal) = admitted {
+        return send_error(
+            &mut write,
+            &context,
+            ErrorCode::Overloaded,
+            &refusal.to_string(),
+        )
+        .await;
+    }
     match header.kind {
         FrameKind::PeerHandshake => {
             if let Err(text) = may_be_peer(principal, &body) {
@@ -154,6 +158,80 @@ pub async fn serve(stream: net::TcpStream, context: Arc<ConnectionContext>) {
                 kind.name()
             );
             send_error(&mut write, &context, ErrorCode::UnexpectedKind, &text).await;
+        }
+    }
+    drop(ticket);
+}
+
+/// A connection past its TLS handshake and first frame.
+struct Identified {
+    read: tokio::io::ReadHalf<Stream>,
+    write: tokio::io::WriteHalf<Stream>,
+    reader: FrameReader,
+    principal: Principal,
+    header: FrameHeader,
+    body: Vec<u8>,
+}
+
+/// The TLS handshake and the first frame, within `handshake_timeout` together, unless the
+/// connection is evicted first; `None` once the connection has been answered and closed.
+async fn identify(
+    stream: net::TcpStream,
+    context: &ConnectionContext,
+    ticket: &Ticket,
+) -> Option<Identified> {
+    let limits = context.limits;
+    let deadline = Instant::now() + limits.handshake_timeout;
+    let accepted = tokio::select! {
+        biased;
+        () = ticket.evicted() => return None,
+        accepted = tokio::time::timeout_at(deadline, context.security.accept(stream)) => accepted,
+    };
+    let (stream, principal) = match accepted {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(reason)) => {
+            context.metrics.error_frames.add(1);
+            debug!(%reason, "refusing a connection");
+            return None;
+        }
+        Err(_) => {
+            context.metrics.handshake_timeouts.add(1);
+            debug!("no TLS handshake within {:?}", limits.handshake_timeout);
+            return None;
+        }
+    };
+    let (mut read, mut write) = tokio::io::split(stream);
+    let mut reader = FrameReader::new(FrameLimits::client(context.identity.cluster_id));
+    let first = tokio::select! {
+        biased;
+        () = ticket.evicted() => {
+            let text = "too many connections that have not identified themselves: closing the oldest";
+            send_error(&mut write, context, ErrorCode::Overloaded, text).await;
+            return None;
+        }
+        first = tokio::time::timeout_at(deadline, reader.read_frame(&mut read)) => first,
+    };
+    match first {
+        Ok(Ok((header, body))) => Some(Identified {
+            read,
+            write,
+            reader,
+            principal,
+            header,
+            body,
+        }),
+        Ok(Err(error)) => {
+            refuse(&mut write, context, &error).await;
+            None
+        }
+        Err(_) => {
+            context.metrics.handshake_timeouts.add(1);
+            let text = format!(
+                "no complete first frame within {:?}",
+                limits.handshake_timeout
+            );
+            send_error(&mut write, context, ErrorCode::Timeout, &text).await;
+            None
         }
     }
 }
@@ -217,7 +295,9 @@ async fn serve_status<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         if frame_io::write_all(&mut write, &bytes).await.is_err() {
             return;
         }
-        match tokio::time::timeout(context.frame_timeout, reader.read_frame(&mut read)).await {
+        let waited =
+            tokio::time::timeout(context.limits.idle_timeout, reader.read_frame(&mut read));
+        match waited.await {
             Ok(Ok((header, _))) if header.kind == FrameKind::StatusRequest => {}
             Ok(Ok((header, _))) => {
                 let text = format!(
@@ -242,6 +322,8 @@ struct Session<'a> {
     arrivals: BTreeMap<u64, Instant>,
     requests: Vec<FrameRequest>,
     out: Vec<u8>,
+    /// When a frame last arrived complete or a reply went out.
+    last_active: Instant,
 }
 
 impl<'a> Session<'a> {
@@ -264,6 +346,7 @@ impl<'a> Session<'a> {
                 usize::try_from(REQUESTS_PER_FRAME_MAX).expect("u32 fits"),
             ),
             out: Vec::new(),
+            last_active: Instant::now(),
         }
     }
 
@@ -305,10 +388,17 @@ impl<'a> Session<'a> {
         });
     }
 
+    /// Writes `self.out`; a client that reads nothing for `idle_timeout` is cut off.
     async fn flush<W: AsyncWrite + Unpin>(&mut self, write: &mut W) -> std::io::Result<()> {
-        let result = frame_io::write_all(write, &self.out).await;
+        let timeout = self.context.limits.idle_timeout;
+        let result = tokio::time::timeout(timeout, frame_io::write_all(write, &self.out)).await;
         self.out.clear();
-        result
+        result.unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read no replies",
+            ))
+        })
     }
 
     /// The session loop; `Err((Some(code), text))` owes the client an error frame.
@@ -319,18 +409,15 @@ impl<'a> Session<'a> {
         reader: &mut FrameReader,
     ) -> Result<(), (Option<ErrorCode>, String)> {
         let mut shutdown = self.context.shutdown.clone();
-        let mut partial_since: Option<Instant> = None;
+        let limits = self.context.limits;
         loop {
             self.on_frames(reader)?;
             if !self.out.is_empty() {
                 self.flush(write).await.map_err(|e| (None, e.to_string()))?;
             }
-            partial_since = if reader.has_partial_frame() {
-                partial_since.or(Some(Instant::now()))
-            } else {
-                None
-            };
-            let frame_deadline = partial_since.map(|since| since + self.context.frame_timeout);
+            // A frame under way is held to its pace; between frames, to the idle timeout.
+            let slow_at = reader.pace_deadline(&limits.frame_pace);
+            let idle_at = self.last_active + limits.idle_timeout;
             // Biased (fixed arm order) so a simulation replays exactly.
             tokio::select! {
                 biased;
@@ -347,8 +434,13 @@ impl<'a> Session<'a> {
                     }
                     self.flush(write).await.map_err(|e| (None, e.to_string()))?;
                 }
-                () = sleep_until_option(frame_deadline) => {
-                    let text = format!("a frame stayed incomplete for {:?}", self.context.frame_timeout);
+                () = sleep_until_option(slow_at) => {
+                    self.context.metrics.slow_frames.add(1);
+                    return Err((Some(ErrorCode::Timeout), slow_text(&limits.frame_pace)));
+                }
+                () = tokio::time::sleep_until(idle_at), if slow_at.is_none() => {
+                    self.context.metrics.idle_timeouts.add(1);
+                    let text = format!("no request for {:?}: idle session closed", limits.idle_timeout);
                     return Err((Some(ErrorCode::Timeout), text));
                 }
             }
@@ -370,6 +462,7 @@ impl<'a> Session<'a> {
                 }
             };
             reader.consume();
+            self.last_active = Instant::now();
             match kind {
                 FrameKind::ClientRequests => self.submit(),
                 FrameKind::StatusRequest if !authz::may_read_status(self.principal) => {
@@ -471,7 +564,11 @@ impl<'a> Session<'a> {
     /// Encodes replies into `self.out` (frames of at most `REQUESTS_PER_FRAME_MAX`).
     fn write_replies(&mut self, replies: &[FrameReply]) {
         let now = Instant::now();
+        self.last_active = now;
         for reply in replies {
+            if matches!(reply.body, ReplyBody::Invalid) {
+                self.context.metrics.requests_invalid.add(1);
+            }
             if let Some(arrived) = self.arrivals.remove(&reply.request_id) {
                 let micros =
                     u64::try_from(now.duration_since(arrived).as_micros()).unwrap_or(u64::MAX);
@@ -490,9 +587,9 @@ impl<'a> Session<'a> {
     }
 }
 
-async fn sleep_until_option(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
+fn slow_text(pace: &FramePace) -> String {
+    format!(
+        "a frame arrived slower than {} bytes/s after a grace of {:?}",
+        pace.bytes_per_second_min, pace.grace
+    )
 }

@@ -5,12 +5,56 @@
 //! and [`FrameReader::next_frame`] returns the next whole, validated frame. A header is
 //! validated as soon as its 36 bytes arrive, so an oversized length or a wrong cluster is
 //! refused before a byte of its body is read or buffered.
+//!
+//! Memory follows the bytes that arrived, never a length a header declares: the buffer grows
+//! by at most [`READ_CHUNK_BYTES`] per read, and is given back when it empties after a large
+//! frame. [`FrameReader::pace_deadline`] tells the connection when a frame that has started
+//! is arriving too slowly to keep (see [`FramePace`]).
 
 use allocdb_vsr::frame::{self, ErrorCode, FrameError, FrameHeader, FrameLimits, HEADER_BYTES};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Duration, Instant};
 
 /// Bytes asked of the socket per read (one syscall moves many small frames).
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes asked of the socket by a reader with no buffer yet: enough for a hello, so a silent
+/// connection holds almost nothing.
+const FIRST_READ_BYTES: usize = 4 * 1024;
+/// How long sending an error frame (and closing) may take.
+const SEND_ERROR_TIMEOUT: Duration = Duration::from_secs(5);
+/// A buffer that empties with more capacity than this is given back.
+const RETAINED_BYTES_MAX: usize = 2 * READ_CHUNK_BYTES;
+
+/// The slowest a frame may arrive once its first byte is in: by `grace` plus one second per
+/// `bytes_per_second_min` bytes received. A frame of `n` bytes therefore completes within
+/// `grace + n / rate` (proportional to its size, with a floor), and a sender that trickles
+/// bytes is closed soon after `grace` however large the frame it declared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FramePace {
+    /// The time any frame may take, whatever its size.
+    pub grace: Duration,
+    /// The minimum arrival rate beyond the grace.
+    pub bytes_per_second_min: u64,
+}
+
+impl Default for FramePace {
+    fn default() -> Self {
+        FramePace {
+            grace: Duration::from_secs(2),
+            bytes_per_second_min: 64 * 1024,
+        }
+    }
+}
+
+impl FramePace {
+    /// When a frame that started at `started` and has `received` bytes in must have more.
+    pub fn deadline(&self, started: Instant, received: usize) -> Instant {
+        assert!(self.bytes_per_second_min > 0);
+        let received = u64::try_from(received).unwrap_or(u64::MAX);
+        let micros = received.saturating_mul(1_000_000) / self.bytes_per_second_min;
+        started + self.grace + Duration::from_micros(micros)
+    }
+}
 
 /// Why a stream stopped yielding frames.
 #[derive(Debug)]
@@ -62,16 +106,19 @@ pub struct FrameReader {
     limits: FrameLimits,
     /// The header of the frame at `start`, once validated.
     pending: Option<FrameHeader>,
+    /// When the first buffered byte of the unfinished frame arrived.
+    partial_since: Option<Instant>,
 }
 
 impl FrameReader {
     /// A reader enforcing `limits`.
     pub fn new(limits: FrameLimits) -> FrameReader {
         FrameReader {
-            buffer: Vec::with_capacity(READ_CHUNK_BYTES),
+            buffer: Vec::new(),
             start: 0,
             limits,
             pending: None,
+            partial_since: None,
         }
     }
 
@@ -83,6 +130,19 @@ impl FrameReader {
     /// Whether part of a frame is buffered (a stalled sender holds it there).
     pub fn has_partial_frame(&self) -> bool {
         self.buffer.len() > self.start
+    }
+
+    /// Bytes of memory the buffer holds (for tests and metrics).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buffer.capacity()
+    }
+
+    /// When the unfinished frame's sender must have sent more bytes than it has by now;
+    /// `None` between frames.
+    pub fn pace_deadline(&self, pace: &FramePace) -> Option<Instant> {
+        let since = self.partial_since?;
+        assert!(self.has_partial_frame());
+        Some(pace.deadline(since, self.buffer.len() - self.start))
     }
 
     /// The next whole frame already buffered: its header and body. Call [`FrameReader::consume`]
@@ -119,6 +179,14 @@ impl FrameReader {
         if self.start == self.buffer.len() {
             self.buffer.clear();
             self.start = 0;
+            self.partial_since = None;
+            if self.buffer.capacity() > RETAINED_BYTES_MAX {
+                // A large frame's memory goes back now, not when the connection closes.
+                self.buffer = Vec::new();
+            }
+        } else {
+            // The next frame's first bytes are already here: its pace starts now.
+            self.partial_since = Some(Instant::now());
         }
     }
 
@@ -131,12 +199,15 @@ impl FrameReader {
             self.buffer.drain(..self.start);
             self.start = 0;
         }
-        // Room for the rest of a validated frame (bounded by the limits), else one chunk.
-        let wanted = self.pending.map_or(READ_CHUNK_BYTES, |h| {
-            h.frame_bytes().saturating_sub(self.buffer.len())
-        });
+        // Room for at most one chunk more: a header's declared length reserves nothing, so
+        // memory grows only with bytes that arrived.
+        let wanted = match self.pending {
+            Some(header) => header.frame_bytes().saturating_sub(self.buffer.len()),
+            None if self.buffer.capacity() == 0 => FIRST_READ_BYTES,
+            None => READ_CHUNK_BYTES,
+        };
         self.buffer
-            .reserve(wanted.clamp(HEADER_BYTES, READ_CHUNK_BYTES.max(wanted)));
+            .reserve(wanted.clamp(HEADER_BYTES, READ_CHUNK_BYTES));
         let read = stream
             .read_buf(&mut self.buffer)
             .await
@@ -149,6 +220,9 @@ impl FrameReader {
                     bytes: self.buffer.len(),
                 }
             });
+        }
+        if self.partial_since.is_none() {
+            self.partial_since = Some(Instant::now());
         }
         Ok(read)
     }
@@ -172,6 +246,14 @@ impl FrameReader {
     }
 }
 
+/// Sleeps until `deadline`, or forever without one (a `select!` arm that may be off).
+pub async fn sleep_until_option(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Writes `bytes` (one or more whole frames) and flushes.
 ///
 /// # Errors
@@ -190,8 +272,12 @@ pub async fn send_error<W: AsyncWrite + Unpin>(
 ) {
     let mut bytes = Vec::new();
     frame::write_error_frame(&mut bytes, cluster_id, code, message);
-    let _ = write_all(stream, &bytes).await;
-    let _ = stream.shutdown().await;
+    // Bounded: a peer that stopped reading must not hold the connection open.
+    let _ = tokio::time::timeout(SEND_ERROR_TIMEOUT, async {
+        let _ = write_all(stream, &bytes).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 #[cfg(test)]

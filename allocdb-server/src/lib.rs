@@ -8,6 +8,7 @@
 //! crate must never decide anything the replica decides: it moves bytes, time and outputs.
 //! The wire format lives in `allocdb_vsr::frame`, shared with the client.
 
+pub mod admission;
 pub mod audit;
 pub mod authz;
 pub mod benchmark;
@@ -27,6 +28,7 @@ pub mod health;
 pub mod histogram;
 pub mod json;
 pub mod local_cluster;
+pub mod malloc_tuning;
 pub mod metrics;
 pub mod net;
 pub mod peer;

@@ -136,6 +136,22 @@ pub struct Metrics {
     pub peer_config_mismatches: Counter,
     /// The configuration mismatches that refuse peer links now.
     pub config_mismatches: ConfigMismatches,
+    /// Connections refused at once: their IP address held its maximum.
+    pub connections_refused_address: Counter,
+    /// Client hellos refused: every session slot was taken.
+    pub connections_refused_sessions: Counter,
+    /// Peer handshakes refused: every reserved peer slot was taken.
+    pub connections_refused_peers: Counter,
+    /// Unidentified connections closed to make room for newer ones.
+    pub connections_evicted: Counter,
+    /// Connections closed for no TLS handshake and first frame in time.
+    pub handshake_timeouts: Counter,
+    /// Client sessions closed for being idle.
+    pub idle_timeouts: Counter,
+    /// Connections (client or peer) closed for a frame arriving too slowly.
+    pub slow_frames: Counter,
+    /// Requests answered invalid (internal commands, reads with an unreachable `min_op`).
+    pub requests_invalid: Counter,
     /// Requests per client frame.
     pub request_batch: Histogram,
     /// Microseconds from a request's frame arriving to its reply being written.
@@ -158,6 +174,14 @@ impl Default for Metrics {
             peer_links: Counter::default(),
             peer_config_mismatches: Counter::default(),
             config_mismatches: ConfigMismatches::default(),
+            connections_refused_address: Counter::default(),
+            connections_refused_sessions: Counter::default(),
+            connections_refused_peers: Counter::default(),
+            connections_evicted: Counter::default(),
+            handshake_timeouts: Counter::default(),
+            idle_timeouts: Counter::default(),
+            slow_frames: Counter::default(),
+            requests_invalid: Counter::default(),
             request_batch: Histogram::new(BATCH_BOUNDS),
             request_latency_us: Histogram::new(LATENCY_BOUNDS_US),
         }
@@ -182,6 +206,53 @@ impl Metrics {
             "Request latency in microseconds, frame in to reply out.",
         );
         out
+    }
+
+    /// The refusals and timeouts of the connection limits (`crate::admission`).
+    fn render_limit_counters(&self, out: &mut String) {
+        let counters = [
+            (
+                "allocdb_connections_refused_address_total",
+                "Connections refused: too many from one address.",
+                &self.connections_refused_address,
+            ),
+            (
+                "allocdb_connections_refused_sessions_total",
+                "Client sessions refused: every session slot taken.",
+                &self.connections_refused_sessions,
+            ),
+            (
+                "allocdb_connections_refused_peers_total",
+                "Peer links refused: every reserved peer slot taken.",
+                &self.connections_refused_peers,
+            ),
+            (
+                "allocdb_connections_evicted_total",
+                "Connections closed before identifying themselves, to make room for newer ones.",
+                &self.connections_evicted,
+            ),
+            (
+                "allocdb_handshake_timeouts_total",
+                "Connections closed: no TLS handshake and first frame in time.",
+                &self.handshake_timeouts,
+            ),
+            (
+                "allocdb_idle_timeouts_total",
+                "Client sessions closed for idleness.",
+                &self.idle_timeouts,
+            ),
+            (
+                "allocdb_slow_frames_total",
+                "Connections closed: a frame arrived below the minimum rate.",
+                &self.slow_frames,
+            ),
+            (
+                "allocdb_requests_invalid_total",
+                "Requests answered invalid (internal commands, reads whose min_op is out of reach).",
+                &self.requests_invalid,
+            ),
+        ];
+        render_counter_list(out, &counters);
     }
 
     fn render_counters(&self, out: &mut String) {
@@ -247,13 +318,8 @@ impl Metrics {
                 &self.peer_config_mismatches,
             ),
         ];
-        for (name, help, counter) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                counter.get()
-            );
-        }
+        render_counter_list(out, &counters);
+        self.render_limit_counters(out);
         let _ = writeln!(
             out,
             "# HELP allocdb_peer_config_mismatch Peers whose links are refused for a configuration mismatch now.\n# TYPE allocdb_peer_config_mismatch gauge\nallocdb_peer_config_mismatch {}",
@@ -365,6 +431,16 @@ pub struct MetricsContext {
     pub core: CoreConfig,
     /// How far `applied` may trail `commit` for `/health` to answer 200 (one pipeline).
     pub health_lag_ops_max: u64,
+}
+
+fn render_counter_list(out: &mut String, counters: &[(&str, &str, &Counter)]) {
+    for (name, help, counter) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            counter.get()
+        );
+    }
 }
 
 /// What a probe endpoint answers: 200 (`true`) or 503, and the one-line JSON body.

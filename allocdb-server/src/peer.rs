@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::driver::ControlInput;
 use crate::fingerprint::{Fingerprint, LinkEnd as MismatchEnd};
-use crate::frame_io::{self, FrameReader, ReadError};
+use crate::frame_io::{self, FramePace, FrameReader, ReadError};
 use crate::metrics::Metrics;
 use allocdb_client::tls::{Stream, Transport};
 
@@ -44,6 +44,9 @@ pub struct BusOptions {
     pub backoff_min: Duration,
     /// Largest reconnect delay.
     pub backoff_max: Duration,
+    /// How fast a frame must arrive once started: a peer that trickles a large frame (each
+    /// byte in time for `idle_timeout`) is cut off anyway.
+    pub frame_pace: FramePace,
 }
 
 impl Default for BusOptions {
@@ -54,6 +57,7 @@ impl Default for BusOptions {
             connect_timeout: Duration::from_secs(1),
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_millis(500),
+            frame_pace: FramePace::default(),
         }
     }
 }
@@ -226,6 +230,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Link<R, W> {
             }
             let ping_at = self.last_write + self.options.ping_interval;
             let stall_at = self.last_read + self.options.idle_timeout;
+            let slow_at = self.reader.pace_deadline(&self.options.frame_pace);
             let outgoing_recv = async {
                 match outgoing.as_deref_mut() {
                     Some(queue) => queue.recv().await,
@@ -263,6 +268,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Link<R, W> {
                 }
                 () = tokio::time::sleep_until(stall_at) => {
                     return format!("nothing received for {:?}: stalled link", self.options.idle_timeout);
+                }
+                () = frame_io::sleep_until_option(slow_at) => {
+                    metrics.slow_frames.add(1);
+                    let text = format!("a frame arrived slower than {} bytes/s", self.options.frame_pace.bytes_per_second_min);
+                    return self.fail(ErrorCode::Timeout, &text).await;
                 }
             }
         }

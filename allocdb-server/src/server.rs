@@ -13,10 +13,11 @@ use allocdb_vsr::Replica;
 use allocdb_vsr::frame::ErrorCode;
 use allocdb_vsr::message_codec::MessageLimits;
 use allocdb_wal::Storage;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Duration;
 use tracing::{error, info, warn};
 
+use crate::admission::{Admission, ConnectionLimits};
 use crate::connection::{self, ConnectionContext};
 use crate::driver::{Driver, DriverOptions, ReplicaState};
 use crate::fingerprint::Fingerprint;
@@ -38,16 +39,15 @@ pub struct RuntimeOptions {
     pub metrics: Option<String>,
     /// Peer-link timeouts.
     pub bus: BusOptions,
-    /// How long a connection may take to send its first frame, or to finish any frame.
-    pub frame_timeout: Duration,
+    /// Bounds on connections: session and unidentified capacity, per-address cap, timeouts,
+    /// frame pace (peer links take the pace from `bus`).
+    pub limits: ConnectionLimits,
     /// Peer messages and session events queued for the replica.
     pub control_queue_max: usize,
     /// Client frames queued for the replica; beyond it requests are answered `overloaded`.
     pub request_queue_max: usize,
     /// Message batches queued per peer link.
     pub peer_queue_max: usize,
-    /// Open connections; beyond it a new connection gets an `overloaded` error frame.
-    pub connections_max: usize,
     /// Where to hand the replica's published state when serving starts (the simulator reads
     /// each replica's view and applied op through it); `None` in production.
     pub state_observer: Option<StateObserver>,
@@ -71,11 +71,10 @@ impl RuntimeOptions {
             listen: None,
             metrics: None,
             bus: BusOptions::default(),
-            frame_timeout: Duration::from_secs(10),
+            limits: ConnectionLimits::default(),
             control_queue_max: 4096,
             request_queue_max: 1024,
             peer_queue_max: 1024,
-            connections_max: 4096,
             state_observer: None,
             clock_rate_ppm: 0,
             security: None,
@@ -128,6 +127,7 @@ pub async fn run<S: Storage>(
     let Some(security) = options.security.clone() else {
         return Err(ServerError::Options(crate::security_args::missing_message()));
     };
+    options.limits.check().map_err(ServerError::Options)?;
     if options.addresses.len() != usize::from(count) {
         let reason = format!(
             "{} addresses given for a cluster of {count} replicas",
@@ -185,17 +185,13 @@ pub async fn run<S: Storage>(
         state: state.clone(),
         metrics: Arc::clone(&metrics),
         bus: options.bus,
-        frame_timeout: options.frame_timeout,
+        limits: options.limits,
         shutdown: stop_rx.clone(),
         next_client: AtomicU64::new(1),
         security: security.clone(),
     });
-    tokio::spawn(accept_loop(
-        listener,
-        context,
-        options.connections_max,
-        stop_rx.clone(),
-    ));
+    let admission = Arc::new(Admission::new(options.limits, count, Arc::clone(&metrics)));
+    tokio::spawn(accept_loop(listener, context, admission, stop_rx.clone()));
     if let Some(listener) = metrics_listener {
         let context = Arc::new(MetricsContext {
             metrics,
@@ -284,21 +280,22 @@ async fn forward_shutdown(mut shutdown: watch::Receiver<bool>, stop: watch::Send
     let _ = stop.send(true);
 }
 
+/// Accepts connections until shutdown; each gets a ticket from `admission` or is refused
+/// at once (never queued: a refused connection costs one accept and at most one small write).
 async fn accept_loop(
     listener: net::TcpListener,
     context: Arc<ConnectionContext>,
-    connections_max: usize,
+    admission: Arc<Admission>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(connections_max));
     loop {
         let accepted = tokio::select! {
             biased;
             _ = shutdown.changed() => return,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, from) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and similar: back off rather than spin.
                 warn!(%error, "accept failed");
@@ -307,29 +304,24 @@ async fn accept_loop(
             }
         };
         let context = Arc::clone(&context);
-        match Arc::clone(&slots).try_acquire_owned() {
-            Ok(permit) => {
-                tokio::spawn(async move {
-                    connection::serve(stream, context).await;
-                    drop(permit);
-                });
+        match admission.admit(from.ip()) {
+            Ok(ticket) => {
+                tokio::spawn(connection::serve(stream, context, ticket));
             }
             Err(_) if matches!(context.security, ServerSecurity::Tls(_)) => {
                 // A TLS client cannot read a plaintext error frame, and a handshake would
                 // spend CPU on the flood: close at once.
-                context.metrics.error_frames.add(1);
                 drop(stream);
             }
-            Err(_) => {
+            Err(refusal) => {
                 tokio::spawn(async move {
                     let (_, mut write) = tokio::io::split(stream);
                     context.metrics.error_frames.add(1);
-                    let text = format!("too many connections (limit {connections_max})");
                     frame_io::send_error(
                         &mut write,
                         context.identity.cluster_id,
                         ErrorCode::Overloaded,
-                        &text,
+                        &refusal.to_string(),
                     )
                     .await;
                 });

@@ -163,6 +163,10 @@ impl<S: Storage> Replica<S> {
         let read_timeout = self.config.read_timeout_ticks;
         let queue_max = usize::try_from(self.config.request_queue_max).expect("u32 fits");
         let reads_max = usize::try_from(self.config.read_queue_max).expect("u32 fits");
+        let read_min_op_max = self
+            .last_op()
+            .saturating_add(2 * u64::from(self.config.pipeline_prepares_max));
+        assert!(read_min_op_max >= self.commit_min);
         let state = self.primary.as_mut().expect("primary");
         match request.operation {
             ClientOperation::Write(write) if write.command.is_internal() => {
@@ -179,6 +183,12 @@ impl<S: Storage> Replica<S> {
                     request_id: request.request_id,
                     request: write,
                 });
+            }
+            // Every op a client can have seen committed is in this primary's log, so a `min_op`
+            // beyond the log and a full pipeline (plus as much again) can only be forged: it
+            // would sit in the read queue until its timeout, so it is refused now.
+            ClientOperation::Read { min_op, .. } if min_op > read_min_op_max => {
+                out.reply(reply(ReplyBody::Invalid));
             }
             ClientOperation::Read { .. } if state.reads.len() >= reads_max => {
                 out.reply(reply(ReplyBody::Overloaded));

@@ -44,11 +44,23 @@ pub struct Cluster {
     /// Whether replicas' stderr goes to `<root>/replica-<i>.log` (see [`Cluster::log_tail`])
     /// rather than the test's own stderr.
     log_files: bool,
+    /// Extra `allocdb start` flags for every replica.
+    pub start_flags: Vec<String>,
 }
 
 impl Cluster {
     /// Formats and starts `count` replicas (extra `format` flags in `format_flags`).
     pub fn start(name: &str, count: u8, format_flags: &[&str]) -> Cluster {
+        Cluster::start_with(name, count, format_flags, &[])
+    }
+
+    /// As [`Cluster::start`], with extra `allocdb start` flags.
+    pub fn start_with(
+        name: &str,
+        count: u8,
+        format_flags: &[&str],
+        start_flags: &[&str],
+    ) -> Cluster {
         let root = std::env::temp_dir().join(format!("allocdb-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let addresses: Vec<String> = (0..count)
@@ -85,6 +97,7 @@ impl Cluster {
             children: Vec::new(),
             root,
             log_files: false,
+            start_flags: start_flags.iter().map(ToString::to_string).collect(),
         };
         for index in 0..count {
             let child = cluster.spawn(index);
@@ -113,6 +126,7 @@ impl Cluster {
             children: (0..count).map(|_| None).collect(),
             root,
             log_files: true,
+            start_flags: Vec::new(),
         };
         for index in 0..count {
             let output = cluster.format(index, format_flags);
@@ -186,6 +200,7 @@ impl Cluster {
                 "--metrics",
                 &self.metrics[usize::from(index)],
             ])
+            .args(&self.start_flags)
             .arg(&self.dirs[usize::from(index)])
             .env(
                 "RUST_LOG",
