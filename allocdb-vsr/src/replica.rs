@@ -334,6 +334,10 @@ impl<S: Storage> Replica<S> {
             self.refuse(from, reason);
             return;
         }
+        if let Err(reason) = self.check_batches(message) {
+            self.refuse(from, reason);
+            return;
+        }
         let result = self.dispatch(from, message, out);
         self.check_storage(result);
         self.debug_check();
@@ -473,6 +477,28 @@ impl<S: Storage> Replica<S> {
 
     /// Drops a peer message that breaks the protocol's rules: counted and remembered for the
     /// driver to report; nothing it said was applied.
+    /// Every entry a peer sends must hold a batch the core can decode: its checksum proves
+    /// only that it arrived as sent, and a committed op that does not decode would stop every
+    /// replica at apply. Refused before it is logged or acknowledged (found by fuzzing).
+    fn check_batches(&mut self, message: &Message) -> Result<(), &'static str> {
+        let entries = match message {
+            Message::Prepare { entry, .. } => std::slice::from_ref(entry),
+            Message::DoViewChange { suffix, .. } | Message::StartView { suffix, .. } => suffix,
+            _ => return Ok(()),
+        };
+        let requests_max = self.config.core.batch_requests_max;
+        for entry in entries {
+            codec::decode_batch(
+                &entry.body,
+                codec::RequestOrigin::Log,
+                requests_max,
+                &mut self.scratch_requests,
+            )
+            .map_err(|_| "entry body is not a batch the core can decode")?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn refuse(&mut self, from: u8, reason: &'static str) {
         self.refused_messages += 1;
         self.last_refusal = Some((from, reason));

@@ -1015,6 +1015,58 @@ fn forge(cluster: &mut Cluster, from: u8, to: usize, message: &allocdb_vsr::Mess
         .on_message(from, message, &mut out);
 }
 
+/// A forged entry whose checksums are right but whose body is not a batch the core can
+/// decode (found by the `peer_message` fuzz target): it used to be logged, acknowledged and,
+/// once committed, to panic every replica at apply ("holds an undecodable batch"). Now a
+/// prepare, `do_view_change` or `start_view` carrying one is refused and counted.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn forged_entry_that_is_not_a_batch_is_refused() {
+    use allocdb_vsr::Message;
+    let mut cluster = Cluster::new(Options::calm(26, 3));
+    steps_until(&mut cluster, 600, |c| replica(c, 1).commit_min() > 10);
+    assert!(replica(&cluster, 0).is_primary());
+    let view = replica(&cluster, 1).view();
+    let last = replica(&cluster, 1).last_op();
+    let parent = replica(&cluster, 1)
+        .header(last)
+        .expect("head held")
+        .checksum;
+    let body = vec![0x21; 40];
+    let header =
+        allocdb_wal::RecordHeader::new(harness::CLUSTER_ID, view, last + 1, 1, parent, &body);
+    let entry = allocdb_vsr::Entry { header, body };
+    let forged = [
+        Message::Prepare {
+            view,
+            commit: last + 1,
+            entry: entry.clone(),
+        },
+        Message::StartView {
+            view: view + 3,
+            op: last + 1,
+            checksum: entry.header.checksum,
+            commit: last + 1,
+            suffix: vec![entry],
+        },
+    ];
+    for (count, message) in forged.iter().enumerate() {
+        forge(&mut cluster, 0, 1, message);
+        let backup = replica(&cluster, 1);
+        assert_eq!(backup.peer_messages_refused(), count as u64 + 1);
+        assert_eq!(
+            backup.last_refusal(),
+            Some((0, "entry body is not a batch the core can decode"))
+        );
+        assert_eq!(backup.last_op(), last, "nothing forged was logged");
+        assert_eq!(backup.view(), view);
+    }
+    heal_and_converge(&mut cluster);
+}
+
 /// The forged peer messages of issue 12 that crashed or bricked replicas are refused —
 /// dropped, counted, never applied, never a panic — and the cluster carries on: a prepare of
 /// op 0, a prepare contradicting a committed op, a vote for view `u64::MAX` (the view used to
@@ -1044,7 +1096,10 @@ fn forged_peer_messages_are_refused_and_counted() {
         b"forged",
     );
     op_zero.body = b"forged".to_vec();
-    let conflicting_body = b"forged batch at op 1".to_vec();
+    // A well-formed batch (an entry whose body does not decode is refused before anything
+    // else, see `forged_entry_that_is_not_a_batch_is_refused`), different from op 1's.
+    let mut conflicting_body = Vec::new();
+    allocdb_core::codec::encode_batch(&[], &mut conflicting_body);
     let conflicting = allocdb_vsr::Entry {
         header: allocdb_wal::RecordHeader::new(
             committed.cluster_id,
