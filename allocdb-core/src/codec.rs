@@ -384,25 +384,12 @@ fn decode_reserve(reader: &mut Reader) -> Result<Command, DecodeError> {
     })
 }
 
-fn decode_presence(reader: &mut Reader, what: &'static str) -> Result<bool, DecodeError> {
-    let offset = reader.offset();
-    match reader.u8(what)? {
-        0 => Ok(false),
-        1 => Ok(true),
-        value => Err(DecodeError::Invalid {
-            what,
-            offset,
-            value: u64::from(value),
-        }),
-    }
-}
-
 fn decode_option_u128(
     reader: &mut Reader,
     presence: &'static str,
     what: &'static str,
 ) -> Result<Option<u128>, DecodeError> {
-    if decode_presence(reader, presence)? {
+    if reader.bool(presence)? {
         Ok(Some(reader.u128(what)?))
     } else {
         Ok(None)
@@ -414,7 +401,7 @@ fn decode_option_u64(
     presence: &'static str,
     what: &'static str,
 ) -> Result<Option<u64>, DecodeError> {
-    if decode_presence(reader, presence)? {
+    if reader.bool(presence)? {
         Ok(Some(reader.u64(what)?))
     } else {
         Ok(None)
@@ -447,7 +434,7 @@ pub fn decode_outcome(reader: &mut Reader) -> Result<Outcome, DecodeError> {
             value: u64::from(code_value),
         });
     };
-    let retry = decode_presence(reader, "outcome retry flag")?;
+    let retry = reader.bool("outcome retry flag")?;
     let outcome = Outcome {
         code,
         retry,

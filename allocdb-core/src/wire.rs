@@ -203,6 +203,24 @@ impl<'a> Reader<'a> {
         Ok(self.array::<1>(what)?[0])
     }
 
+    /// Reads a flag byte: 0 is false, 1 is true, anything else is refused.
+    ///
+    /// # Errors
+    /// [`DecodeError::Truncated`] at the end of the input, [`DecodeError::Invalid`] for a
+    /// byte other than 0 or 1.
+    pub fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
+        let offset = self.offset();
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            value => Err(DecodeError::Invalid {
+                what,
+                offset,
+                value: u64::from(value),
+            }),
+        }
+    }
+
     /// Reads a `u16`.
     ///
     /// # Errors

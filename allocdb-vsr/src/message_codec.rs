@@ -253,7 +253,7 @@ pub fn decode_message(bytes: &[u8], limits: &MessageLimits) -> Result<Message, D
             checksum: r.u128("do_view_change checksum")?,
             commit: r.u64("do_view_change commit")?,
             suffix: decode_entries(&mut r, limits)?,
-            damaged: decode_bool(&mut r, "do_view_change damaged")?,
+            damaged: r.bool("do_view_change damaged")?,
         },
         KIND_START_VIEW => Message::StartView {
             view: r.u64("start_view view")?,
@@ -297,8 +297,8 @@ pub fn decode_message(bytes: &[u8], limits: &MessageLimits) -> Result<Message, D
         KIND_RECOVERY_REPLY => Message::RecoveryReply {
             view: r.u64("recovery_reply view")?,
             nonce: r.u64("recovery_reply nonce")?,
-            fresh: decode_bool(&mut r, "recovery_reply fresh")?,
-            empty: decode_bool(&mut r, "recovery_reply empty")?,
+            fresh: r.bool("recovery_reply fresh")?,
+            empty: r.bool("recovery_reply empty")?,
         },
         _ => {
             return Err(DecodeError::Invalid {
@@ -310,20 +310,6 @@ pub fn decode_message(bytes: &[u8], limits: &MessageLimits) -> Result<Message, D
     };
     r.finish()?;
     Ok(message)
-}
-
-/// A flag byte: 0 or 1, anything else is refused.
-fn decode_bool(r: &mut Reader, what: &'static str) -> Result<bool, DecodeError> {
-    let offset = r.offset();
-    match r.u8(what)? {
-        0 => Ok(false),
-        1 => Ok(true),
-        value => Err(DecodeError::Invalid {
-            what,
-            offset,
-            value: u64::from(value),
-        }),
-    }
 }
 
 /// Rejects a count the remaining input cannot possibly hold, before allocating for it.
