@@ -180,7 +180,10 @@ impl<S: Storage> Replica<S> {
             // Some claim says an op beyond every log of the majority is committed: a forged
             // or broken claim (honest logs always hold what their majority committed). The
             // view does not start on it; the timeout moves on to the next view.
-            let from = self.primary_of(self.view);
+            let from = self
+                .view_change
+                .claimant_of_commit_max()
+                .expect("a canonical log comes from at least one claim");
             self.refuse(
                 from,
                 "do_view_change commit beyond every log of the majority",

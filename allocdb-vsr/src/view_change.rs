@@ -118,6 +118,18 @@ impl ViewChangeState {
         self.damaged.iter().flatten().copied()
     }
 
+    /// The replica whose claim carries the highest commit point (the one to blame when that
+    /// commit lies beyond every log held).
+    pub fn claimant_of_commit_max(&self) -> Option<u8> {
+        (0..REPLICAS_MAX)
+            .filter_map(|replica| {
+                let claim = self.claims[usize::from(replica)].as_ref()?;
+                Some((claim.commit, replica))
+            })
+            .max()
+            .map(|(_, replica)| replica)
+    }
+
     /// How many `do_view_change` messages are held.
     pub fn claim_count(&self) -> u8 {
         let count = self.claims.iter().filter(|c| c.is_some()).count();
