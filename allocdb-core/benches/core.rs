@@ -19,6 +19,8 @@ fn config() -> Config {
         lease_members_max: 1 << 18,
         bundle_size_max: 8,
         operations_max: 1 << 14,
+        clients_max: 8,
+        session_requests_max: 64,
         ttl_slots_max: 1 << 20,
         // One slot per batch: records and terminal leases retire a few batches later, so the
         // retirement paths are part of what is measured.

@@ -186,7 +186,9 @@ impl Allocator {
                         touched += self.leases.row(row).epoch;
                     }
                 }
-                Command::CreateResource { .. } | Command::ReserveAny { .. } => {}
+                Command::CreateResource { .. }
+                | Command::ReserveAny { .. }
+                | Command::RegisterSession { .. } => {}
             }
         }
         std::hint::black_box(touched);
@@ -276,6 +278,7 @@ impl Allocator {
             Command::Revoke { lease } => self.revoke(lease),
             Command::Reclaim { lease } => self.reclaim(position, lease),
             Command::Expire { .. } => unreachable!("expire bypasses the dedupe preamble"),
+            Command::RegisterSession { .. } => Outcome::code(ResultCode::Ok),
         }
     }
 

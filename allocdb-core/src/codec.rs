@@ -24,6 +24,7 @@
 //! | 7 | `Revoke` | `lease: u128` |
 //! | 8 | `Reclaim` | `lease: u128` |
 //! | 9 | `Expire` (internal) | `lease: u128`, `deadline_slot: u64` |
+//! | 10 | `RegisterSession` | `client: u128` |
 //!
 //! Kind byte 0 is never used, so zeroed memory does not decode as a command. The values are
 //! part of the log format: a kind byte is never reused. `option<T>` is a presence byte that
@@ -68,6 +69,9 @@ pub const KIND_RECLAIM: u8 = 8;
 /// Kind byte of [`Command::Expire`], accepted only from [`RequestOrigin::Log`].
 pub const KIND_EXPIRE: u8 = 9;
 
+/// Kind byte of [`Command::RegisterSession`].
+pub const KIND_REGISTER_SESSION: u8 = 10;
+
 /// The format version written in, and required of, every request batch.
 pub const BATCH_FORMAT_VERSION: u16 = 1;
 /// The format version written in, and required of, every outcome list.
@@ -110,7 +114,7 @@ pub fn request_encoded_bytes(request: &Request) -> usize {
         }
         Command::Renew { .. } => 16 + 16 + 8 + 8,
         Command::Release { .. } => 16 + 16 + 8,
-        Command::Revoke { .. } | Command::Reclaim { .. } => 16,
+        Command::Revoke { .. } | Command::Reclaim { .. } | Command::RegisterSession { .. } => 16,
         Command::Expire { .. } => 16 + 8,
     };
     let bytes = REQUEST_HEADER_BYTES + body;
@@ -145,6 +149,7 @@ pub fn command_kind(command: &Command) -> u8 {
         Command::Revoke { .. } => KIND_REVOKE,
         Command::Reclaim { .. } => KIND_RECLAIM,
         Command::Expire { .. } => KIND_EXPIRE,
+        Command::RegisterSession { .. } => KIND_REGISTER_SESSION,
     }
 }
 
@@ -213,6 +218,7 @@ pub fn encode_request(request: &Request, writer: &mut Writer) {
             epoch,
         } => encode_lease_holder_epoch(writer, *lease, *holder, *epoch),
         Command::Revoke { lease } | Command::Reclaim { lease } => writer.u128(lease.0),
+        Command::RegisterSession { client } => writer.u128(*client),
         Command::Expire {
             lease,
             deadline_slot,
@@ -277,6 +283,9 @@ pub fn decode_request(reader: &mut Reader, origin: RequestOrigin) -> Result<Requ
             count: reader.u32("reserve_any count")?,
             holder: reader.u128("reserve_any holder")?,
             ttl_slots: reader.u64("reserve_any ttl_slots")?,
+        },
+        KIND_REGISTER_SESSION => Command::RegisterSession {
+            client: reader.u128("register_session client")?,
         },
         KIND_EXPIRE if origin == RequestOrigin::Client => {
             return Err(DecodeError::Invalid {

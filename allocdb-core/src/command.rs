@@ -144,6 +144,14 @@ pub enum Command {
         /// The revoked lease.
         lease: LeaseId,
     },
+    /// Opens a client session: the answer's position (`op`, `index`) names it
+    /// (`ids::session_id_at`). Carries operation id 0: a lost answer leaves an unused session,
+    /// which the least-recently-used eviction reclaims. When `clients_max` sessions exist, the
+    /// least recently used one is evicted by this command.
+    RegisterSession {
+        /// The client's random id, kept with the session for operators (never looked up).
+        client: u128,
+    },
     /// Internal: the lease's deadline has passed. Only produced by
     /// `Core::due_expirations`, never accepted from a client.
     Expire {
@@ -161,8 +169,9 @@ impl Command {
     }
 }
 
-/// One command with its idempotency key. Client writes carry a non-zero `operation_id`;
-/// internal commands carry 0.
+/// One command with its idempotency key. Client writes carry a non-zero `operation_id` (see
+/// [`crate::ids::OperationKey`] for its layout); internal commands and `register_session`
+/// carry 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Request {
     /// The idempotency key: a retry with the same id returns the original outcome.

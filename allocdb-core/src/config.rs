@@ -16,11 +16,17 @@ pub struct Config {
     pub lease_members_max: u32,
     /// The largest bundle (and `reserve_any` count); at most [`BUNDLE_SIZE_LIMIT`].
     pub bundle_size_max: u32,
-    /// Rows in the operation (dedupe) table.
+    /// Rows in the operation table: the outcomes of writes carrying an application key.
+    /// When full, the oldest record retires early (its key is then refused as too old).
     pub operations_max: u32,
+    /// Client sessions kept at once; registering one more evicts the least recently used.
+    pub clients_max: u32,
+    /// Answers kept per session: a client may have this many numbered writes unanswered.
+    pub session_requests_max: u32,
     /// The largest TTL a command may ask for, in slots.
     pub ttl_slots_max: u64,
-    /// How long an operation's outcome is remembered for retries, in slots.
+    /// How long an application key's outcome is remembered for retries, in slots (it may
+    /// retire earlier when the operation table is full).
     pub dedupe_window_slots: u64,
     /// How long a terminal lease stays queryable before it retires, in slots.
     pub lease_history_slots: u64,
@@ -75,6 +81,9 @@ pub const TABLE_ROWS_LIMIT: u32 = 1 << 28;
 /// slots while leaving `u64::MAX` free as "no deadline".
 pub const SLOTS_LIMIT: u64 = 1 << 48;
 
+/// The most answers one session may keep (its window of unanswered writes).
+pub const SESSION_REQUESTS_LIMIT: u32 = 1 << 16;
+
 /// The most requests in one batch: the batch index must fit in a lease id's low 32 bits and
 /// a batch must stay small enough to log and send as one message.
 pub const BATCH_REQUESTS_LIMIT: u32 = 1 << 16;
@@ -89,6 +98,8 @@ impl Config {
             lease_members_max: 4_096,
             bundle_size_max: 8,
             operations_max: 4_096,
+            clients_max: 16,
+            session_requests_max: 64,
             ttl_slots_max: 1_000_000,
             dedupe_window_slots: 10_000,
             lease_history_slots: 10_000,
@@ -108,6 +119,7 @@ impl Config {
             ("leases_max", self.leases_max),
             ("lease_members_max", self.lease_members_max),
             ("operations_max", self.operations_max),
+            ("clients_max", self.clients_max),
         ];
         for (field, value) in rows {
             check_range(field, u64::from(value), u64::from(TABLE_ROWS_LIMIT))?;
@@ -117,6 +129,17 @@ impl Config {
         check_range("ttl_slots_max", self.ttl_slots_max, SLOTS_LIMIT)?;
         check_range("dedupe_window_slots", self.dedupe_window_slots, SLOTS_LIMIT)?;
         check_range("lease_history_slots", self.lease_history_slots, SLOTS_LIMIT)?;
+        check_range(
+            "session_requests_max",
+            u64::from(self.session_requests_max),
+            u64::from(SESSION_REQUESTS_LIMIT),
+        )?;
+        let entries = u64::from(self.clients_max) * u64::from(self.session_requests_max);
+        if entries > u64::from(TABLE_ROWS_LIMIT) {
+            return Err(ConfigError::Inconsistent {
+                reason: "clients_max × session_requests_max must be at most 2^28 stored answers",
+            });
+        }
         let batch = u64::from(self.batch_requests_max);
         check_range("batch_requests_max", batch, u64::from(BATCH_REQUESTS_LIMIT))?;
         let expirations = u64::from(self.expirations_per_batch_max);

@@ -87,6 +87,10 @@ pub(crate) fn fingerprint(command: &Command) -> u128 {
             hasher.u128(lease.0);
             hasher.u64(deadline_slot);
         }
+        Command::RegisterSession { client } => {
+            hasher.u64(10);
+            hasher.u128(client);
+        }
     }
     hasher.finish()
 }

@@ -42,3 +42,133 @@ impl LeaseId {
         index
     }
 }
+
+/// A client session: registered by a committed `register_session`, named by the position of
+/// that command (`op << 16 | index`), so ids are unique and increase in commit order.
+pub type SessionId = u64;
+
+/// The id of the session registered by the command at `index` of the batch committed at `op`.
+/// Batches hold fewer than 2^16 requests (`BATCH_REQUESTS_LIMIT`); an op beyond 2^48 — more
+/// than eight thousand years of batches at a million per second — is refused by an assertion.
+pub fn session_id_at(op: Op, index: u32) -> SessionId {
+    assert!(op > 0 && op < 1 << 48, "op {op} cannot name a session");
+    assert!(index < 1 << 16, "batch index {index} cannot name a session");
+    (op << 16) | u64::from(index)
+}
+
+/// Bit 127 of an operation id: set for a session key, clear for an application key.
+const SESSION_KEY_BIT: u128 = 1 << 127;
+/// The largest request number (and application nonce) an operation id can carry.
+pub const REQUEST_NUMBER_MAX: u64 = (1 << 63) - 1;
+
+/// What an [`OperationId`] names. The layout is fixed by the wire and log formats:
+///
+/// * `0` — an internal command (`expire`), or `register_session`, which needs no key;
+/// * bit 127 set — a **session key**: the session id in bits 63..127 and the request number
+///   (1 or more) in bits 0..63. The library numbers every write of a session; the replicas
+///   keep the answers of each session's latest `session_requests_max` numbers;
+/// * bit 127 clear — an **application key**: the op the client had seen committed when it made
+///   the key (`issued_after_op`) in bits 64..127 and a nonce, unique per client, in bits
+///   0..64. Keys retire oldest first; once a key's record is gone, a key issued no later than
+///   the newest retired record is recognisable as too old and refused, never run again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OperationKey {
+    /// Operation id 0.
+    None,
+    /// A write numbered within a client session.
+    Session {
+        /// The session.
+        session: SessionId,
+        /// The write's number within it (1 or more).
+        request: u64,
+    },
+    /// A key the application chose (and may store to retry from another process).
+    Application {
+        /// An op the client knew was committed before it first submitted the write.
+        issued_after_op: Op,
+        /// Distinguishes keys issued after the same op.
+        nonce: u64,
+    },
+}
+
+impl OperationKey {
+    /// Reads the layout of `id`.
+    pub fn of(id: OperationId) -> OperationKey {
+        // Each cast below keeps exactly the bits the layout assigns to the field.
+        #[allow(clippy::cast_possible_truncation)]
+        if id == 0 {
+            OperationKey::None
+        } else if id & SESSION_KEY_BIT != 0 {
+            OperationKey::Session {
+                session: (id >> 63) as u64,
+                request: (id as u64) & REQUEST_NUMBER_MAX,
+            }
+        } else {
+            OperationKey::Application {
+                issued_after_op: (id >> 64) as u64,
+                nonce: id as u64,
+            }
+        }
+    }
+
+    /// The operation id with this layout.
+    pub fn id(self) -> OperationId {
+        match self {
+            OperationKey::None => 0,
+            OperationKey::Session { session, request } => {
+                assert!(request <= REQUEST_NUMBER_MAX, "request number {request}");
+                SESSION_KEY_BIT | (u128::from(session) << 63) | u128::from(request)
+            }
+            OperationKey::Application {
+                issued_after_op,
+                nonce,
+            } => {
+                assert!(
+                    u128::from(issued_after_op) << 64 < SESSION_KEY_BIT,
+                    "op {issued_after_op} does not fit an application key"
+                );
+                (u128::from(issued_after_op) << 64) | u128::from(nonce)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OperationKey, REQUEST_NUMBER_MAX, session_id_at};
+
+    #[test]
+    fn keys_round_trip_through_their_layout() {
+        let keys = [
+            OperationKey::None,
+            OperationKey::Session {
+                session: session_id_at(1, 0),
+                request: 1,
+            },
+            OperationKey::Session {
+                session: u64::MAX,
+                request: REQUEST_NUMBER_MAX,
+            },
+            OperationKey::Application {
+                issued_after_op: 0,
+                nonce: 42,
+            },
+            OperationKey::Application {
+                issued_after_op: (1 << 63) - 1,
+                nonce: u64::MAX,
+            },
+        ];
+        for key in keys {
+            assert_eq!(OperationKey::of(key.id()), key);
+        }
+        // Small ids, as tests and older clients use them, are application keys issued at op 0.
+        assert_eq!(
+            OperationKey::of(7),
+            OperationKey::Application {
+                issued_after_op: 0,
+                nonce: 7
+            }
+        );
+        assert_eq!(session_id_at(3, 5), (3 << 16) | 5);
+    }
+}

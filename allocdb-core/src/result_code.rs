@@ -36,7 +36,9 @@ pub enum ResultCode {
     LeaseNotFound = 13,
     /// The lease existed but has left the lease history; its outcome is no longer queryable.
     LeaseRetired = 14,
-    /// No free row in the operation (dedupe) table.
+    /// No longer returned: a full operation table retires its oldest application key instead
+    /// (a later retry of that key is answered `operation_expired`). Kept so the value is never
+    /// reused.
     OperationTableFull = 15,
     /// The operation id was already used, inside the dedupe window, for a different command.
     OperationConflict = 16,
@@ -48,16 +50,31 @@ pub enum ResultCode {
     StaleEpoch = 19,
     /// `slot + ttl` does not fit in a slot.
     SlotOverflow = 20,
-    /// A client write carried operation id 0, which is reserved for internal commands.
+    /// The operation id cannot be used for this command: 0 on a client write (0 is reserved
+    /// for internal commands and `register_session`), a non-zero id on `register_session` or
+    /// `expire`, a session key with request number 0, or an application key that claims an op
+    /// the cluster has not reached.
     InvalidOperationId = 21,
     /// A holder command (`activate`, `renew`, `release`) names a live lease whose deadline
     /// has passed: the lease is due to expire and is never extended or ended by its holder.
     LeaseExpired = 22,
+    /// The write's session is no longer kept (the least recently used session was evicted to
+    /// make room for a new one, or the id was never registered): nothing was executed now.
+    /// The client registers again; its unanswered writes of that session are indefinite.
+    SessionEvicted = 23,
+    /// The write's request number is older than every answer its session keeps: it was
+    /// answered before (or given up by its client) and is never executed again.
+    RequestStale = 24,
+    /// An application key older than every key the cluster still remembers, and not among
+    /// them: nothing was executed now, and whether a first submission executed must be read
+    /// from the state. Keys made by the client library after the retry window began are never
+    /// refused this way.
+    OperationExpired = 25,
 }
 
 impl ResultCode {
     /// Every code, in numeric order.
-    pub const ALL: [ResultCode; 23] = [
+    pub const ALL: [ResultCode; 26] = [
         ResultCode::Ok,
         ResultCode::AlreadyExists,
         ResultCode::ResourceTableFull,
@@ -81,6 +98,9 @@ impl ResultCode {
         ResultCode::SlotOverflow,
         ResultCode::InvalidOperationId,
         ResultCode::LeaseExpired,
+        ResultCode::SessionEvicted,
+        ResultCode::RequestStale,
+        ResultCode::OperationExpired,
     ];
 
     /// The code's stable `snake_case` name, as printed by the CLI and used in the docs.
@@ -109,6 +129,9 @@ impl ResultCode {
             ResultCode::SlotOverflow => "slot_overflow",
             ResultCode::InvalidOperationId => "invalid_operation_id",
             ResultCode::LeaseExpired => "lease_expired",
+            ResultCode::SessionEvicted => "session_evicted",
+            ResultCode::RequestStale => "request_stale",
+            ResultCode::OperationExpired => "operation_expired",
         }
     }
 

@@ -52,6 +52,8 @@ fn config() -> Config {
         lease_members_max: 4,
         bundle_size_max: 3,
         operations_max: 24,
+        clients_max: 8,
+        session_requests_max: 64,
         ttl_slots_max: 20,
         dedupe_window_slots: 10,
         lease_history_slots: 10,

@@ -19,6 +19,8 @@ fn config() -> Config {
         lease_members_max: 12,
         bundle_size_max: 3,
         operations_max: 24,
+        clients_max: 8,
+        session_requests_max: 64,
         ttl_slots_max: 12,
         dedupe_window_slots: 6,
         lease_history_slots: 5,

@@ -78,6 +78,8 @@ fn config() -> Config {
         lease_members_max: 2_048,
         bundle_size_max: 4,
         operations_max: 4_096,
+        clients_max: 8,
+        session_requests_max: 64,
         ttl_slots_max: 64,
         dedupe_window_slots: 16,
         lease_history_slots: 8,

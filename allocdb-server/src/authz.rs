@@ -9,7 +9,7 @@ use crate::tls::Principal;
 
 /// Whether `principal` may make `operation`.
 ///
-/// `application`: reserve, reserve-any, activate, renew, release and reads. `operator`: also
+/// `application`: register a session, reserve, reserve-any, activate, renew, release and reads. `operator`: also
 /// create resources (and with them pools), revoke and reclaim. `expire` is internal for
 /// everyone; it is let through so the replica answers it `invalid`, as it always has.
 pub fn allowed(principal: Principal, operation: &ClientOperation) -> bool {
@@ -27,6 +27,7 @@ pub fn allowed(principal: Principal, operation: &ClientOperation) -> bool {
             | Command::Activate { .. }
             | Command::Renew { .. }
             | Command::Release { .. }
+            | Command::RegisterSession { .. }
             | Command::Expire { .. } => true,
             Command::CreateResource { .. } | Command::Revoke { .. } | Command::Reclaim { .. } => {
                 false

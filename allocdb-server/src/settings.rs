@@ -17,7 +17,7 @@ pub const SETTINGS_FILE: &str = "cluster.settings";
 /// The log's subdirectory inside a data directory.
 pub const WAL_DIR: &str = "wal";
 const SETTINGS_MAGIC: u32 = u32::from_le_bytes(*b"ALDS");
-const SETTINGS_VERSION: u16 = 1;
+const SETTINGS_VERSION: u16 = 2;
 
 /// Settings shared by every replica of a cluster.
 #[derive(Clone, Debug)]
@@ -81,7 +81,9 @@ pub fn default_core_config() -> CoreConfig {
         leases_max: 1 << 16,
         lease_members_max: 1 << 18,
         bundle_size_max: 16,
-        operations_max: 1 << 20,
+        operations_max: 1 << 16,
+        clients_max: 1 << 10,
+        session_requests_max: 1 << 10,
         ttl_slots_max: 8_640_000,
         dedupe_window_slots: default_dedupe_window_slots(SLOT_MS_DEFAULT),
         lease_history_slots: 1_000,
@@ -173,6 +175,8 @@ impl ClusterSettings {
             c.lease_members_max,
             c.bundle_size_max,
             c.operations_max,
+            c.clients_max,
+            c.session_requests_max,
         ] {
             w.u32(value);
         }
@@ -327,6 +331,8 @@ fn decode_fields(r: &mut Reader) -> Result<ClusterSettings, DecodeError> {
         lease_members_max: r.u32("lease_members_max")?,
         bundle_size_max: r.u32("bundle_size_max")?,
         operations_max: r.u32("operations_max")?,
+        clients_max: r.u32("clients_max")?,
+        session_requests_max: r.u32("session_requests_max")?,
         ttl_slots_max: r.u64("ttl_slots_max")?,
         dedupe_window_slots: r.u64("dedupe_window_slots")?,
         lease_history_slots: r.u64("lease_history_slots")?,

@@ -44,6 +44,8 @@ pub fn core_config() -> CoreConfig {
         lease_members_max: 65_536,
         bundle_size_max: 8,
         operations_max: 1 << 17,
+        clients_max: 8,
+        session_requests_max: 64,
         ttl_slots_max: 1_000_000,
         dedupe_window_slots: 10_000_000,
         lease_history_slots: 10_000_000,

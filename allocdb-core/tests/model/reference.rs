@@ -198,6 +198,7 @@ impl Model {
             } => self.release(now, lease, holder, epoch),
             Command::Revoke { lease } => self.revoke(lease),
             Command::Reclaim { lease } => self.reclaim(now, lease),
+            Command::RegisterSession { .. } => Ok(Outcome::code(ResultCode::Ok)),
             Command::Expire { .. } => unreachable!("expire is handled before dedupe"),
         }
     }

@@ -31,6 +31,8 @@ pub fn replica_config(index: u8) -> ReplicaConfig {
         lease_members_max: 512,
         bundle_size_max: 4,
         operations_max: 1_024,
+        clients_max: 8,
+        session_requests_max: 64,
         ttl_slots_max: 10_000,
         dedupe_window_slots: 1 << 40,
         lease_history_slots: 40,
