@@ -16,18 +16,31 @@
 //! definitely refused to run (`overloaded`) or that never left the client is reported
 //! [`ClientError::Unavailable`]. A `not_primary` answer makes a write in doubt: a primary
 //! leaving its role gives that answer also for writes already prepared, which may commit.
+//!
+//! Exactly-once: a write the caller gave no operation id waits until the driver has a
+//! registered session (it registers one, with a `register_session` write of operation id 0,
+//! when the first such write arrives) and a request number inside the window
+//! ([`crate::numbering`]); its session key then never changes across resends. A write
+//! answered `session_evicted` that was never in doubt did not execute, so it is numbered on a
+//! new session and sent again; one that was in doubt may have executed before the eviction
+//! and is reported [`ClientError::Indefinite`]. `request_stale` on a call the driver still
+//! waits for can only mean its stored answer is gone (the window guarantees it is kept
+//! otherwise), so that call too is indefinite: it may have executed, it never will again.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use allocdb_core::ids::{OperationKey, SessionId, session_id_at};
+use allocdb_core::{Command, OperationId, Request, ResultCode};
 use allocdb_vsr::frame::{self, FrameKind, FrameReply, FrameRequest, Role};
 use allocdb_vsr::{ClientOperation, ReplyBody};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::ClientError;
+use crate::numbering::Numbering;
 use crate::options::ClientOptions;
 use crate::session::{Received, Session, SessionError};
 use crate::tls::Transport;
@@ -36,14 +49,29 @@ use crate::tls::Transport;
 /// (a view change in progress), so the driver backs off instead of spinning.
 const HOPS_WITHOUT_BACKOFF_MAX: u32 = 8;
 
+/// Request ids of the driver's own requests (`register_session`) have this bit set; callers'
+/// request ids count up from 1 and never reach it.
+const DRIVER_REQUEST_BIT: u64 = 1 << 63;
+
+/// A definite answer, with the operation id the write carried (the driver picks session keys).
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) body: ReplyBody,
+    pub(crate) operation_id: OperationId,
+}
+
 /// One caller's request, travelling from [`crate::Client`] to the driver.
 pub(crate) struct Call {
+    /// For a write the driver numbers (`needs_key`), its operation id is 0 until numbered.
     pub(crate) operation: ClientOperation,
+    /// The caller gave no operation id: the driver assigns a session key.
+    pub(crate) needs_key: bool,
     pub(crate) request_id: u64,
     pub(crate) deadline: Instant,
-    pub(crate) reply: oneshot::Sender<Result<ReplyBody, ClientError>>,
-    /// Held until the call is answered: the in-flight bound.
-    pub(crate) permit: OwnedSemaphorePermit,
+    /// `None` for the driver's own requests.
+    pub(crate) reply: Option<oneshot::Sender<Result<Answer, ClientError>>>,
+    /// Held until the call is answered: the in-flight bound (`None` for the driver's own).
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Counters shared with [`crate::Client::stats`].
@@ -53,10 +81,30 @@ pub(crate) struct Counters {
     pub(crate) requests_sent: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) view_max: AtomicU64,
+    /// The highest op seen in any answer (application keys are issued after it).
+    pub(crate) op_max_seen: AtomicU64,
+    /// The live session, or 0.
+    pub(crate) session_id: AtomicU64,
+    /// Sessions registered.
+    pub(crate) registrations: AtomicU64,
+    /// Sessions found evicted.
+    pub(crate) evictions: AtomicU64,
+}
+
+/// Which key a pending call carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Key {
+    /// Reads, writes with the caller's operation id, and `register_session`.
+    Fixed,
+    /// Waiting for a session and a request number: not sendable yet.
+    Awaiting,
+    /// Numbered on a session.
+    Session { session: SessionId, request: u64 },
 }
 
 struct Pending {
     call: Call,
+    key: Key,
     /// The frame it was last sent in (valid while `outstanding`).
     frame_seq: u64,
     /// Sent on the current session and not yet answered.
@@ -73,6 +121,19 @@ impl Pending {
             ClientOperation::Write(request) => Some(request.operation_id),
             ClientOperation::Read { .. } => None,
         }
+    }
+
+    /// Gives the call a new key (a session key, or 0 while it waits for one).
+    fn set_key(&mut self, key: Key) {
+        let ClientOperation::Write(request) = &mut self.call.operation else {
+            unreachable!("only writes are numbered");
+        };
+        request.operation_id = match key {
+            Key::Session { session, request } => OperationKey::Session { session, request }.id(),
+            Key::Awaiting => 0,
+            Key::Fixed => unreachable!("a numbered call stays numbered"),
+        };
+        self.key = key;
     }
 }
 
@@ -108,6 +169,26 @@ pub(crate) struct Driver {
     send_buf: Vec<u8>,
     batch: Vec<FrameRequest>,
     replies: Vec<FrameReply>,
+    /// Request numbers of the live session.
+    numbering: Numbering,
+    /// Calls waiting for a session key, in call order.
+    awaiting_key: std::collections::BTreeSet<u64>,
+    /// The pending `register_session`, if any.
+    register_request: Option<u64>,
+    /// Consecutive failed registrations, for backoff.
+    register_failures: u32,
+    /// Not before this instant is a failed registration tried again.
+    register_at: Instant,
+    own_request_next: u64,
+}
+
+/// The key window a welcome allows: the replicas' answers per session, capped by the calls
+/// this client may have in flight (more numbers than calls would never be used).
+fn key_window(options: &ClientOptions, welcome: &frame::Welcome) -> u32 {
+    options
+        .in_flight_max
+        .min(welcome.session_requests_max)
+        .max(1)
 }
 
 impl Driver {
@@ -126,7 +207,14 @@ impl Driver {
             .min(frame::REQUESTS_PER_FRAME_MAX);
         assert!(requests_per_frame_max > 0);
         let now = Instant::now();
+        let numbering = Numbering::new(key_window(&options, &session.welcome));
         Driver {
+            numbering,
+            awaiting_key: std::collections::BTreeSet::new(),
+            register_request: None,
+            register_failures: 0,
+            register_at: now,
+            own_request_next: DRIVER_REQUEST_BIT | 1,
             client_id,
             cluster_id: session.cluster_id,
             calls,
@@ -167,6 +255,7 @@ impl Driver {
             if self.calls_closed && self.pending.is_empty() {
                 return;
             }
+            self.ensure_registration(now);
             if self.session.is_none() && !self.pending.is_empty() && now >= self.reconnect_at {
                 self.reconnect().await;
                 continue;
@@ -202,10 +291,16 @@ impl Driver {
     fn admit(&mut self, call: Call) {
         let request_id = call.request_id;
         self.deadlines.push(Reverse((call.deadline, request_id)));
+        let key = if call.needs_key {
+            Key::Awaiting
+        } else {
+            Key::Fixed
+        };
         let previous = self.pending.insert(
             request_id,
             Pending {
                 call,
+                key,
                 frame_seq: 0,
                 outstanding: false,
                 in_doubt: false,
@@ -213,7 +308,161 @@ impl Driver {
             },
         );
         assert!(previous.is_none(), "request ids are unique per client");
-        self.unsent.push_back(request_id);
+        if key == Key::Awaiting {
+            self.awaiting_key.insert(request_id);
+            self.assign_keys();
+        } else {
+            self.unsent.push_back(request_id);
+        }
+    }
+
+    /// Numbers waiting calls, in call order, while the session's window allows.
+    fn assign_keys(&mut self) {
+        while let Some(request_id) = self.awaiting_key.first().copied() {
+            let Some(pending) = self.pending.get_mut(&request_id) else {
+                self.awaiting_key.remove(&request_id);
+                continue; // finished (deadline) while waiting
+            };
+            let Some((session, request)) = self.numbering.assign() else {
+                return;
+            };
+            pending.set_key(Key::Session { session, request });
+            self.awaiting_key.remove(&request_id);
+            self.unsent.push_back(request_id);
+        }
+    }
+
+    /// Registers a session when calls wait for keys and there is none and none being made.
+    fn ensure_registration(&mut self, now: Instant) {
+        if self.numbering.session().is_some()
+            || self.register_request.is_some()
+            || now < self.register_at
+        {
+            return;
+        }
+        // Waiting calls that finished (deadline) leave stale ids behind: drop them first.
+        self.awaiting_key.retain(|id| self.pending.contains_key(id));
+        if self.awaiting_key.is_empty() {
+            return;
+        }
+        let request_id = self.own_request_next;
+        self.own_request_next += 1;
+        assert!(request_id & DRIVER_REQUEST_BIT != 0);
+        let call = Call {
+            operation: ClientOperation::Write(Request {
+                operation_id: 0,
+                command: Command::RegisterSession {
+                    client: self.client_id,
+                },
+            }),
+            needs_key: false,
+            request_id,
+            deadline: now + self.options.call_timeout,
+            reply: None,
+            permit: None,
+        };
+        self.register_request = Some(request_id);
+        self.admit(call);
+    }
+
+    /// The answer (or failure) of the driver's `register_session`.
+    fn on_registered(&mut self, result: Result<ReplyBody, ClientError>) {
+        self.register_request = None;
+        let failure = match result {
+            Ok(ReplyBody::Committed { op, index, outcome }) if outcome.code == ResultCode::Ok => {
+                // The position is the replica's word: check it can name a session before
+                // `session_id_at` asserts it.
+                if op > 0 && op < 1 << 48 && index < 1 << 16 {
+                    let session = session_id_at(op, index);
+                    self.numbering.start(session);
+                    self.counters.session_id.store(session, Ordering::Relaxed);
+                    self.counters.registrations.fetch_add(1, Ordering::Relaxed);
+                    self.register_failures = 0;
+                    tracing::debug!(session, "session registered");
+                    self.assign_keys();
+                    return;
+                }
+                ClientError::Invalid {
+                    reason: format!(
+                        "register_session answered at an impossible position {op}:{index}"
+                    ),
+                }
+            }
+            Ok(ReplyBody::Committed { op, outcome, .. }) => ClientError::Rejected {
+                code: outcome.code,
+                op,
+            },
+            Ok(ReplyBody::Forbidden) => ClientError::Forbidden {
+                reason: "this client may not register a session".into(),
+            },
+            Ok(other) => ClientError::Invalid {
+                reason: format!("register_session answered {other:?}"),
+            },
+            Err(error) => {
+                // No definite answer in time: a lost registration only leaves an unused
+                // session for eviction to reclaim, so simply register again after a pause.
+                tracing::debug!(%error, "register_session unanswered");
+                self.register_failures = self.register_failures.saturating_add(1);
+                self.register_at = Instant::now() + backoff(&self.options, self.register_failures);
+                return;
+            }
+        };
+        // A definite refusal (a cluster that does not know sessions, a forbidden role) will
+        // not change by retrying: the calls waiting for a key fail with it, never sent.
+        tracing::warn!(%failure, "register_session refused");
+        let waiting: Vec<u64> = std::mem::take(&mut self.awaiting_key).into_iter().collect();
+        for request_id in waiting {
+            if self.pending.contains_key(&request_id) {
+                self.finish(request_id, Err(failure.clone()));
+            }
+        }
+    }
+
+    /// `session` is gone. The call `request_id` was answered `session_evicted`: if it was
+    /// never in doubt it did not execute, and is numbered again on a new session.
+    fn on_evicted(&mut self, request_id: u64, session: SessionId) {
+        if self.numbering.end(session) {
+            tracing::info!(session, "session evicted; registering again");
+            self.counters.session_id.store(0, Ordering::Relaxed);
+            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+            // Calls numbered on it that were never sent (or only definitively refused) did
+            // not execute: number them again too.
+            let unsent: Vec<u64> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| {
+                    !p.outstanding
+                        && !p.in_doubt
+                        && matches!(p.key, Key::Session { session: s, .. } if s == session)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in unsent {
+                self.rekey(id);
+            }
+        }
+        let pending = self
+            .pending
+            .get(&request_id)
+            .expect("answered calls are pending");
+        if pending.in_doubt {
+            let operation_id = pending.operation_id().expect("numbered calls are writes");
+            self.finish(request_id, Err(ClientError::Indefinite { operation_id }));
+        } else {
+            self.rekey(request_id);
+        }
+        self.register_at = Instant::now();
+    }
+
+    /// Puts a numbered call of a dead session back among the calls waiting for a key.
+    fn rekey(&mut self, request_id: u64) {
+        let pending = self
+            .pending
+            .get_mut(&request_id)
+            .expect("rekeyed calls are pending");
+        assert!(!pending.outstanding && !pending.in_doubt);
+        pending.set_key(Key::Awaiting);
+        self.awaiting_key.insert(request_id);
     }
 
     /// Sends every unsent call on the current session, `requests_per_frame_max` per frame, all
@@ -233,7 +482,7 @@ impl Driver {
                 let Some(pending) = self.pending.get_mut(&request_id) else {
                     continue; // finished while queued
                 };
-                if pending.outstanding {
+                if pending.outstanding || pending.key == Key::Awaiting {
                     continue;
                 }
                 pending.outstanding = true;
@@ -308,10 +557,37 @@ impl Driver {
         {
             pending.in_doubt = true;
         }
+        let key = pending.key;
         if pending.outstanding {
             pending.outstanding = false;
             let frame_seq = pending.frame_seq;
             self.answered(frame_seq);
+        }
+        if let ReplyBody::Committed { op, .. } | ReplyBody::Read { op, .. } = reply.body {
+            self.counters.op_max_seen.fetch_max(op, Ordering::Relaxed);
+        }
+        if let (ReplyBody::Committed { outcome, .. }, Key::Session { session, .. }) =
+            (reply.body, key)
+        {
+            match outcome.code {
+                ResultCode::SessionEvicted => {
+                    self.on_evicted(reply.request_id, session);
+                    self.assign_keys();
+                    return;
+                }
+                ResultCode::RequestStale => {
+                    let operation_id = self.pending[&reply.request_id]
+                        .operation_id()
+                        .expect("numbered calls are writes");
+                    tracing::warn!(operation_id, "a pending write was refused as stale");
+                    self.finish(
+                        reply.request_id,
+                        Err(ClientError::Indefinite { operation_id }),
+                    );
+                    return;
+                }
+                _ => {}
+            }
         }
         match reply.body {
             ReplyBody::Committed { .. }
@@ -480,11 +756,19 @@ impl Driver {
             .batch_requests_max
             .min(welcome.requests_per_frame_max)
             .min(frame::REQUESTS_PER_FRAME_MAX);
+        let session_welcome = session.welcome;
         self.session = Some(session);
         assert_eq!(self.outstanding_count, 0);
         assert!(self.frames_outstanding.is_empty());
+        self.numbering
+            .set_window(key_window(&self.options, &session_welcome));
         self.unsent.clear();
-        self.unsent.extend(self.pending.keys().copied());
+        self.unsent.extend(
+            self.pending
+                .iter()
+                .filter(|(_, pending)| pending.key != Key::Awaiting)
+                .map(|(id, _)| *id),
+        );
         // Calls waiting out a backoff keep waiting; `flush` skips nothing else.
         for Reverse((_, request_id)) in &self.backoffs {
             self.unsent.retain(|id| id != request_id);
@@ -527,6 +811,11 @@ impl Driver {
                     ClientError::Indefinite { operation_id }
                 }
                 None if pending.in_doubt || pending.outstanding => ClientError::Timeout,
+                _ if pending.key == Key::Awaiting => ClientError::Unavailable {
+                    reason: "the deadline passed waiting for a session and a request number \
+                             (not sent)"
+                        .to_string(),
+                },
                 _ => ClientError::Unavailable {
                     reason: if self.last_error.is_empty() {
                         "deadline passed while the cluster refused the request".to_string()
@@ -547,8 +836,20 @@ impl Driver {
         if pending.outstanding {
             self.answered(pending.frame_seq);
         }
-        // The caller may have given up (dropped its future): nothing to tell it then.
-        let _ = pending.call.reply.send(result);
+        if self.register_request == Some(request_id) {
+            assert!(pending.call.reply.is_none());
+            self.on_registered(result);
+            return;
+        }
+        if let Key::Session { session, request } = pending.key {
+            self.numbering.finish(session, request);
+            self.assign_keys();
+        }
+        let operation_id = pending.operation_id().unwrap_or(0);
+        if let Some(reply) = pending.call.reply {
+            // The caller may have given up (dropped its future): nothing to tell it then.
+            let _ = reply.send(result.map(|body| Answer { body, operation_id }));
+        }
         drop(pending.call.permit);
     }
 
@@ -566,6 +867,12 @@ impl Driver {
         }
         if self.session.is_none() && !self.pending.is_empty() {
             wake = wake.min(self.reconnect_at);
+        }
+        if self.numbering.session().is_none()
+            && self.register_request.is_none()
+            && !self.awaiting_key.is_empty()
+        {
+            wake = wake.min(self.register_at);
         }
         wake
     }

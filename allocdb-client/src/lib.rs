@@ -7,6 +7,12 @@
 //! never guesses an outcome: a write that may or may not have committed is reported as
 //! [`ClientError::Indefinite`] with the operation id that learns the truth when retried.
 //!
+//! Exactly-once: the client registers a session with the cluster and numbers every write the
+//! caller gives no operation id; the replicas keep each session's latest answers, so a resend
+//! after a timeout or failover is answered, never executed twice. For retries that outlive a
+//! process, make an application key with [`Client::new_operation_id`] and pass it in
+//! [`CallOptions::operation_id`].
+//!
 //! It depends on the shared wire types of `allocdb-core` and `allocdb-vsr` only, never on the
 //! server. Its sockets come from [`net`], which switches to turmoil's simulated network under
 //! the `simulation` feature.
@@ -38,6 +44,7 @@ mod driver;
 mod error;
 mod ids;
 pub mod net;
+mod numbering;
 mod options;
 mod results;
 mod session;

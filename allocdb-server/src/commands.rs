@@ -86,13 +86,23 @@ pub struct CoreFlags {
     /// The largest bundle (at most 16).
     #[arg(long)]
     pub bundle_size_max: Option<u32>,
-    /// Rows in the operation (retry dedupe) table.
+    /// Rows in the operation table: the outcomes of writes that carry an application key
+    /// (`--operation-id`); when full, the oldest key retires early and a retry of it is
+    /// answered `operation_expired` [default: 65536].
     #[arg(long)]
     pub operations_max: Option<u32>,
+    /// Client sessions kept at once; registering one more evicts the least recently used,
+    /// whose client is answered `session_evicted` and registers again [default: 1024].
+    #[arg(long)]
+    pub clients_max: Option<u32>,
+    /// Answers kept per session: how many numbered writes one client may have unanswered;
+    /// an older request number is refused `request_stale` [default: 1024].
+    #[arg(long)]
+    pub session_requests_max: Option<u32>,
     /// The largest TTL, in slots.
     #[arg(long)]
     pub ttl_slots_max: Option<u64>,
-    /// How long an operation id is remembered for retries, in slots [default: 60 s worth].
+    /// How long an application key is remembered for retries, in slots [default: 60 s worth].
     #[arg(long)]
     pub dedupe_window_slots: Option<u64>,
     /// How long a finished lease stays queryable, in slots.
@@ -113,6 +123,8 @@ impl CoreFlags {
         set32(&mut core.lease_members_max, self.lease_members_max);
         set32(&mut core.bundle_size_max, self.bundle_size_max);
         set32(&mut core.operations_max, self.operations_max);
+        set32(&mut core.clients_max, self.clients_max);
+        set32(&mut core.session_requests_max, self.session_requests_max);
         core.ttl_slots_max = self.ttl_slots_max.unwrap_or(core.ttl_slots_max);
         core.dedupe_window_slots = self.dedupe_window_slots.unwrap_or(core.dedupe_window_slots);
         core.lease_history_slots = self.lease_history_slots.unwrap_or(core.lease_history_slots);

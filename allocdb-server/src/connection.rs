@@ -43,6 +43,8 @@ pub struct ConnectionContext {
     pub identity: Identity,
     /// The cluster's slot length (told to clients).
     pub slot_ms: u64,
+    /// The session and key bounds fixed at format (told to clients in the welcome).
+    pub key_limits: KeyLimits,
     /// Peer messages and session events for the replica.
     pub control: mpsc::Sender<ControlInput>,
     /// Client batches for the replica.
@@ -61,6 +63,32 @@ pub struct ConnectionContext {
     pub next_client: AtomicU64,
     /// TLS (and who each connection is) or plaintext.
     pub security: ServerSecurity,
+}
+
+/// The bounds of exactly-once a client needs to know: how many sessions and numbered writes
+/// per session the cluster keeps, and how long and how many application keys it remembers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// Sessions kept at once.
+    pub clients_max: u32,
+    /// Answers kept per session.
+    pub session_requests_max: u32,
+    /// Application keys kept at once.
+    pub operations_max: u32,
+    /// How long an application key is kept, in slots.
+    pub dedupe_window_slots: u64,
+}
+
+impl KeyLimits {
+    /// The limits of a cluster with core configuration `core`.
+    pub fn of(core: &allocdb_core::Config) -> KeyLimits {
+        KeyLimits {
+            clients_max: core.clients_max,
+            session_requests_max: core.session_requests_max,
+            operations_max: core.operations_max,
+            dedupe_window_slots: core.dedupe_window_slots,
+        }
+    }
 }
 
 impl ConnectionContext {
@@ -360,6 +388,10 @@ impl<'a> Session<'a> {
             primary_index: state.primary_index,
             slot_ms: self.context.slot_ms,
             requests_per_frame_max: REQUESTS_PER_FRAME_MAX,
+            clients_max: self.context.key_limits.clients_max,
+            session_requests_max: self.context.key_limits.session_requests_max,
+            operations_max: self.context.key_limits.operations_max,
+            dedupe_window_slots: self.context.key_limits.dedupe_window_slots,
         }
     }
 

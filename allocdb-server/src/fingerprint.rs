@@ -130,6 +130,11 @@ fn shared_values(settings: &ClusterSettings) -> Vec<(&'static str, u64)> {
         ("--lease-members-max", u64::from(core.lease_members_max)),
         ("--bundle-size-max", u64::from(core.bundle_size_max)),
         ("--operations-max", u64::from(core.operations_max)),
+        ("--clients-max", u64::from(core.clients_max)),
+        (
+            "--session-requests-max",
+            u64::from(core.session_requests_max),
+        ),
         ("--ttl-slots-max", core.ttl_slots_max),
         ("--dedupe-window-slots", core.dedupe_window_slots),
         ("--lease-history-slots", core.lease_history_slots),

@@ -124,6 +124,16 @@ fn differences(args: &FormatArgs, found: &ClusterSettings) -> Vec<String> {
             flags.operations_max.map(u64::from),
             u64::from(core.operations_max),
         ),
+        (
+            "--clients-max",
+            flags.clients_max.map(u64::from),
+            u64::from(core.clients_max),
+        ),
+        (
+            "--session-requests-max",
+            flags.session_requests_max.map(u64::from),
+            u64::from(core.session_requests_max),
+        ),
         ("--ttl-slots-max", flags.ttl_slots_max, core.ttl_slots_max),
         (
             "--dedupe-window-slots",

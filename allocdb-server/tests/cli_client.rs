@@ -280,6 +280,10 @@ async fn a_silent_replica_yields_an_indefinite_outcome() {
                         primary_index: 0,
                         slot_ms: 10,
                         requests_per_frame_max: frame::REQUESTS_PER_FRAME_MAX,
+                        clients_max: 16,
+                        session_requests_max: 64,
+                        operations_max: 4096,
+                        dedupe_window_slots: 10_000,
                     }
                     .encode(body);
                 });

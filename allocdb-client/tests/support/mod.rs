@@ -139,6 +139,10 @@ async fn serve(replica: usize, mut stream: TcpStream, state: Arc<Mutex<State>>) 
         primary_index,
         slot_ms: SLOT_MS,
         requests_per_frame_max: frame::REQUESTS_PER_FRAME_MAX,
+        clients_max: 16,
+        session_requests_max: 64,
+        operations_max: 4096,
+        dedupe_window_slots: 10_000,
     };
     let mut out = Vec::new();
     frame::write_frame(&mut out, FrameKind::ClientWelcome, CLUSTER_ID, |b| {

@@ -295,6 +295,10 @@ pub fn client_frame(trace: &Trace) -> Seeds {
         primary_index: 1,
         slot_ms: 10,
         requests_per_frame_max: frame::REQUESTS_PER_FRAME_MAX,
+        clients_max: 16,
+        session_requests_max: 64,
+        operations_max: 4096,
+        dedupe_window_slots: 10_000,
     }
     .encode(&mut body);
     bodies.push((

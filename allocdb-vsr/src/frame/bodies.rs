@@ -283,6 +283,15 @@ pub struct Welcome {
     pub slot_ms: u64,
     /// The most requests one `ClientRequests` frame may carry.
     pub requests_per_frame_max: u32,
+    /// Client sessions the cluster keeps at once: registering one more evicts the least
+    /// recently used (its client is then answered `session_evicted`).
+    pub clients_max: u32,
+    /// Answers each session keeps: a client never has more numbered writes unanswered.
+    pub session_requests_max: u32,
+    /// Application keys remembered at once (the operation table's rows).
+    pub operations_max: u32,
+    /// How long an application key is remembered, in slots, unless the table fills first.
+    pub dedupe_window_slots: u64,
 }
 
 impl Welcome {
@@ -296,6 +305,10 @@ impl Welcome {
         writer.u8(self.primary_index);
         writer.u64(self.slot_ms);
         writer.u32(self.requests_per_frame_max);
+        writer.u32(self.clients_max);
+        writer.u32(self.session_requests_max);
+        writer.u32(self.operations_max);
+        writer.u64(self.dedupe_window_slots);
     }
 
     /// Reads a body.
@@ -312,6 +325,10 @@ impl Welcome {
                 primary_index: r.u8("primary_index")?,
                 slot_ms: r.u64("slot_ms")?,
                 requests_per_frame_max: r.u32("requests_per_frame_max")?,
+                clients_max: r.u32("clients_max")?,
+                session_requests_max: r.u32("session_requests_max")?,
+                operations_max: r.u32("operations_max")?,
+                dedupe_window_slots: r.u64("dedupe_window_slots")?,
             })
         })
     }

@@ -185,6 +185,10 @@ fn small_bodies_round_trip_and_refuse_trailing_bytes() {
         primary_index: 0,
         slot_ms: 10,
         requests_per_frame_max: REQUESTS_PER_FRAME_MAX,
+        clients_max: 16,
+        session_requests_max: 64,
+        operations_max: 4096,
+        dedupe_window_slots: 10_000,
     };
     let status = StatusReply {
         replica_index: 0,
