@@ -23,8 +23,23 @@ pub enum ClientError {
         /// What is wrong.
         reason: String,
     },
-    /// The deadline passed after the write was sent, without a definite answer. It may or may
-    /// not have committed; call again with this operation id to learn which.
+    /// The write may or may not have executed: the deadline passed after it was sent without
+    /// a definite answer, or its session was evicted (`session_evicted`) or its stored answer
+    /// forgotten (`request_stale`) after a send whose fate is unknown. Call again with this
+    /// operation id to learn which, or read the state.
+    ///
+    /// What a retry with the id can learn depends on its kind:
+    /// * a **session key** (the library numbered the write): while the session is kept and
+    ///   the write is among its latest `session_requests_max` numbers (the next
+    ///   `session_requests_max` writes of this client), the retry returns the stored answer
+    ///   (`retry: true`, at the op where it executed). Later it is refused `request_stale`, or
+    ///   `session_evicted` once the session is gone: definite refusals that say nothing about
+    ///   the first attempt, but guarantee the write never executes twice;
+    /// * an **application key** (from [`crate::Client::new_operation_id`], passed in
+    ///   `CallOptions::operation_id`): the outcome is kept for the cluster's dedupe window
+    ///   (`dedupe_window_slots`, at most `operations_max` keys) and can be asked for from any
+    ///   process; later the retry is refused `operation_expired`, never executed again.
+    ///   Use application keys when retries must outlive this client or span a long time.
     Indefinite {
         /// The id to retry with.
         operation_id: OperationId,

@@ -5,6 +5,11 @@
 //! too); 3 an indefinite outcome: the deadline passed without a definite answer, and running
 //! the same command again with the printed `--operation-id` learns what happened.
 //!
+//! A write without `--operation-id` carries a fresh *application key* (not a session key): a
+//! one-shot process cannot keep a session, and an application key can be retried from any
+//! later process while the cluster remembers it. Registering a session per command would also
+//! evict the sessions of long-lived clients (the cluster keeps `clients_max`).
+//!
 //! Durations (`--ttl`, `--timeout`) read like `500ms`, `30s`, `5m`; TTLs are converted to the
 //! cluster's slots (the slot length comes from the replica's welcome), rounded up.
 
@@ -41,8 +46,15 @@ pub struct ClientArgs {
     /// The cluster id; omitted, any cluster is accepted.
     #[arg(long)]
     pub cluster: Option<u128>,
-    /// The write's idempotency key; omitted, a fresh one is drawn and printed. Repeat an
-    /// indefinite command with the printed id to learn its outcome.
+    /// The write's idempotency key (an application key); omitted, a fresh one is made and
+    /// printed. Repeat an indefinite command with the printed id to learn its outcome.
+    ///
+    /// Layout (a u128): bit 127 clear; bits 64..127 `issued_after_op`, an op the key's maker
+    /// saw committed before the first submission; bits 0..64 a nonce. The cluster remembers a
+    /// key's outcome for `--dedupe-window-slots` (at most `--operations-max` keys, oldest
+    /// first); a retry after that is answered `operation_expired` and never runs twice. Make
+    /// keys with `allocdb client operation-id` just before the first submission. (Ids with bit
+    /// 127 set are session keys, used by the client library.)
     #[arg(long)]
     pub operation_id: Option<u128>,
     /// How long to keep trying, connecting included (default 10s).
@@ -162,6 +174,9 @@ pub enum ClientCommand {
         #[arg(long)]
         min_op: Option<u64>,
     },
+    /// Prints a fresh application key to pass as `--operation-id` (to store before the first
+    /// submission, so a retry from any process learns the outcome).
+    OperationId,
     /// Reads a pool's total and free counts.
     Pool {
         /// The pool.
@@ -216,12 +231,34 @@ pub async fn execute(args: &ClientArgs) -> (String, u8) {
             );
         }
     };
-    let call = CallOptions {
-        operation_id: args.operation_id,
-        timeout: Some(timeout),
-    };
+    if matches!(args.command, ClientCommand::OperationId) {
+        return match client.new_operation_id().await {
+            Ok(id) => (
+                JsonLine::new()
+                    .str("result", "ok")
+                    .id("operation_id", id)
+                    .u64("issued_after_op", issued_after_op(id))
+                    .finish(),
+                EXIT_OK,
+            ),
+            Err(error) => error_line(&error, None),
+        };
+    }
     match write_command(&client, &args.command) {
-        Some(Ok(command)) => write(&client, &command, call).await,
+        Some(Ok(command)) => {
+            let operation_id = match args.operation_id {
+                Some(id) => id,
+                None => match client.new_operation_id().await {
+                    Ok(id) => id,
+                    Err(error) => return error_line(&error, None),
+                },
+            };
+            let call = CallOptions {
+                operation_id: Some(operation_id),
+                timeout: Some(timeout),
+            };
+            write(&client, &command, call).await
+        }
         Some(Err(reason)) => (failure_line("invalid", &reason), EXIT_SETUP_ERROR),
         None => read(&client, &args.command).await,
     }
@@ -278,7 +315,8 @@ fn write_command(client: &Client, command: &ClientCommand) -> Option<Result<Comm
         | ClientCommand::Reclaim { .. } => lease_command(command, slots),
         ClientCommand::GetResource { .. }
         | ClientCommand::GetLease { .. }
-        | ClientCommand::Pool { .. } => return None,
+        | ClientCommand::Pool { .. }
+        | ClientCommand::OperationId => return None,
     };
     Some(Ok(command))
 }
@@ -364,6 +402,16 @@ async fn read(client: &Client, command: &ClientCommand) -> (String, u8) {
     match result {
         Ok(line) => (line.finish(), EXIT_OK),
         Err(error) => error_line(&error, None),
+    }
+}
+
+/// The op an application key says it was issued after.
+fn issued_after_op(id: u128) -> u64 {
+    match allocdb_core::ids::OperationKey::of(id) {
+        allocdb_core::ids::OperationKey::Application {
+            issued_after_op, ..
+        } => issued_after_op,
+        _ => 0,
     }
 }
 

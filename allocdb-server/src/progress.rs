@@ -35,9 +35,11 @@ pub enum AnswerClass {
     /// A normal outcome of a contended workload: the command was executed (or refused because
     /// another client won the race). Counted.
     Expected,
-    /// The cluster refused live work because one of its tables was full: a capacity or
-    /// bookkeeping limit, not the workload's doing. Ends the run with a failure.
-    TableFull,
+    /// The cluster refused live work for a reason of its own bookkeeping, not the workload's
+    /// doing: a full table, or an exactly-once record it no longer keeps (`session_evicted`,
+    /// `request_stale`, `operation_expired`; the client library normally hides the first
+    /// two, so seeing one means it could not). Ends the run with a failure.
+    Bookkeeping,
     /// Anything else (the benchmark issued a command the cluster considers wrong). Ends the run
     /// with a failure.
     Unexpected,
@@ -53,9 +55,12 @@ pub fn classify(code: ResultCode) -> AnswerClass {
         | ResultCode::PoolTableFull
         | ResultCode::LeaseTableFull
         | ResultCode::MemberTableFull
-        | ResultCode::OperationTableFull => AnswerClass::TableFull,
+        | ResultCode::OperationTableFull
+        | ResultCode::SessionEvicted
+        | ResultCode::RequestStale
+        | ResultCode::OperationExpired => AnswerClass::Bookkeeping,
         // A wildcard on purpose: a code added later ends the run (loudly) until someone decides
-        // it is a normal outcome; the tests check every `*_table_full` code is `TableFull`.
+        // it is a normal outcome; the tests check every `*_table_full` code is `Bookkeeping`.
         _ => AnswerClass::Unexpected,
     }
 }
@@ -116,8 +121,8 @@ pub struct Failure {
     pub at_secs: f64,
     /// What happened.
     pub what: String,
-    /// Whether it was a full table (a bookkeeping refusal).
-    pub table_full: bool,
+    /// Whether it was a bookkeeping refusal (a full table or a forgotten exactly-once record).
+    pub bookkeeping: bool,
 }
 
 impl Failure {
@@ -128,7 +133,7 @@ impl Failure {
         } else {
             format!("after {:.1} s of measurement", self.at_secs)
         };
-        if self.table_full {
+        if self.bookkeeping {
             format!(
                 "BOOKKEEPING REFUSAL {when}: {}; a full table refused live work",
                 self.what
@@ -228,7 +233,7 @@ impl Recorder {
     }
 
     /// Records a call started at `started` that was answered with `code` (or, `None`, ended
-    /// without an answer, described by `what`). Returns the answer's class; a `TableFull` or
+    /// without an answer, described by `what`). Returns the answer's class; a `Bookkeeping` or
     /// `Unexpected` answer or an error fails the run.
     pub fn record(
         &self,
@@ -259,7 +264,7 @@ impl Recorder {
             state.failure = Some(Failure {
                 at_secs,
                 what: what(),
-                table_full: class == AnswerClass::TableFull,
+                bookkeeping: class == AnswerClass::Bookkeeping,
             });
             self.failed.store(true, Ordering::Relaxed);
             self.failure_notify.notify_one();
@@ -418,13 +423,18 @@ mod tests {
     }
 
     #[test]
-    fn every_table_full_code_fails_the_run_and_workload_outcomes_do_not() {
+    fn every_bookkeeping_code_fails_the_run_and_workload_outcomes_do_not() {
+        let exactly_once = [
+            ResultCode::SessionEvicted,
+            ResultCode::RequestStale,
+            ResultCode::OperationExpired,
+        ];
         for code in ResultCode::ALL {
             let class = classify(code);
-            if code.name().ends_with("_table_full") {
-                assert_eq!(class, AnswerClass::TableFull, "{}", code.name());
+            if code.name().ends_with("_table_full") || exactly_once.contains(&code) {
+                assert_eq!(class, AnswerClass::Bookkeeping, "{}", code.name());
             } else {
-                assert_ne!(class, AnswerClass::TableFull, "{}", code.name());
+                assert_ne!(class, AnswerClass::Bookkeeping, "{}", code.name());
             }
         }
         for code in [
@@ -482,7 +492,7 @@ mod tests {
         let class = recorder.record(Instant::now(), Some(ResultCode::LeaseTableFull), || {
             "reserve: lease_table_full (op 9)".into()
         });
-        assert_eq!(class, AnswerClass::TableFull);
+        assert_eq!(class, AnswerClass::Bookkeeping);
         assert!(recorder.should_stop());
         // Later failures are counted but the first one is what the run reports.
         recorder.record(Instant::now(), None, || "reserve: timeout".into());

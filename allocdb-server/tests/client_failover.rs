@@ -1,7 +1,8 @@
 //! The Rust client against real `allocdb` processes on loopback: concurrent clients on hot
 //! resources while the primary is killed (`SIGKILL`). A new primary must serve within 2 seconds; the
 //! application sees only latency (no error but `resource_busy`); every acknowledged write is
-//! in the log afterwards (a retry with its operation id returns the stored outcome); no
+//! in the log afterwards (a retry with its operation id returns the stored outcome and the op
+//! where it executed, while its session keeps it; older ones are refused `request_stale`); no
 //! resource is ever granted to two live leases; the killed replica restarts and catches up.
 //! And a single replica survives SIGKILL without losing an acknowledged write.
 
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use allocdb_client::{CallOptions, Client, ClientError, ClientOptions, Committed};
+use allocdb_core::ids::OperationKey;
 use allocdb_core::{Bundle, Command, LeaseId, ResultCode};
 use allocdb_server::audit::{Audit, Grant};
 use allocdb_server::local_cluster::{LocalCluster, LocalSecurity};
@@ -118,8 +120,20 @@ async fn release(
 }
 
 /// Every acknowledged write is in the log: resending it with its operation id returns the
-/// stored outcome (`retry`), unchanged.
+/// stored outcome (`retry`), unchanged, with the op and index where it first executed — or,
+/// for a session key older than the answers its session keeps (`session_requests_max`), a
+/// definite `request_stale`: refused, never executed again.
 async fn assert_all_acked_present(client: &Client, acked: &[Acked]) {
+    let kept = u64::from(allocdb_server::settings::default_core_config().session_requests_max);
+    let mut highest = std::collections::BTreeMap::new();
+    for entry in acked {
+        if let OperationKey::Session { session, request } =
+            OperationKey::of(entry.committed.operation_id)
+        {
+            let max = highest.entry(session).or_insert(request);
+            *max = (*max).max(request);
+        }
+    }
     let mut checks = Vec::new();
     for entry in acked {
         let client = client.clone();
@@ -133,8 +147,27 @@ async fn assert_all_acked_present(client: &Client, acked: &[Acked]) {
             (entry, again)
         }));
     }
+    let mut stale = 0;
     for check in checks {
         let (entry, again) = check.await.unwrap();
+        let forgotten = match OperationKey::of(entry.committed.operation_id) {
+            OperationKey::Session { session, request } => request + kept <= highest[&session],
+            _ => false,
+        };
+        if forgotten {
+            assert!(
+                matches!(
+                    again,
+                    Err(ClientError::Rejected {
+                        code: ResultCode::RequestStale,
+                        ..
+                    })
+                ),
+                "{entry:?} is older than its session keeps: {again:?}"
+            );
+            stale += 1;
+            continue;
+        }
         let again = again.unwrap_or_else(|error| {
             panic!("acknowledged write {entry:?} is not answered again: {error}")
         });
@@ -143,15 +176,22 @@ async fn assert_all_acked_present(client: &Client, acked: &[Acked]) {
             "acknowledged write {entry:?} was executed anew"
         );
         assert_eq!(
-            (again.lease, again.epoch, again.deadline_slot),
+            (again.op, again.index, again.lease, again.epoch, again.deadline_slot),
             (
+                entry.committed.op,
+                entry.committed.index,
                 entry.committed.lease,
                 entry.committed.epoch,
                 entry.committed.deadline_slot
             ),
-            "acknowledged write {entry:?} changed its outcome"
+            "acknowledged write {entry:?} changed its outcome or position"
         );
     }
+    eprintln!(
+        "{} acknowledged writes resent: {} answered again, {stale} refused as stale",
+        acked.len(),
+        acked.len() - stale
+    );
 }
 
 async fn create_hot_resources(client: &Client) {
