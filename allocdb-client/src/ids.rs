@@ -111,7 +111,7 @@ mod tests {
             assert!(seen.insert(id), "operation id {id} repeated");
         }
         // A nonce that would make id 0 is skipped.
-        let zero = IdSource::from_seed(1, 1 ^ 1u64.rotate_left(17));
+        let zero = IdSource::from_seed(1, 1u64.rotate_left(17));
         assert_eq!(zero.nonce_base, 0);
         zero.nonce_next
             .store(0, std::sync::atomic::Ordering::Relaxed);

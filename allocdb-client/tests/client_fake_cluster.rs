@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use allocdb_client::{CallOptions, Client, ClientError, ClientOptions};
+use allocdb_core::ids::OperationKey;
 use allocdb_core::{Command, LeaseState, ResourceState, ResultCode};
 use support::{Behaviour, CLUSTER_ID, FakeCluster, SLOT_MS};
 
@@ -232,10 +233,15 @@ async fn a_write_lost_in_a_crash_is_retried_with_the_same_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_without_an_answer_is_indefinite() {
-    let cluster = FakeCluster::start(&[Behaviour::Silent, Behaviour::Silent]).await;
+    let cluster = FakeCluster::start(&[Behaviour::Primary, Behaviour::Primary]).await;
     let mut options = options(&cluster);
     options.call_timeout = Duration::from_millis(500);
     let client = Client::connect(options).await.unwrap();
+    // Register the session first: a write whose session was never registered is never sent
+    // (see `a_write_without_a_session_is_never_sent`).
+    client.create_resource(0, None).await.unwrap();
+    cluster.set(0, Behaviour::Silent);
+    cluster.set(1, Behaviour::Silent);
     let error = client.create_resource(1, None).await.unwrap_err();
     let ClientError::Indefinite { operation_id } = error else {
         panic!("expected indefinite, got {error:?}");
@@ -335,4 +341,105 @@ async fn a_failover_mid_stream_is_invisible_except_for_latency() {
     let state = cluster.state();
     assert!(state.writes_seen.iter().any(|(replica, _)| *replica == 1));
     assert_eq!(client.stats().view_max, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_numbered_on_one_session_in_call_order() {
+    let cluster = FakeCluster::start(&[Behaviour::Primary]).await;
+    let client = Client::connect(options(&cluster)).await.unwrap();
+    assert_eq!(
+        client.stats().registrations,
+        0,
+        "no session before a write needs one"
+    );
+    let mut numbers = Vec::new();
+    for resource in 1..=3 {
+        let committed = client.create_resource(resource, None).await.unwrap();
+        let OperationKey::Session { session, request } = OperationKey::of(committed.operation_id)
+        else {
+            panic!("{committed:?} carries no session key");
+        };
+        assert_eq!(Some(session), client.stats().session_id);
+        numbers.push(request);
+    }
+    assert_eq!(numbers, [1, 2, 3]);
+    assert_eq!(client.stats().registrations, 1);
+    // The key was issued after an op the client saw.
+    let key = client.new_operation_id().await.unwrap();
+    let OperationKey::Application {
+        issued_after_op, ..
+    } = OperationKey::of(key)
+    else {
+        panic!("{key} is not an application key");
+    };
+    assert_eq!(issued_after_op, client.stats().op_max_seen);
+    assert!(issued_after_op > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_as_evicted_is_numbered_on_a_new_session() {
+    let cluster = FakeCluster::start(&[Behaviour::Primary]).await;
+    let client = Client::connect(options(&cluster)).await.unwrap();
+    client.create_resource(1, None).await.unwrap();
+    let first = client.stats().session_id.unwrap();
+    cluster.state().evicted.push(first);
+    let committed = client.create_resource(2, None).await.unwrap();
+    let stats = client.stats();
+    assert_eq!((stats.registrations, stats.evictions), (2, 1), "{stats:?}");
+    let second = stats.session_id.unwrap();
+    assert_ne!(second, first);
+    assert_eq!(
+        OperationKey::of(committed.operation_id),
+        OperationKey::Session {
+            session: second,
+            request: 1
+        }
+    );
+    // Executed once: on the new session only.
+    assert!(client.get_resource(2, None).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_in_doubt_when_its_session_is_evicted_is_indefinite() {
+    let cluster = FakeCluster::start(&[Behaviour::Primary, Behaviour::Primary]).await;
+    let client = Client::connect(options(&cluster)).await.unwrap();
+    client.create_resource(1, None).await.unwrap();
+    // The primary executes the next write and drops the connection (the write is in doubt);
+    // its session is evicted before the resend reaches the next primary.
+    let serving = cluster.state().frames.last().unwrap().0;
+    cluster.set(serving, Behaviour::ExecuteThenDrop);
+    cluster.state().evict_on_drop = true;
+    let result = client.create_resource(2, None).await;
+    let Err(ClientError::Indefinite { operation_id }) = result else {
+        panic!("expected indefinite, got {result:?}");
+    };
+    assert!(matches!(
+        OperationKey::of(operation_id),
+        OperationKey::Session { request: 2, .. }
+    ));
+    // It did execute once; the client registers again for its next write.
+    assert!(client.get_resource(2, None).await.is_ok());
+    client.create_resource(3, None).await.unwrap();
+    assert_eq!(client.stats().registrations, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_without_a_session_is_never_sent() {
+    let cluster = FakeCluster::start(&[Behaviour::Silent]).await;
+    let mut options = options(&cluster);
+    options.call_timeout = Duration::from_millis(400);
+    let client = Client::connect(options).await.unwrap();
+    // The registration is never answered, so the write never gets a key and never leaves.
+    let error = client.create_resource(1, None).await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::Unavailable { .. }),
+        "{error:?}"
+    );
+    assert!(error.is_definite());
+    let seen = cluster.state().writes_seen.clone();
+    assert!(
+        seen.iter().all(|(_, id)| *id == 0),
+        "only register_session: {seen:?}"
+    );
+    assert_eq!(client.stats().registrations, 0);
 }

@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use allocdb_core::ids::OperationKey;
 use allocdb_core::{Allocator, Config, Outcome, Request, ResultCode};
 use allocdb_vsr::frame::{
     self, ClientHello, FrameKind, FrameLimits, FrameReply, FrameRequest, Role, Welcome,
@@ -52,6 +53,11 @@ pub struct State {
     pub in_flight_peak: usize,
     /// How long a primary waits before answering a frame.
     pub answer_delay: Duration,
+    /// Sessions this fake answers `session_evicted` for, whatever the allocator keeps (so a
+    /// test can evict a session at a chosen moment).
+    pub evicted: Vec<u64>,
+    /// `ExecuteThenDrop` also evicts every session whose writes it executed.
+    pub evict_on_drop: bool,
 }
 
 /// A running fake cluster.
@@ -72,6 +78,8 @@ impl FakeCluster {
             in_flight: 0,
             in_flight_peak: 0,
             answer_delay: Duration::ZERO,
+            evicted: Vec::new(),
+            evict_on_drop: false,
         }));
         let mut addresses = Vec::new();
         for replica in 0..behaviours.len() {
@@ -212,6 +220,16 @@ async fn answer(
         Behaviour::ExecuteThenDrop => {
             let mut s = state.lock().unwrap();
             execute(requests, &mut s);
+            if s.evict_on_drop {
+                for request in requests {
+                    if let ClientOperation::Write(write) = request.operation
+                        && let OperationKey::Session { session, .. } =
+                            OperationKey::of(write.operation_id)
+                    {
+                        s.evicted.push(session);
+                    }
+                }
+            }
             s.in_flight -= requests.len();
             let primary = u8::try_from((replica + 1) % s.behaviours.len()).unwrap();
             s.behaviours[replica] = Behaviour::NotPrimary { view: 1, primary };
@@ -220,13 +238,21 @@ async fn answer(
     }
 }
 
+/// Whether the fake treats `request`'s session as evicted.
+fn evicted(s: &State, request: &Request) -> bool {
+    matches!(
+        OperationKey::of(request.operation_id),
+        OperationKey::Session { session, .. } if s.evicted.contains(&session)
+    )
+}
+
 /// Applies the frame's writes as one batch and answers its reads.
 fn execute(requests: &[FrameRequest], s: &mut State) -> Vec<FrameReply> {
     let writes: Vec<Request> = requests
         .iter()
         .filter_map(|r| match r.operation {
-            ClientOperation::Write(w) => Some(w),
-            ClientOperation::Read { .. } => None,
+            ClientOperation::Write(w) if !evicted(s, &w) => Some(w),
+            ClientOperation::Write(_) | ClientOperation::Read { .. } => None,
         })
         .collect();
     let mut outcomes = vec![Outcome::code(ResultCode::Ok); writes.len()];
@@ -240,6 +266,11 @@ fn execute(requests: &[FrameRequest], s: &mut State) -> Vec<FrameReply> {
         .iter()
         .map(|r| {
             let body = match r.operation {
+                ClientOperation::Write(w) if evicted(s, &w) => ReplyBody::Committed {
+                    op: s.op,
+                    index: 0,
+                    outcome: Outcome::code(ResultCode::SessionEvicted),
+                },
                 ClientOperation::Write(_) => {
                     index += 1;
                     ReplyBody::Committed {
