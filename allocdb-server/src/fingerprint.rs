@@ -311,7 +311,7 @@ mod tests {
         short.config.pop();
         let text = ours.compare(2, &short).unwrap_err();
         assert!(
-            text.contains("sends 32 configuration values, we 33"),
+            text.contains("sends 34 configuration values, we 35"),
             "{text}"
         );
     }
