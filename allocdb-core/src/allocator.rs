@@ -8,13 +8,14 @@ use crate::expiry_index::ExpiryIndex;
 use crate::fifo::Fifo;
 use crate::fingerprint::fingerprint;
 use crate::id_map::ROW_NONE;
-use crate::ids::{LeaseId, Op, PoolId, ResourceId, Slot};
+use crate::ids::{LeaseId, Op, OperationKey, PoolId, ResourceId, Slot, session_id_at};
 use crate::lease_table::LeaseTable;
 use crate::member_table::MemberTable;
 use crate::operation_table::{OperationRow, OperationTable};
 use crate::pool_table::PoolTable;
 use crate::resource_table::ResourceTable;
 use crate::result_code::ResultCode;
+use crate::session_table::{Lookup, SessionAnswer, SessionTable};
 use crate::views::{LeaseView, PoolStats, ResourceView, TableUsage};
 
 /// The allocator state machine. Every table is allocated once by [`Allocator::new`]; applying
@@ -50,6 +51,11 @@ pub struct Allocator {
     pub(crate) members: MemberTable,
     pub(crate) expiry: ExpiryIndex,
     pub(crate) operations: OperationTable,
+    pub(crate) sessions: SessionTable,
+    /// Where each request of the last batch executed (its own position, or for a retry the
+    /// original execution's): what every answer reports. Scratch, not state.
+    executed: Vec<(Op, u32)>,
+    executed_len: usize,
     /// Terminal lease rows in the order they became terminal (so in `retire_slot` order).
     pub(crate) history: Fifo<u32>,
     /// Lease-member rows held by the terminal leases in `history`: rows a reserve may reclaim.
@@ -82,6 +88,9 @@ impl Allocator {
             members: MemberTable::new(config.lease_members_max),
             expiry: ExpiryIndex::new(config.leases_max),
             operations: OperationTable::new(config.operations_max),
+            sessions: SessionTable::new(config.clients_max, config.session_requests_max),
+            executed: vec![(0, 0); config.batch_requests_max as usize],
+            executed_len: 0,
             history: Fifo::new(config.leases_max),
             history_member_rows: 0,
             last_op: 0,
@@ -106,6 +115,8 @@ impl Allocator {
             + self.members.memory_bytes()
             + self.expiry.memory_bytes()
             + self.operations.memory_bytes()
+            + self.sessions.memory_bytes()
+            + (self.executed.capacity() * size_of::<(Op, u32)>()) as u64
             + self.history.memory_bytes()
     }
 
@@ -155,9 +166,18 @@ impl Allocator {
                 lease: LeaseId::from_position(op, index),
                 slot: slot_effective,
             };
-            *outcome = self.apply_request(position, request);
+            let (applied, executed_at) = self.apply_request(position, request);
+            assert!(
+                executed_at.0 <= op,
+                "a write executed at op {} after {op}",
+                executed_at.0
+            );
+            assert!(applied.retry || executed_at == (op, index));
+            *outcome = applied;
+            self.executed[index as usize] = executed_at;
             debug_assert!(!outcome.retry || request.operation_id != 0);
         }
+        self.executed_len = requests.len();
         assert_eq!(self.last_slot, slot_effective);
     }
 
@@ -194,54 +214,110 @@ impl Allocator {
         std::hint::black_box(touched);
     }
 
-    /// Where the write with `operation_id` executed — the op of its batch and its index in it
-    /// — while its record is kept (inside the dedupe window). A retry's answer reports this
-    /// position, not the retry's own.
-    pub fn executed_at(&self, operation_id: crate::ids::OperationId) -> Option<(Op, u32)> {
-        self.operations
-            .find(operation_id)
-            .map(|record| (record.executed_op, record.executed_index))
+    /// Where request `index` of the last applied batch executed — the op and index of its
+    /// batch, or for a retry answered from a stored record those of the original execution.
+    /// Every answer reports this position, so answers order by their effects' place in the log.
+    pub fn executed_position(&self, index: u32) -> (Op, u32) {
+        assert!(
+            (index as usize) < self.executed_len,
+            "request {index} is not in the last batch ({} requests)",
+            self.executed_len
+        );
+        self.executed[index as usize]
     }
 
-    /// The dedupe preamble around one command.
-    fn apply_request(&mut self, position: Position, request: &Request) -> Outcome {
-        if let Command::Expire {
-            lease,
-            deadline_slot,
-        } = request.command
-        {
-            // Internal: never deduplicated or recorded, and its operation id must be 0.
-            if request.operation_id != 0 {
-                return Outcome::code(ResultCode::InvalidOperationId);
+    /// The preamble around one command: the key decides whether it runs, was answered before
+    /// (a retry: the stored outcome and where it executed), or is refused. Returns the outcome
+    /// and where the command executed.
+    fn apply_request(&mut self, position: Position, request: &Request) -> (Outcome, (Op, u32)) {
+        let here = (position.lease.op(), position.lease.index());
+        let refuse = |code| (Outcome::code(code), here);
+        match request.command {
+            // Internal, and registration: never deduplicated or recorded; operation id 0.
+            Command::Expire {
+                lease,
+                deadline_slot,
+            } => {
+                if request.operation_id != 0 {
+                    return refuse(ResultCode::InvalidOperationId);
+                }
+                return (self.expire(position, lease, deadline_slot), here);
             }
-            return self.expire(position, lease, deadline_slot);
-        }
-        if request.operation_id == 0 {
-            return Outcome::code(ResultCode::InvalidOperationId);
+            Command::RegisterSession { client } => {
+                if request.operation_id != 0 {
+                    return refuse(ResultCode::InvalidOperationId);
+                }
+                let id = session_id_at(here.0, here.1);
+                self.sessions.register(id, client, here.0);
+                return (Outcome::code(ResultCode::Ok), here);
+            }
+            _ => {}
         }
         let fingerprint = fingerprint(&request.command);
-        if let Some(record) = self.operations.find(request.operation_id) {
-            if record.fingerprint != fingerprint {
-                return Outcome::code(ResultCode::OperationConflict);
+        match OperationKey::of(request.operation_id) {
+            OperationKey::None | OperationKey::Session { request: 0, .. } => {
+                refuse(ResultCode::InvalidOperationId)
             }
-            return Outcome {
-                retry: true,
-                ..record.outcome
-            };
+            OperationKey::Session {
+                session,
+                request: number,
+            } => match self.sessions.lookup(session, number, fingerprint, here.0) {
+                Lookup::Execute { row } => {
+                    let outcome = self.execute(position, &request.command);
+                    self.sessions.record(
+                        row,
+                        SessionAnswer {
+                            request: number,
+                            fingerprint,
+                            outcome,
+                            executed_op: here.0,
+                            executed_index: here.1,
+                        },
+                    );
+                    (outcome, here)
+                }
+                Lookup::Answered(answer) => (
+                    Outcome {
+                        retry: true,
+                        ..answer.outcome
+                    },
+                    (answer.executed_op, answer.executed_index),
+                ),
+                Lookup::Refused(code) => refuse(code),
+            },
+            OperationKey::Application {
+                issued_after_op, ..
+            } => {
+                if let Some(record) = self.operations.find(request.operation_id) {
+                    if record.fingerprint != fingerprint {
+                        return refuse(ResultCode::OperationConflict);
+                    }
+                    let outcome = Outcome {
+                        retry: true,
+                        ..record.outcome
+                    };
+                    return (outcome, (record.executed_op, record.executed_index));
+                }
+                // A key claims an op the client had seen committed: one from the future is
+                // forged or corrupt; one older than a forgotten record may name it.
+                if issued_after_op >= here.0 {
+                    return refuse(ResultCode::InvalidOperationId);
+                }
+                if issued_after_op < self.operations.retired_through {
+                    return refuse(ResultCode::OperationExpired);
+                }
+                let outcome = self.execute(position, &request.command);
+                self.operations.insert(OperationRow {
+                    id: request.operation_id,
+                    fingerprint,
+                    outcome,
+                    created_slot: position.slot,
+                    executed_op: here.0,
+                    executed_index: here.1,
+                });
+                (outcome, here)
+            }
         }
-        if self.operations.is_full() {
-            return Outcome::code(ResultCode::OperationTableFull);
-        }
-        let outcome = self.execute(position, &request.command);
-        self.operations.insert(OperationRow {
-            id: request.operation_id,
-            fingerprint,
-            outcome,
-            created_slot: position.slot,
-            executed_op: position.lease.op(),
-            executed_index: position.lease.index(),
-        });
-        outcome
     }
 
     fn execute(&mut self, position: Position, command: &Command) -> Outcome {
@@ -277,8 +353,9 @@ impl Allocator {
             } => self.release(position, lease, holder, epoch),
             Command::Revoke { lease } => self.revoke(lease),
             Command::Reclaim { lease } => self.reclaim(position, lease),
-            Command::Expire { .. } => unreachable!("expire bypasses the dedupe preamble"),
-            Command::RegisterSession { .. } => Outcome::code(ResultCode::Ok),
+            Command::Expire { .. } | Command::RegisterSession { .. } => {
+                unreachable!("expire and register_session bypass the key preamble")
+            }
         }
     }
 
@@ -335,10 +412,12 @@ impl Allocator {
             lease_members: members - self.history_member_rows,
             lease_history_members: self.history_member_rows,
             operations: self.operations.len(),
+            sessions: self.sessions.len(),
         };
         debug_assert!(usage.resources <= self.config.resources_max);
         debug_assert!(usage.leases + usage.lease_history <= self.config.leases_max);
         debug_assert!(usage.operations <= self.config.operations_max);
+        debug_assert!(usage.sessions <= self.config.clients_max);
         usage
     }
 

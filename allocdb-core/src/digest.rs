@@ -14,6 +14,8 @@ const DOMAIN_FREE_POSITION: u64 = 3;
 const DOMAIN_LEASE: u64 = 4;
 const DOMAIN_OPERATION: u64 = 5;
 const DOMAIN_STATE: u64 = 6;
+const DOMAIN_SESSION: u64 = 7;
+const DOMAIN_SESSION_ANSWER: u64 = 8;
 
 impl Allocator {
     /// A hash of the full logical state, independent of table layout: two allocators that
@@ -55,18 +57,17 @@ impl Allocator {
             let mut hasher = Hasher128::new(DOMAIN_OPERATION);
             hasher.u128(record.id);
             hasher.u128(record.fingerprint);
-            hasher.u64(record.outcome.code as u64);
-            hasher.u64(u64::from(record.outcome.retry));
-            hasher.u128(record.outcome.lease.0);
-            hasher.u64(record.outcome.epoch);
-            hasher.u64(record.outcome.deadline_slot);
+            hash_outcome(&mut hasher, &record.outcome);
             hasher.u64(record.created_slot);
             hasher.u64(record.executed_op);
             hasher.u64(u64::from(record.executed_index));
             sum = sum.wrapping_add(hasher.finish());
         }
+        sum = sum.wrapping_add(self.sessions_digest());
         let mut hasher = Hasher128::new(DOMAIN_STATE);
         hasher.u128(sum);
+        hasher.u64(self.operations.retired_through);
+        hasher.u64(u64::from(self.sessions.len()));
         hasher.u64(self.last_op);
         hasher.u64(self.last_slot);
         hasher.u128(self.retired_watermark);
@@ -75,6 +76,35 @@ impl Allocator {
         hasher.u64(u64::from(self.leases.len()));
         hasher.u64(u64::from(self.operations.len()));
         hasher.finish()
+    }
+
+    /// Sessions and their stored answers; a slot's position in the ring follows from its
+    /// request number, so hashing the numbers covers the layout that matters.
+    fn sessions_digest(&self) -> u128 {
+        let mut sum: u128 = 0;
+        for row in self.sessions.used_rows() {
+            let session = self.sessions.row(row);
+            let mut hasher = Hasher128::new(DOMAIN_SESSION);
+            hasher.u64(session.id);
+            hasher.u128(session.client);
+            hasher.u64(session.highest);
+            hasher.u64(session.used_op);
+            sum = sum.wrapping_add(hasher.finish());
+            for answer in self.sessions.ring(row) {
+                if answer.request == 0 {
+                    continue;
+                }
+                let mut hasher = Hasher128::new(DOMAIN_SESSION_ANSWER);
+                hasher.u64(session.id);
+                hasher.u64(answer.request);
+                hasher.u128(answer.fingerprint);
+                hash_outcome(&mut hasher, &answer.outcome);
+                hasher.u64(answer.executed_op);
+                hasher.u64(u64::from(answer.executed_index));
+                sum = sum.wrapping_add(hasher.finish());
+            }
+        }
+        sum
     }
 
     fn hash_pool_ref(&self, hasher: &mut Hasher128, pool: u32) {
@@ -109,4 +139,12 @@ impl Allocator {
         }
         sum
     }
+}
+
+fn hash_outcome(hasher: &mut Hasher128, outcome: &crate::command::Outcome) {
+    hasher.u64(outcome.code as u64);
+    hasher.u64(u64::from(outcome.retry));
+    hasher.u128(outcome.lease.0);
+    hasher.u64(outcome.epoch);
+    hasher.u64(outcome.deadline_slot);
 }

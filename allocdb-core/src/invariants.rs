@@ -62,6 +62,7 @@ impl Allocator {
         self.check_expiry()?;
         self.check_history()?;
         self.check_operations()?;
+        self.check_sessions()?;
         let watermark_op = self.retired_watermark >> 32;
         ensure(
             watermark_op <= u128::from(self.last_op),
@@ -430,8 +431,68 @@ impl Allocator {
                 || format!("operation {id}"),
             )?;
             previous_created = created;
+            ensure(
+                record.executed_op >= self.operations.retired_through,
+                "kept operation records executed no earlier than every retired one",
+                || {
+                    format!(
+                        "operation {id} executed at op {}, retired through {}",
+                        record.executed_op, self.operations.retired_through
+                    )
+                },
+            )?;
         }
         Ok(())
+    }
+
+    fn check_sessions(&self) -> Check {
+        let window = u64::from(self.sessions.window());
+        let mut used = 0_u32;
+        for row in self.sessions.used_rows() {
+            used += 1;
+            let session = *self.sessions.row(row);
+            let id = session.id;
+            ensure(
+                self.sessions.find(id) == Some(row) && session.used_op <= self.last_op,
+                "session map and use",
+                || format!("session {id} at row {row} used at op {}", session.used_op),
+            )?;
+            for (slot, answer) in self.sessions.ring(row).iter().enumerate() {
+                if answer.request == 0 {
+                    continue;
+                }
+                let request = answer.request;
+                // A client that skips numbers may leave an answer below its window: it stays
+                // until its slot is reused, and a repeat still gets it.
+                let placed = usize::try_from(request % window).expect("below the window") == slot
+                    && request <= session.highest;
+                ensure(
+                    placed,
+                    "session answers in their slot, up to the highest",
+                    || {
+                        format!(
+                            "session {id} request {request} in slot {slot}, highest {}",
+                            session.highest
+                        )
+                    },
+                )?;
+                ensure(
+                    !answer.outcome.retry && answer.executed_op <= self.last_op,
+                    "stored session answers are executions of the log so far",
+                    || {
+                        format!(
+                            "session {id} request {request} at op {}",
+                            answer.executed_op
+                        )
+                    },
+                )?;
+            }
+        }
+        ensure(
+            used == self.sessions.len() && used <= self.sessions.rows_max(),
+            "session rows = sessions",
+            || format!("{used} rows used, {} sessions", self.sessions.len()),
+        )
     }
 }
 

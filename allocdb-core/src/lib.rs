@@ -25,6 +25,7 @@ mod operation_table;
 mod pool_table;
 mod resource_table;
 pub mod result_code;
+mod session_table;
 pub mod snapshot;
 pub mod views;
 pub mod wire;
@@ -35,7 +36,10 @@ pub use codec::{
 };
 pub use command::{BUNDLE_SIZE_LIMIT, Bundle, Command, DEADLINE_NONE, Outcome, Request};
 pub use config::{Config, ConfigError};
-pub use ids::{HolderId, LeaseId, Op, OperationId, PoolId, ResourceId, Slot};
+pub use ids::{
+    HolderId, LeaseId, Op, OperationId, OperationKey, PoolId, ResourceId, SessionId, Slot,
+    session_id_at,
+};
 pub use result_code::ResultCode;
 pub use wire::{DecodeError, Reader, Writer};
 

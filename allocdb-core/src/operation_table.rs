@@ -1,7 +1,9 @@
-//! The operation (dedupe) table: the outcome of every executed client write, keyed by its
-//! operation id, kept for `dedupe_window_slots`. Records retire in insertion order through a
-//! FIFO: their creation slots never decrease and the window is constant, so the oldest record
-//! is always the first to expire.
+//! The operation table: the outcome of every write executed under an application key, kept for
+//! `dedupe_window_slots` or until the table is full, whichever ends first. Records retire in
+//! insertion order through a FIFO (their creation slots and ops never decrease), and each
+//! retirement raises `retired_through`, the newest op at which a forgotten key executed: a key
+//! issued before that op and not found may have been forgotten, so it is refused, never run
+//! again.
 
 use crate::command::Outcome;
 use crate::fifo::Fifo;
@@ -44,6 +46,8 @@ pub(crate) struct OperationTable {
     map: IdMap,
     /// Rows in insertion order.
     pub(crate) fifo: Fifo<u32>,
+    /// The highest `executed_op` of any retired record; 0 while none has retired.
+    pub(crate) retired_through: crate::ids::Op,
 }
 
 impl OperationTable {
@@ -54,6 +58,7 @@ impl OperationTable {
             free: (0..rows_max).rev().collect(),
             map: IdMap::new(rows_max),
             fifo: Fifo::new(rows_max),
+            retired_through: 0,
         }
     }
 
@@ -84,8 +89,12 @@ impl OperationTable {
         &self.rows[row as usize]
     }
 
-    /// Records an outcome. The caller checked `is_full` and that the id is not recorded.
+    /// Records an outcome, retiring the oldest record first when the table is full (so the
+    /// table never refuses a write). The caller checked that the id is not recorded.
     pub(crate) fn insert(&mut self, record: OperationRow) {
+        if self.is_full() {
+            self.retire_oldest();
+        }
         assert!(record.id != 0, "operation id 0 is never recorded");
         assert!(!record.outcome.retry, "a stored outcome is never a retry");
         if let Some(last) = self.fifo.len().checked_sub(1) {
@@ -110,18 +119,28 @@ impl OperationTable {
             if slot - created_slot < window_slots {
                 break;
             }
-            self.fifo.pop_front();
-            let id = self.rows[row as usize].id;
-            assert_eq!(
-                self.map.remove(id),
-                Some(row),
-                "operation {id} row mismatch"
-            );
-            self.rows[row as usize] = ROW_EMPTY;
-            // Within the reserved capacity: this push never reallocates.
-            assert!(self.free.len() < self.rows.len());
-            self.free.push(row);
+            self.retire_oldest();
         }
+    }
+
+    fn retire_oldest(&mut self) {
+        let row = self.fifo.pop_front().expect("a record to retire");
+        let executed_op = self.rows[row as usize].executed_op;
+        assert!(
+            executed_op >= self.retired_through,
+            "operation records retire in execution order"
+        );
+        self.retired_through = executed_op;
+        let id = self.rows[row as usize].id;
+        assert_eq!(
+            self.map.remove(id),
+            Some(row),
+            "operation {id} row mismatch"
+        );
+        self.rows[row as usize] = ROW_EMPTY;
+        // Within the reserved capacity: this push never reallocates.
+        assert!(self.free.len() < self.rows.len());
+        self.free.push(row);
     }
 }
 
@@ -134,6 +153,7 @@ impl Clone for OperationTable {
             free: crate::fifo::clone_reserved(&self.free),
             map: self.map.clone(),
             fifo: self.fifo.clone(),
+            retired_through: self.retired_through,
         }
     }
 }

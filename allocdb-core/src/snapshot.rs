@@ -15,6 +15,11 @@
 //!       operations: count u32, then per record (oldest first): id u128, fingerprint u128,
 //!                   code u8, lease u128, epoch u64, deadline u64, created slot u64,
 //!                   executed op u64, executed index u32
+//!       retired through u64 (the newest op of a retired operation record)
+//!       sessions:   count u32, then per session: id u64, client u128, highest u64, used op u64,
+//!                   answer count u32, then per answer: request u64, fingerprint u128,
+//!                   code u8, lease u128, epoch u64, deadline u64, executed op u64,
+//!                   executed index u32
 //! ```
 //! Resource states and leases, pool totals, and the expiry index are derived on decode from
 //! the leases, so they cannot disagree with them. Table layout (rows, heap order) is not
@@ -39,7 +44,9 @@ pub const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"ALLOCSNP");
 /// Version 2: the table capacities at the start of the body, written since version 1, are
 /// binding (a snapshot loads only into tables of exactly its sizes); version 1 readers
 /// ignored them, so a version 1 snapshot may come from differently sized tables.
-pub const SNAPSHOT_VERSION: u32 = 3;
+///
+/// Version 4: client sessions and the operation table's retirement watermark.
+pub const SNAPSHOT_VERSION: u32 = 4;
 /// Bytes before the body: magic, version, body length, checksum.
 const HEADER_BYTES: usize = 8 + 4 + 8 + 4;
 
@@ -165,13 +172,15 @@ fn behaviour_fields(config: &Config) -> [(&'static str, u64); 6] {
 /// The table capacities. They change behaviour too (a full table answers `*_table_full`), so
 /// a snapshot loads only into tables of exactly its sizes: replicas with other sizes would
 /// answer the same batch differently and diverge.
-fn capacity_fields(config: &Config) -> [(&'static str, u32); 5] {
+fn capacity_fields(config: &Config) -> [(&'static str, u32); 7] {
     [
         ("resources_max", config.resources_max),
         ("pools_max", config.pools_max),
         ("leases_max", config.leases_max),
         ("lease_members_max", config.lease_members_max),
         ("operations_max", config.operations_max),
+        ("clients_max", config.clients_max),
+        ("session_requests_max", config.session_requests_max),
     ]
 }
 
@@ -236,13 +245,33 @@ impl Allocator {
             let record = self.operations.row(row);
             writer.u128(record.id);
             writer.u128(record.fingerprint);
-            writer.u8(record.outcome.code as u8);
-            writer.u128(record.outcome.lease.0);
-            writer.u64(record.outcome.epoch);
-            writer.u64(record.outcome.deadline_slot);
+            write_outcome(writer, &record.outcome);
             writer.u64(record.created_slot);
             writer.u64(record.executed_op);
             writer.u32(record.executed_index);
+        }
+        writer.u64(self.operations.retired_through);
+        self.encode_sessions(writer);
+    }
+
+    fn encode_sessions(&self, writer: &mut Writer<'_>) {
+        writer.u32(self.sessions.len());
+        for row in self.sessions.used_rows() {
+            let session = self.sessions.row(row);
+            writer.u64(session.id);
+            writer.u128(session.client);
+            writer.u64(session.highest);
+            writer.u64(session.used_op);
+            let ring = self.sessions.ring(row);
+            let stored = ring.iter().filter(|answer| answer.request != 0).count();
+            writer.u32(u32::try_from(stored).expect("a ring holds at most a u32 of answers"));
+            for answer in ring.iter().filter(|answer| answer.request != 0) {
+                writer.u64(answer.request);
+                writer.u128(answer.fingerprint);
+                write_outcome(writer, &answer.outcome);
+                writer.u64(answer.executed_op);
+                writer.u32(answer.executed_index);
+            }
         }
     }
 
@@ -320,6 +349,7 @@ impl Allocator {
         let lease_rows = allocator.decode_leases(&mut reader)?;
         allocator.decode_history(&mut reader, &lease_rows)?;
         allocator.decode_operations(&mut reader)?;
+        allocator.decode_sessions(&mut reader)?;
         reader.finish()?;
         allocator
             .find_violation()
@@ -544,16 +574,7 @@ impl Allocator {
         for _ in 0..count {
             let id = reader.u128("operation id")?;
             let fingerprint = reader.u128("operation fingerprint")?;
-            let offset = reader.offset();
-            let code_value = reader.u8("operation result code")?;
-            let code = ResultCode::from_u8(code_value).ok_or(DecodeError::Invalid {
-                what: "operation result code",
-                offset,
-                value: u64::from(code_value),
-            })?;
-            let lease = LeaseId(reader.u128("operation lease")?);
-            let epoch = reader.u64("operation epoch")?;
-            let deadline_slot = reader.u64("operation deadline")?;
+            let outcome = read_outcome(reader)?;
             let created_slot = reader.u64("operation created slot")?;
             let executed_op = reader.u64("operation executed op")?;
             let executed_index = reader.u32("operation executed index")?;
@@ -581,13 +602,6 @@ impl Allocator {
                 ));
             }
             previous_created = created_slot;
-            let outcome = Outcome {
-                code,
-                retry: false,
-                lease,
-                epoch,
-                deadline_slot,
-            };
             self.operations.insert(OperationRow {
                 id,
                 fingerprint,
@@ -597,13 +611,114 @@ impl Allocator {
                 executed_index,
             });
         }
+        let retired_through = reader.u64("operations retired through")?;
+        if retired_through > self.last_op {
+            return Err(inconsistent(
+                "operation records retired at ops of the log so far",
+                format!(
+                    "retired through op {retired_through}, last op {}",
+                    self.last_op
+                ),
+            ));
+        }
+        self.operations.retired_through = retired_through;
+        Ok(())
+    }
+
+    fn decode_sessions(&mut self, reader: &mut Reader<'_>) -> Result<(), SnapshotError> {
+        let count = reader.u32("session count")?;
+        fits("sessions", count, self.config.clients_max)?;
+        let window = u64::from(self.config.session_requests_max);
+        let mut answers = Vec::new();
+        for _ in 0..count {
+            let id = reader.u64("session id")?;
+            let client = reader.u128("session client")?;
+            let highest = reader.u64("session highest request")?;
+            let used_op = reader.u64("session used op")?;
+            if id == 0 || self.sessions.find(id).is_some() || used_op > self.last_op {
+                return Err(inconsistent(
+                    "sessions unique, non-zero and used at ops of the log so far",
+                    format!("session {id} used at op {used_op}"),
+                ));
+            }
+            let stored = reader.u32("session answer count")?;
+            fits("session answers", stored, self.config.session_requests_max)?;
+            answers.clear();
+            for _ in 0..stored {
+                let request = reader.u64("answer request")?;
+                let fingerprint = reader.u128("answer fingerprint")?;
+                let outcome = read_outcome(reader)?;
+                let executed_op = reader.u64("answer executed op")?;
+                let executed_index = reader.u32("answer executed index")?;
+                let in_window = request <= highest;
+                let slot_taken = answers
+                    .iter()
+                    .any(|a: &crate::session_table::SessionAnswer| {
+                        a.request % window == request % window
+                    });
+                if request == 0
+                    || !in_window
+                    || slot_taken
+                    || executed_op == 0
+                    || executed_op > self.last_op
+                    || executed_index >= self.config.batch_requests_max
+                {
+                    return Err(inconsistent(
+                        "session answers up to the highest, one per slot, at log positions",
+                        format!(
+                            "session {id} request {request} (highest {highest}) at op \
+                             {executed_op} index {executed_index}"
+                        ),
+                    ));
+                }
+                answers.push(crate::session_table::SessionAnswer {
+                    request,
+                    fingerprint,
+                    outcome,
+                    executed_op,
+                    executed_index,
+                });
+            }
+            let session = crate::session_table::SessionRow {
+                id,
+                client,
+                highest,
+                used_op,
+            };
+            self.sessions.restore(session, &answers);
+        }
         Ok(())
     }
 }
 
+fn write_outcome(writer: &mut Writer<'_>, outcome: &Outcome) {
+    debug_assert!(!outcome.retry, "stored outcomes are never retries");
+    writer.u8(outcome.code as u8);
+    writer.u128(outcome.lease.0);
+    writer.u64(outcome.epoch);
+    writer.u64(outcome.deadline_slot);
+}
+
+fn read_outcome(reader: &mut Reader<'_>) -> Result<Outcome, DecodeError> {
+    let offset = reader.offset();
+    let code_value = reader.u8("stored result code")?;
+    let code = ResultCode::from_u8(code_value).ok_or(DecodeError::Invalid {
+        what: "stored result code",
+        offset,
+        value: u64::from(code_value),
+    })?;
+    Ok(Outcome {
+        code,
+        retry: false,
+        lease: LeaseId(reader.u128("stored lease")?),
+        epoch: reader.u64("stored epoch")?,
+        deadline_slot: reader.u64("stored deadline")?,
+    })
+}
+
 /// Reads the snapshot's config and builds an empty allocator from `config` if it fits.
 fn decode_config(config: Config, reader: &mut Reader<'_>) -> Result<Allocator, SnapshotError> {
-    let mut capacities = [0_u32; 5];
+    let mut capacities = [0_u32; 7];
     for value in &mut capacities {
         *value = reader.u32("snapshot config capacity")?;
     }

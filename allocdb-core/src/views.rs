@@ -135,6 +135,9 @@ pub struct TableUsage {
     pub lease_members: u32,
     /// Lease-member rows held by the terminal leases in the history.
     pub lease_history_members: u32,
-    /// Operation records inside the dedupe window.
+    /// Application-key records kept (best-effort: the oldest retires when the table is full).
     pub operations: u32,
+    /// Client sessions kept (at most `clients_max`; registering one more evicts the least
+    /// recently used).
+    pub sessions: u32,
 }

@@ -4,8 +4,8 @@
 mod support;
 
 use allocdb_core::{
-    Allocator, Config, ConfigError, DEADLINE_NONE, LeaseId, LeaseState, Outcome, PoolStats,
-    Request, ResourceState, ResultCode, TableUsage,
+    Allocator, Command, Config, ConfigError, DEADLINE_NONE, LeaseId, LeaseState, OperationKey,
+    Outcome, PoolStats, Request, ResourceState, ResultCode, TableUsage, session_id_at,
 };
 use support::{
     Harness, activate, create, expire, reclaim, release, renew, reserve, reserve_any, revoke,
@@ -626,12 +626,18 @@ fn retries_return_the_stored_outcome() {
         code(h.run_as(4, 0, command)),
         ResultCode::InvalidOperationId
     );
-    // After the dedupe window the id is forgotten and executes afresh.
+    // After the dedupe window the record is gone; the key was issued before the newest
+    // retired record executed, so it may name it: refused, never executed a second time.
     let window = Config::small().dedupe_window_slots;
     let later = h.run_as(2 + window, 77, command);
-    assert_eq!(later.code, ResultCode::Ok);
-    assert!(!later.retry);
-    assert_ne!(later.lease, first.lease);
+    assert_eq!(later.code, ResultCode::OperationExpired);
+    assert_eq!(
+        h.allocator.get_resource(1).unwrap().lease,
+        None,
+        "the expired key reserved nothing"
+    );
+    // A key made now (issued after the last op) still executes.
+    assert_eq!(code(h.run(2 + window, command)), ResultCode::Ok);
 }
 
 #[test]
@@ -640,31 +646,36 @@ fn operation_table_fills_and_drains() {
     config.operations_max = 2;
     config.dedupe_window_slots = 10;
     let mut h = Harness::new(config);
-    assert_eq!(code(h.run(1, create(1, None))), ResultCode::Ok);
+    let first = h.fresh_key();
+    assert_eq!(code(h.run_as(1, first, create(1, None))), ResultCode::Ok);
     assert_eq!(code(h.run(5, create(2, None))), ResultCode::Ok);
+    // A full table never refuses a write: its oldest record retires early instead.
+    assert_eq!(code(h.run(6, create(3, None))), ResultCode::Ok);
+    assert_eq!(h.allocator.table_usage().operations, 2);
+    // The retired key is recognised as too old: refused, not executed again.
     assert_eq!(
-        code(h.run(6, create(3, None))),
-        ResultCode::OperationTableFull
+        code(h.run_as(6, first, create(1, None))),
+        ResultCode::OperationExpired
     );
-    assert_eq!(
-        h.allocator.get_resource(3),
-        Err(ResultCode::ResourceNotFound)
-    );
-    // A retry of a recorded operation still works while the table is full.
-    assert!(h.run_as(6, 1, create(1, None)).retry);
-    // Expire needs no record, so a full table does not stop it.
+    // Expire needs no record.
     let never_issued = LeaseId::from_position(1, 0);
     assert_eq!(
         h.batch(6, &[expire(never_issued, 1)])[0].code,
         ResultCode::LeaseNotFound
     );
-    // At slot 11 the first record (slot 1) retires; the one from slot 5 stays until 15.
-    assert_eq!(code(h.run(11, create(3, None))), ResultCode::Ok);
+    // At slot 16 the record from slot 6 has left its window: both remaining retire by time.
+    h.batch(16, &[]);
+    assert_eq!(h.allocator.table_usage().operations, 0);
+    assert_eq!(code(h.run(16, create(4, None))), ResultCode::Ok);
+    // A key claiming an op the cluster has not reached is refused.
+    let future = OperationKey::Application {
+        issued_after_op: h.op + 1,
+        nonce: 1,
+    };
     assert_eq!(
-        code(h.run(11, create(4, None))),
-        ResultCode::OperationTableFull
+        code(h.run_as(16, future.id(), create(5, None))),
+        ResultCode::InvalidOperationId
     );
-    assert_eq!(code(h.run(15, create(4, None))), ResultCode::Ok);
 }
 
 #[test]
@@ -789,10 +800,20 @@ fn digest_ignores_layout_but_not_state() {
     // (other ops and indices here), which is state; once the window has passed, the
     // resources alone remain, in different rows, with one digest.
     assert_ne!(one.allocator.state_digest(), two.allocator.state_digest());
-    let past_window = 2 + Config::small().dedupe_window_slots;
-    one.batch(past_window, &[]);
+    // Which op the newest retired record executed at is state too (it decides which keys are
+    // refused as too old), so both retire one more record executed at the same op.
+    let window = Config::small().dedupe_window_slots;
+    let key = OperationKey::Application {
+        issued_after_op: one.op,
+        nonce: 99,
+    }
+    .id();
+    one.run_as(2 + window, key, create(9, None));
     two.op = one.op - 1;
-    two.batch(past_window, &[]);
+    two.run_as(2 + window, key, create(9, None));
+    one.batch(3 + 2 * window, &[]);
+    two.op = one.op - 1;
+    two.batch(3 + 2 * window, &[]);
     assert_eq!(one.allocator.state_digest(), two.allocator.state_digest());
     let before = one.allocator.state_digest();
     one.run(1, reserve(&[2], 1, 5));
@@ -840,6 +861,7 @@ fn table_usage_counts_rows_in_use() {
             lease_members: 2,
             lease_history_members: 0,
             operations: 4,
+            sessions: 0,
         }
     );
     // A released lease moves to the history until it retires after the history window.
@@ -872,11 +894,9 @@ fn a_retry_is_answered_with_the_position_where_the_write_executed() {
     ];
     h.batch(2, &requests);
     let executed = h.op;
-    assert_eq!(h.allocator.executed_at(78), Some((executed, 1)));
-    assert_eq!(h.allocator.executed_at(500), Some((1, 0)));
-    assert_eq!(h.allocator.executed_at(79), None);
-    // The retry, later and at another index: same outcome, and the record still names the
-    // original position (the replica answers with it).
+    assert_eq!(h.allocator.executed_position(1), (executed, 1));
+    // The retry, later and at another index: same outcome, and the answer names the original
+    // position (the replica answers with it).
     let retried = h.batch(
         3,
         &[
@@ -888,11 +908,107 @@ fn a_retry_is_answered_with_the_position_where_the_write_executed() {
         ],
     );
     assert!(retried[1].retry);
-    assert_eq!(h.allocator.executed_at(78), Some((executed, 1)));
+    assert_eq!(h.allocator.executed_position(0), (h.op, 0));
+    assert_eq!(h.allocator.executed_position(1), (executed, 1));
     // A snapshot keeps the positions.
     let mut bytes = Vec::new();
     h.allocator.encode_snapshot(&mut bytes);
-    let copy = Allocator::decode_snapshot(Config::small(), &bytes).expect("decodes");
-    assert_eq!(copy.executed_at(78), Some((executed, 1)));
+    let mut copy = Allocator::decode_snapshot(Config::small(), &bytes).expect("decodes");
     assert_eq!(copy.state_digest(), h.allocator.state_digest());
+    let mut outcomes = [Outcome::code(ResultCode::Ok)];
+    copy.apply_batch(h.op + 1, 3, &requests[1..], &mut outcomes);
+    assert!(outcomes[0].retry);
+    assert_eq!(copy.executed_position(0), (executed, 1));
+}
+
+#[test]
+fn sessions_answer_each_number_once_refuse_stale_ones_and_evict_the_least_recently_used() {
+    let mut config = Config::small();
+    config.clients_max = 2;
+    config.session_requests_max = 2;
+    let mut h = Harness::new(config);
+    let register = Request {
+        operation_id: 0,
+        command: Command::RegisterSession { client: 7 },
+    };
+    let key = |session, request| OperationKey::Session { session, request }.id();
+    assert_eq!(code(h.batch(1, &[register])[0]), ResultCode::Ok);
+    let first = session_id_at(h.op, 0);
+    // Number 1 executes; its repeat is answered from the session, with where it executed.
+    let created = h.run_as(1, key(first, 1), create(1, None));
+    assert_eq!(code(created), ResultCode::Ok);
+    let executed = h.op;
+    let repeat = h.run_as(2, key(first, 1), create(1, None));
+    assert!(repeat.retry && repeat.code == ResultCode::Ok);
+    assert_eq!(h.allocator.executed_position(0), (executed, 0));
+    // Another command under the same number is a conflict, not an execution.
+    assert_eq!(
+        code(h.run_as(2, key(first, 1), create(2, None))),
+        ResultCode::OperationConflict
+    );
+    // Numbers 3 and 2 (out of order, inside the window of two) both execute.
+    assert_eq!(
+        code(h.run_as(2, key(first, 3), create(3, None))),
+        ResultCode::Ok
+    );
+    assert_eq!(
+        code(h.run_as(2, key(first, 2), create(2, None))),
+        ResultCode::Ok
+    );
+    // Number 1's answer was overwritten by number 3's: a copy of it is stale, never run.
+    assert_eq!(
+        code(h.run_as(2, key(first, 1), create(4, None))),
+        ResultCode::RequestStale
+    );
+    assert_eq!(
+        h.allocator.get_resource(4),
+        Err(ResultCode::ResourceNotFound)
+    );
+    // Number 0 is never valid.
+    assert_eq!(
+        code(h.run_as(2, key(first, 0), create(4, None))),
+        ResultCode::InvalidOperationId
+    );
+    // Two more sessions with room for two: the least recently used (the first, touched at
+    // an earlier op than the second's registration) is evicted by the third registration.
+    h.batch(3, &[register]);
+    let second = session_id_at(h.op, 0);
+    h.batch(3, &[register]);
+    let third = session_id_at(h.op, 0);
+    assert_eq!(h.allocator.table_usage().sessions, 2);
+    assert_eq!(
+        code(h.run_as(3, key(first, 4), create(4, None))),
+        ResultCode::SessionEvicted
+    );
+    assert_eq!(
+        h.allocator.get_resource(4),
+        Err(ResultCode::ResourceNotFound)
+    );
+    for session in [second, third] {
+        assert_eq!(
+            code(h.run_as(3, key(session, 1), create(u128::from(session), None))),
+            ResultCode::Ok
+        );
+    }
+    // A registration must not carry a key.
+    let keyed = Request {
+        operation_id: 5,
+        command: Command::RegisterSession { client: 7 },
+    };
+    assert_eq!(
+        code(h.batch(4, &[keyed])[0]),
+        ResultCode::InvalidOperationId
+    );
+    // Sessions survive a snapshot with their answers.
+    let mut bytes = Vec::new();
+    h.allocator.encode_snapshot(&mut bytes);
+    let mut copy = Allocator::decode_snapshot(config, &bytes).expect("decodes");
+    assert_eq!(copy.state_digest(), h.allocator.state_digest());
+    let request = [Request {
+        operation_id: key(third, 1),
+        command: create(u128::from(third), None),
+    }];
+    let mut outcomes = [Outcome::code(ResultCode::Ok)];
+    copy.apply_batch(h.op + 1, 5, &request, &mut outcomes);
+    assert!(outcomes[0].retry);
 }

@@ -18,8 +18,8 @@
 mod reference;
 
 use allocdb_core::{
-    Allocator, Bundle, Command, Config, DEADLINE_NONE, LeaseId, Op, Outcome, Request, ResultCode,
-    Slot,
+    Allocator, Bundle, Command, Config, DEADLINE_NONE, LeaseId, Op, OperationKey, Outcome, Request,
+    ResultCode, SessionId, Slot, session_id_at,
 };
 use std::collections::BTreeMap;
 
@@ -33,8 +33,14 @@ const RESOURCES: u8 = 6;
 const POOLS: u8 = 3;
 const HOLDERS: u8 = 3;
 const OPERATION_IDS: u8 = 6;
-/// The operation "id" that stands for a fresh, never used id.
+/// The operation "id" that stands for a fresh application key, issued after the last op.
 const FRESH: u8 = u8::MAX;
+/// An application key claiming an op the cluster has not reached.
+const FUTURE: u8 = u8::MAX - 1;
+/// `SESSION + k` (k < 16): a session key; `k % 4` picks a recent session (3: one never
+/// registered), `k / 4` the number: the next, a repeat of the highest sent, one below the
+/// window, or one skipping ahead.
+const SESSION: u8 = 200;
 /// Room `due_expirations` may fill; larger than `expirations_per_batch_max` so the cap is the
 /// config's, not the buffer's.
 const EXPIRATIONS_BUFFER: u8 = 4;
@@ -52,8 +58,9 @@ fn config() -> Config {
         lease_members_max: 4,
         bundle_size_max: 3,
         operations_max: 24,
-        clients_max: 8,
-        session_requests_max: 64,
+        // Two sessions of three answers: eviction and stale numbers happen within a few batches.
+        clients_max: 2,
+        session_requests_max: 3,
         ttl_slots_max: 20,
         dedupe_window_slots: 10,
         lease_history_slots: 10,
@@ -126,6 +133,8 @@ enum Action {
     Expire(u8, LeaseRef, DeadlineRef),
     /// Resend the n-th most recent client request unchanged.
     Retry(u8),
+    /// Register a session under operation id `.0` (0 is the only valid one).
+    Register(u8),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -146,10 +155,12 @@ struct BatchPlan {
     actions: Vec<Action>,
 }
 
-/// Everything the driver remembers to resolve references: issued leases and sent requests.
+/// Everything the driver remembers to resolve references: issued leases, sent requests, and
+/// the sessions registered with the highest request number sent on each.
 struct History {
     leases: Vec<LeaseId>,
     sent: Vec<Request>,
+    sessions: Vec<(SessionId, u64)>,
 }
 
 fn ttl(reference: TtlRef) -> u64 {
@@ -163,10 +174,85 @@ fn ttl(reference: TtlRef) -> u64 {
     }
 }
 
-/// Operation id 0 (invalid), a small reused id (retries and conflicts), or `FRESH`: an id
-/// never used before, so most commands really execute.
-fn operation_id(n: u8, fresh: u128) -> u128 {
-    if n == FRESH { fresh } else { u128::from(n) }
+/// Operation id 0 (invalid), a small reused id (an application key issued at op 0: retries,
+/// conflicts, and once records retire `operation_expired`), or `key`: the key `choose_key`
+/// made for `FRESH`, `FUTURE` and session references.
+fn operation_id(n: u8, key: u128) -> u128 {
+    if n >= SESSION { key } else { u128::from(n) }
+}
+
+/// The operation-id field of an action.
+fn key_field(action: &Action) -> u8 {
+    match *action {
+        Action::Create(op, ..)
+        | Action::Reserve(op, ..)
+        | Action::ReserveAny(op, ..)
+        | Action::Activate(op, ..)
+        | Action::Renew(op, ..)
+        | Action::Release(op, ..)
+        | Action::Revoke(op, ..)
+        | Action::Reclaim(op, ..)
+        | Action::Expire(op, ..)
+        | Action::Register(op) => op,
+        Action::Retry(_) => 0,
+    }
+}
+
+/// Makes the key for `FRESH`, `FUTURE` and session references, as a client would (advancing
+/// the session's number when it sends the next one).
+fn choose_key(field: u8, model: &Model, history: &mut History, nonce: u64) -> u128 {
+    match field {
+        FRESH => OperationKey::Application {
+            issued_after_op: model.last_op(),
+            nonce,
+        }
+        .id(),
+        FUTURE => OperationKey::Application {
+            issued_after_op: model.last_op() + 5,
+            nonce,
+        }
+        .id(),
+        SESSION..FUTURE => {
+            let k = field - SESSION;
+            let window = u64::from(config().session_requests_max);
+            let len = history.sessions.len();
+            let pick = usize::from(k % 4);
+            if len == 0 {
+                // Nothing registered yet: a client would wait for its session.
+                let key = OperationKey::Application {
+                    issued_after_op: model.last_op(),
+                    nonce,
+                };
+                return key.id();
+            }
+            if pick == 3 {
+                let never = OperationKey::Session {
+                    session: u64::MAX - 1,
+                    request: 1,
+                };
+                return never.id();
+            }
+            let (session, sent) = &mut history.sessions[len - 1 - pick % len];
+            let request = match k / 4 {
+                0 => {
+                    *sent += 1;
+                    *sent
+                }
+                1 => (*sent).max(1),
+                2 => sent.saturating_sub(window + 1).max(1),
+                _ => {
+                    *sent += 2;
+                    *sent
+                }
+            };
+            OperationKey::Session {
+                session: *session,
+                request,
+            }
+            .id()
+        }
+        _ => 0,
+    }
 }
 
 fn lease(model: &Model, history: &History, reference: LeaseRef) -> LeaseId {
@@ -238,6 +324,7 @@ fn resolve(model: &Model, history: &History, action: &Action, fresh: u128) -> Re
             }
             history.sent[len - 1 - usize::from(*n) % len]
         }
+        Action::Register(op) => request(*op, Command::RegisterSession { client: 5 }),
         _ => resolve_lease_action(model, history, action, fresh),
     }
 }
@@ -372,7 +459,7 @@ fn compare_queries(real: &Allocator, model: &Model, history: &History) -> Result
 fn build_batch(
     real: &Allocator,
     model: &Model,
-    history: &History,
+    history: &mut History,
     slot: Slot,
     plan: &BatchPlan,
 ) -> Result<Vec<Request>, String> {
@@ -393,8 +480,9 @@ fn build_batch(
     let mut requests = want;
     let op = model.last_op() + 1 + u64::from(plan.op_gap);
     for action in &plan.actions {
-        let fresh = (1 << 64) | (u128::from(op) << 8) | requests.len() as u128;
-        requests.push(resolve(model, history, action, fresh));
+        let nonce = (op << 8) | requests.len() as u64;
+        let key = choose_key(key_field(action), model, history, nonce);
+        requests.push(resolve(model, history, action, key));
     }
     Ok(requests)
 }
@@ -415,6 +503,7 @@ fn run(plans: &[BatchPlan], flaws: Flaws, coverage: &mut Coverage) -> Result<(),
     let mut history = History {
         leases: Vec::new(),
         sent: Vec::new(),
+        sessions: Vec::new(),
     };
     let mut outcomes = Vec::new();
     // Per lease: the effective slot and TTL of the command that last set its deadline.
@@ -422,7 +511,7 @@ fn run(plans: &[BatchPlan], flaws: Flaws, coverage: &mut Coverage) -> Result<(),
     for (batch, plan) in plans.iter().enumerate() {
         let op: Op = model.last_op() + 1 + u64::from(plan.op_gap);
         let slot = next_slot(model.last_slot(), plan.slot);
-        let requests = build_batch(&real, &model, &history, slot, plan)
+        let requests = build_batch(&real, &model, &mut history, slot, plan)
             .map_err(|e| format!("batch {batch} (op {op}): {e}"))?;
         outcomes.clear();
         outcomes.resize(requests.len(), Outcome::code(ResultCode::Ok));
@@ -435,6 +524,22 @@ fn run(plans: &[BatchPlan], flaws: Flaws, coverage: &mut Coverage) -> Result<(),
                      allocator {:?}, model {:?}",
                     outcomes[index], want[index]
                 ));
+            }
+            let position = u32::try_from(index).expect("small batches");
+            let (got, expected) = (
+                real.executed_position(position),
+                model.executed_positions()[index],
+            );
+            if got != expected {
+                return Err(format!(
+                    "batch {batch} (op {op}) request {index} {request:?}: executed at \
+                     {got:?} by the allocator, {expected:?} by the model"
+                ));
+            }
+            if matches!(request.command, Command::RegisterSession { .. })
+                && want[index].code == ResultCode::Ok
+            {
+                history.sessions.push((session_id_at(op, position), 0));
             }
             coverage.codes[want[index].code as usize] += 1;
             coverage.retries += u64::from(want[index].retry);
@@ -500,7 +605,15 @@ fn small(max: u8) -> impl Strategy<Value = u8> {
 }
 
 fn operation() -> impl Strategy<Value = u8> {
-    prop_oneof![1 => Just(0), 6 => 1..=OPERATION_IDS, 20 => Just(FRESH)]
+    prop_oneof![
+        1 => Just(0),
+        3 => 1..=OPERATION_IDS,
+        16 => Just(FRESH),
+        1 => Just(FUTURE),
+        // Mostly the next number of a recent session; sometimes the others.
+        6 => (0..3_u8).prop_map(|pick| SESSION + pick),
+        3 => (0..16_u8).prop_map(|k| SESSION + k),
+    ]
 }
 
 fn holder() -> impl Strategy<Value = u8> {
@@ -567,6 +680,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (prop_oneof![4 => Just(0_u8), 1 => 1..=OPERATION_IDS], lease_ref(), deadline)
             .prop_map(|(op, l, d)| Action::Expire(op, l, d)),
         3 => small(8).prop_map(Action::Retry),
+        2 => prop_oneof![6 => Just(0_u8), 1 => Just(1_u8)].prop_map(Action::Register),
     ]
 }
 
@@ -675,7 +789,7 @@ fn the_generator_reaches_every_result_code() {
     let mut runner = TestRunner::deterministic();
     let strategy = plans();
     let mut coverage = Coverage::default();
-    for _ in 0..200 {
+    for _ in 0..600 {
         let plans = strategy.new_tree(&mut runner).unwrap().current();
         run(&plans, Flaws::default(), &mut coverage).unwrap();
     }
@@ -686,7 +800,11 @@ fn the_generator_reaches_every_result_code() {
     for code in ResultCode::ALL {
         println!("{:>28} {}", code.name(), coverage.codes[code as usize]);
     }
-    for code in ResultCode::ALL {
+    // A full operation table retires its oldest record instead of refusing.
+    for code in ResultCode::ALL
+        .into_iter()
+        .filter(|code| *code != ResultCode::OperationTableFull)
+    {
         assert!(
             coverage.codes[code as usize] > 0,
             "{} never occurred",

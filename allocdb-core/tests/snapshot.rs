@@ -5,7 +5,8 @@
 mod support;
 
 use allocdb_core::{
-    Allocator, Bundle, Command, Config, LeaseId, Outcome, Request, ResultCode, SnapshotError,
+    Allocator, Bundle, Command, Config, LeaseId, OperationKey, Outcome, Request, ResultCode,
+    SnapshotError, session_id_at,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -67,10 +68,12 @@ enum Action {
     Reclaim {
         lease: u8,
     },
-    /// Sends an earlier request again: a retry (or, outside the window, a re-execution).
+    /// Sends an earlier request again: a retry (or, outside the window, a refusal).
     Repeat {
         request: u8,
     },
+    /// Opens a client session (later numbered writes use the newest one).
+    Register,
 }
 
 #[derive(Clone, Debug)]
@@ -119,6 +122,7 @@ fn action() -> impl Strategy<Value = Action> {
         any::<u8>().prop_map(|lease| Action::Revoke { lease }),
         any::<u8>().prop_map(|lease| Action::Reclaim { lease }),
         any::<u8>().prop_map(|request| Action::Repeat { request }),
+        Just(Action::Register),
     ]
 }
 
@@ -212,7 +216,7 @@ fn resolve(state: &Allocator, leases: &[LeaseId], operation: u128, action: &Acti
         Action::Reclaim { lease } => Command::Reclaim {
             lease: pick(*lease),
         },
-        Action::Repeat { .. } => unreachable!("resolved by the caller"),
+        Action::Repeat { .. } | Action::Register => unreachable!("resolved by the caller"),
     };
     Request {
         operation_id: operation,
@@ -227,6 +231,7 @@ fn batches(steps: &[Step]) -> Vec<(u64, Vec<Request>)> {
     let mut slot = 0;
     let mut out = Vec::new();
     let mut sent: Vec<Request> = Vec::new();
+    let (mut session, mut number) = (0_u64, 0_u64);
     for (op, step) in (1_u64..).zip(steps) {
         slot += u64::from(step.slot_advance);
         let mut requests: Vec<Request> = Vec::new();
@@ -236,12 +241,29 @@ fn batches(steps: &[Step]) -> Vec<(u64, Vec<Request>)> {
             requests.extend_from_slice(&due[..count]);
         }
         for (operation, action) in &step.actions {
+            // Below 24: reused application keys issued at op 0; up to 128: the next number of
+            // the newest session; the rest: fresh application keys.
             let operation = if *operation < 24 {
                 u128::from(*operation)
+            } else if *operation < 128 && session != 0 {
+                number += 1;
+                OperationKey::Session {
+                    session,
+                    request: number,
+                }
+                .id()
             } else {
-                1_000 + u128::from(op) * 16 + u128::try_from(requests.len()).unwrap()
+                OperationKey::Application {
+                    issued_after_op: op - 1,
+                    nonce: u64::try_from(requests.len()).unwrap(),
+                }
+                .id()
             };
             let request = match action {
+                Action::Register => Request {
+                    operation_id: 0,
+                    command: Command::RegisterSession { client: 9 },
+                },
                 Action::Repeat { request } if !sent.is_empty() => {
                     sent[sent.len() - 1 - usize::from(*request) % sent.len().min(10)]
                 }
@@ -254,6 +276,12 @@ fn batches(steps: &[Step]) -> Vec<(u64, Vec<Request>)> {
         let mut outcomes = vec![Outcome::code(ResultCode::Ok); requests.len()];
         allocator.apply_batch(op, slot, &requests, &mut outcomes);
         allocator.check_invariants();
+        for (index, request) in requests.iter().enumerate() {
+            if matches!(request.command, Command::RegisterSession { .. }) {
+                session = session_id_at(op, u32::try_from(index).unwrap());
+                number = 0;
+            }
+        }
         leases.extend(outcomes.iter().filter(|o| o.lease.0 != 0).map(|o| o.lease));
         out.push((slot, requests));
     }

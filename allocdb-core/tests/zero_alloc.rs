@@ -5,7 +5,10 @@
 // The only unsafe code here forwards to the system allocator unchanged and counts calls.
 #![allow(unsafe_code)]
 
-use allocdb_core::{Allocator, Bundle, Command, Config, LeaseId, Outcome, Request, ResultCode};
+use allocdb_core::{
+    Allocator, Bundle, Command, Config, LeaseId, OperationKey, Outcome, Request, ResultCode,
+    session_id_at,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -78,8 +81,8 @@ fn config() -> Config {
         lease_members_max: 2_048,
         bundle_size_max: 4,
         operations_max: 4_096,
-        clients_max: 8,
-        session_requests_max: 64,
+        clients_max: 2,
+        session_requests_max: 16,
         ttl_slots_max: 64,
         dedupe_window_slots: 16,
         lease_history_slots: 8,
@@ -159,6 +162,40 @@ impl Mix {
     }
 }
 
+/// Session keys of the newest session, a long-gone session's stale numbers, fresh application
+/// keys, and old application keys that repeat (retries, conflicts, and once retired
+/// `operation_expired`).
+fn choose_key(
+    mix: &mut Mix,
+    op: u64,
+    nonce: u64,
+    number: &mut u64,
+    session: u64,
+    sessions: [u64; 2],
+) -> OperationKey {
+    match mix.next() % 10 {
+        0 => OperationKey::Application {
+            issued_after_op: 0,
+            nonce: nonce % 50,
+        },
+        1 if session != 0 => OperationKey::Session {
+            session: sessions[usize::from(mix.next() % 3 == 0)],
+            request: number.saturating_sub(40).max(1),
+        },
+        2..=4 if session != 0 => {
+            *number += 1 + mix.next() % 2;
+            OperationKey::Session {
+                session,
+                request: *number,
+            }
+        }
+        _ => OperationKey::Application {
+            issued_after_op: op - 1,
+            nonce,
+        },
+    }
+}
+
 #[test]
 fn applying_commands_allocates_nothing() {
     let mut allocator = Allocator::new(config()).unwrap();
@@ -178,6 +215,9 @@ fn applying_commands_allocates_nothing() {
     let mut outcomes = vec![Outcome::code(ResultCode::Ok); BATCH + 32];
     let mut seen = [0_u64; ResultCode::ALL.len()];
     let (mut applied, mut op, mut slot, mut operation) = (0, 0_u64, 0_u64, 0_u128);
+    let (mut session, mut number) = (0_u64, 0_u64);
+    // The previous two sessions: with two rows, the older one has been evicted.
+    let mut sessions = [0_u64; 2];
     let allocations_before = allocations();
     let bytes_before = bytes();
     set_counting(true);
@@ -187,19 +227,29 @@ fn applying_commands_allocates_nothing() {
         let due = allocator.due_expirations(slot, &mut requests[..32]);
         for request in &mut requests[due..due + BATCH] {
             operation += 1;
-            // Some operation ids repeat (retries and conflicts), some are 0.
-            let operation_id = if mix.next() % 10 == 0 {
-                operation % 50
-            } else {
-                operation
-            };
+            let nonce = u64::try_from(operation).expect("small counter");
+            let key = choose_key(&mut mix, op, nonce, &mut number, session, sessions);
             *request = Request {
-                operation_id,
+                operation_id: key.id(),
                 command: mix.command(&allocator),
+            };
+        }
+        // Now and then a new session, which evicts the least recently used once all are taken.
+        let registers = op % 8 == 0;
+        if registers {
+            requests[due] = Request {
+                operation_id: 0,
+                command: Command::RegisterSession { client: op.into() },
             };
         }
         let count = due + BATCH;
         allocator.apply_batch(op, slot, &requests[..count], &mut outcomes[..count]);
+        if registers {
+            let index = u32::try_from(due).expect("small batch");
+            sessions = [session, sessions[0]];
+            session = session_id_at(op, index);
+            number = 0;
+        }
         for outcome in &outcomes[..count] {
             seen[outcome.code as usize] += 1;
             if outcome.lease.0 != 0 {
@@ -221,6 +271,9 @@ fn applying_commands_allocates_nothing() {
         ResultCode::LeaseRetired,
         ResultCode::ResourceBusy,
         ResultCode::StaleEpoch,
+        ResultCode::SessionEvicted,
+        ResultCode::RequestStale,
+        ResultCode::OperationExpired,
     ] {
         assert!(
             seen[code as usize] > 100,
@@ -258,7 +311,7 @@ fn history_eviction_allocates_nothing() {
         let resource = u128::from(op % 8);
         let requests = [
             Request {
-                operation_id: (1 << 64) | (u128::from(op) << 1),
+                operation_id: (u128::from(op - 1) << 64) | 2,
                 command: Command::Reserve {
                     resources: Bundle::from_slice(&[resource]).unwrap(),
                     holder: 1,
@@ -266,7 +319,7 @@ fn history_eviction_allocates_nothing() {
                 },
             },
             Request {
-                operation_id: (1 << 64) | (u128::from(op) << 1) | 1,
+                operation_id: (u128::from(op - 1) << 64) | 3,
                 command: Command::Release {
                     lease: previous,
                     holder: 1,

@@ -760,6 +760,7 @@ mod tests {
             lease_members: 5,
             lease_history_members: 6,
             operations: 7,
+            sessions: 0,
         };
         let mut out = String::new();
         render_tables(&mut out, &config, &usage);

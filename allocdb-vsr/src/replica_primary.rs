@@ -479,7 +479,8 @@ impl<S: Storage> Replica<S> {
     }
 
     /// After applying `op`: reply to the clients whose writes it carried (primary only).
-    pub(crate) fn reply_applied(&mut self, op: Op, out: &mut Outbox) {
+    pub(crate) fn reply_applied(&mut self, applied_op: Op, out: &mut Outbox) {
+        let op = applied_op;
         let Some(state) = self.primary.as_mut() else {
             return;
         };
@@ -492,19 +493,19 @@ impl<S: Storage> Replica<S> {
             return;
         }
         let (_, routes) = state.pipeline.pop_front().expect("front exists");
+        assert_eq!(
+            self.core.last_op(),
+            op,
+            "replies follow the batch just applied"
+        );
         for route in routes {
             let position = usize::try_from(route.index).expect("u32 fits");
             let outcome = self.scratch_outcomes[position];
-            // A retry answered from the dedupe record reports where the write executed, so
-            // that every answer orders against the others by its effect's place in the log.
-            let (op, index) = if outcome.retry {
-                let operation_id = self.scratch_requests[position].operation_id;
-                self.core
-                    .executed_at(operation_id)
-                    .expect("a retried write's record outlives the batch that found it")
-            } else {
-                (op, route.index)
-            };
+            // Every answer reports where its write executed (for a retry answered from a stored
+            // record, the original execution), so answers order by their effects' place in
+            // the log.
+            let (op, index) = self.core.executed_position(route.index);
+            debug_assert!(outcome.retry || (op, index) == (applied_op, route.index));
             let body = ReplyBody::Committed { op, index, outcome };
             out.reply(Reply {
                 client_id: route.client_id,

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use allocdb_core::{
     Bundle, Command, Config, DEADLINE_NONE, HolderId, LeaseId, LeaseState, LeaseView, Op,
-    OperationId, Outcome, PoolId, PoolStats, Request, ResourceId, ResourceState, ResourceView,
-    ResultCode, Slot,
+    OperationId, OperationKey, Outcome, PoolId, PoolStats, Request, ResourceId, ResourceState,
+    ResourceView, ResultCode, SessionId, Slot, session_id_at,
 };
 
 /// Deliberate bugs, used once each to show the comparison catches a wrong implementation.
@@ -43,6 +43,17 @@ struct OperationRecord {
     command: Command,
     outcome: Outcome,
     created_slot: Slot,
+    /// Insertion order: a full table forgets the lowest first.
+    seq: u64,
+    executed: (Op, u32),
+}
+
+/// A session as the spec states it: every answer is kept until a later request number with
+/// the same remainder modulo the window is executed.
+struct ModelSession {
+    highest: u64,
+    used_op: Op,
+    answers: BTreeMap<u64, (Command, Outcome, (Op, u32))>,
 }
 
 pub struct Model {
@@ -55,6 +66,12 @@ pub struct Model {
     pools: BTreeMap<PoolId, (u32, VecDeque<ResourceId>)>,
     leases: BTreeMap<LeaseId, ModelLease>,
     operations: BTreeMap<OperationId, OperationRecord>,
+    operations_seq: u64,
+    /// The newest op at which a forgotten operation record had executed.
+    retired_through: Op,
+    sessions: BTreeMap<SessionId, ModelSession>,
+    /// Where each request of the last batch executed.
+    positions: Vec<(Op, u32)>,
     retired_max: Option<LeaseId>,
     /// Leases ended so far: the next `ended_seq`.
     ended_count: u64,
@@ -81,6 +98,10 @@ impl Model {
             pools: BTreeMap::new(),
             leases: BTreeMap::new(),
             operations: BTreeMap::new(),
+            operations_seq: 0,
+            retired_through: 0,
+            sessions: BTreeMap::new(),
+            positions: Vec::new(),
             retired_max: None,
             ended_count: 0,
         }
@@ -94,6 +115,11 @@ impl Model {
         self.last_slot
     }
 
+    /// Where each request of the last batch executed (a retry: where its original did).
+    pub fn executed_positions(&self) -> &[(Op, u32)] {
+        &self.positions
+    }
+
     pub fn apply_batch(&mut self, op: Op, slot: Slot, requests: &[Request]) -> Vec<Outcome> {
         assert!(op > self.last_op);
         let now = slot.max(self.last_slot);
@@ -101,8 +127,15 @@ impl Model {
         self.last_slot = now;
         // u128: `created + window` is compared exactly, even near the end of time.
         let window = u128::from(self.config.dedupe_window_slots);
-        self.operations
-            .retain(|_, record| u128::from(record.created_slot) + window > u128::from(now));
+        let aged: Vec<OperationId> = self
+            .operations
+            .iter()
+            .filter(|(_, record)| u128::from(record.created_slot) + window <= u128::from(now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in aged {
+            self.forget_operation(id);
+        }
         let retiring: Vec<LeaseId> = self
             .leases
             .iter()
@@ -114,50 +147,155 @@ impl Model {
             self.retired_max = self.retired_max.max(Some(id));
         }
         let mut outcomes = Vec::new();
+        self.positions.clear();
         for (index, request) in requests.iter().enumerate() {
             let position = LeaseId::from_position(op, u32::try_from(index).unwrap());
-            outcomes.push(self.apply_request(position, now, request));
+            let (outcome, executed) = self.apply_request(position, now, request);
+            outcomes.push(outcome);
+            self.positions.push(executed);
         }
         outcomes
     }
 
-    fn apply_request(&mut self, position: LeaseId, now: Slot, request: &Request) -> Outcome {
+    fn forget_operation(&mut self, id: OperationId) {
+        let record = self.operations.remove(&id).expect("a kept record");
+        self.retired_through = self.retired_through.max(record.executed.0);
+    }
+
+    fn apply_request(
+        &mut self,
+        position: LeaseId,
+        now: Slot,
+        request: &Request,
+    ) -> (Outcome, (Op, u32)) {
+        let here = (position.op(), position.index());
+        let refuse = |code| (Outcome::code(code), here);
         if let Command::Expire {
             lease,
             deadline_slot,
         } = request.command
         {
             if request.operation_id != 0 {
-                return Outcome::code(ResultCode::InvalidOperationId);
+                return refuse(ResultCode::InvalidOperationId);
             }
-            return self.expire(lease, deadline_slot, now);
+            return (self.expire(lease, deadline_slot, now), here);
         }
-        if request.operation_id == 0 {
-            return Outcome::code(ResultCode::InvalidOperationId);
+        if let Command::RegisterSession { .. } = request.command {
+            if request.operation_id != 0 {
+                return refuse(ResultCode::InvalidOperationId);
+            }
+            if self.sessions.len() >= self.config.clients_max as usize {
+                let victim = self
+                    .sessions
+                    .iter()
+                    .min_by_key(|(id, session)| (session.used_op, **id))
+                    .map(|(id, _)| *id)
+                    .unwrap();
+                self.sessions.remove(&victim);
+            }
+            let session = ModelSession {
+                highest: 0,
+                used_op: here.0,
+                answers: BTreeMap::new(),
+            };
+            self.sessions.insert(session_id_at(here.0, here.1), session);
+            return (Outcome::code(ResultCode::Ok), here);
         }
-        if let Some(record) = self.operations.get(&request.operation_id) {
-            if record.command == request.command {
-                return Outcome {
-                    retry: true,
-                    ..record.outcome
+        match OperationKey::of(request.operation_id) {
+            OperationKey::None | OperationKey::Session { request: 0, .. } => {
+                refuse(ResultCode::InvalidOperationId)
+            }
+            OperationKey::Session {
+                session,
+                request: number,
+            } => self.apply_numbered(position, now, &request.command, session, number),
+            OperationKey::Application {
+                issued_after_op, ..
+            } => {
+                if let Some(record) = self.operations.get(&request.operation_id) {
+                    if record.command == request.command {
+                        let outcome = Outcome {
+                            retry: true,
+                            ..record.outcome
+                        };
+                        return (outcome, record.executed);
+                    }
+                    return refuse(ResultCode::OperationConflict);
+                }
+                if issued_after_op >= here.0 {
+                    return refuse(ResultCode::InvalidOperationId);
+                }
+                if issued_after_op < self.retired_through {
+                    return refuse(ResultCode::OperationExpired);
+                }
+                let outcome = match self.execute(position, now, &request.command) {
+                    Ok(outcome) => outcome,
+                    Err(code) => Outcome::code(code),
                 };
+                if self.operations.len() >= self.config.operations_max as usize {
+                    let oldest = self
+                        .operations
+                        .iter()
+                        .min_by_key(|(_, record)| record.seq)
+                        .map(|(id, _)| *id)
+                        .unwrap();
+                    self.forget_operation(oldest);
+                }
+                self.operations_seq += 1;
+                let record = OperationRecord {
+                    command: request.command,
+                    outcome,
+                    created_slot: now,
+                    seq: self.operations_seq,
+                    executed: here,
+                };
+                self.operations.insert(request.operation_id, record);
+                (outcome, here)
             }
-            return Outcome::code(ResultCode::OperationConflict);
         }
-        if self.operations.len() >= self.config.operations_max as usize {
-            return Outcome::code(ResultCode::OperationTableFull);
+    }
+
+    fn apply_numbered(
+        &mut self,
+        position: LeaseId,
+        now: Slot,
+        command: &Command,
+        id: SessionId,
+        number: u64,
+    ) -> (Outcome, (Op, u32)) {
+        let here = (position.op(), position.index());
+        let window = u64::from(self.config.session_requests_max);
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return (Outcome::code(ResultCode::SessionEvicted), here);
+        };
+        if number <= session.highest {
+            if let Some((stored, outcome, executed)) = session.answers.get(&number) {
+                session.used_op = here.0;
+                if stored != command {
+                    return (Outcome::code(ResultCode::OperationConflict), here);
+                }
+                let outcome = Outcome {
+                    retry: true,
+                    ..*outcome
+                };
+                return (outcome, *executed);
+            }
+            if number + window <= session.highest {
+                return (Outcome::code(ResultCode::RequestStale), here);
+            }
         }
-        let outcome = match self.execute(position, now, &request.command) {
+        session.used_op = here.0;
+        let outcome = match self.execute(position, now, command) {
             Ok(outcome) => outcome,
             Err(code) => Outcome::code(code),
         };
-        let record = OperationRecord {
-            command: request.command,
-            outcome,
-            created_slot: now,
-        };
-        self.operations.insert(request.operation_id, record);
-        outcome
+        let session = self.sessions.get_mut(&id).unwrap();
+        session
+            .answers
+            .retain(|kept, _| *kept % window != number % window);
+        session.answers.insert(number, (*command, outcome, here));
+        session.highest = session.highest.max(number);
+        (outcome, here)
     }
 
     fn execute(
@@ -198,7 +336,7 @@ impl Model {
             } => self.release(now, lease, holder, epoch),
             Command::Revoke { lease } => self.revoke(lease),
             Command::Reclaim { lease } => self.reclaim(now, lease),
-            Command::RegisterSession { .. } => Ok(Outcome::code(ResultCode::Ok)),
+            Command::RegisterSession { .. } => unreachable!("register is handled before keys"),
             Command::Expire { .. } => unreachable!("expire is handled before dedupe"),
         }
     }

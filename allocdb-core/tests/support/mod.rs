@@ -6,7 +6,8 @@
 #![allow(clippy::large_types_passed_by_value)]
 
 use allocdb_core::{
-    Allocator, Bundle, Command, Config, LeaseId, Outcome, PoolId, Request, ResourceId, ResultCode,
+    Allocator, Bundle, Command, Config, LeaseId, OperationKey, Outcome, PoolId, Request,
+    ResourceId, ResultCode,
 };
 
 /// An allocator plus the op and operation-id counters a replica would keep.
@@ -35,10 +36,20 @@ impl Harness {
         outcomes
     }
 
+    /// A fresh application key, made as a client makes one: issued after the last op.
+    pub fn fresh_key(&mut self) -> u128 {
+        let nonce = u64::try_from(self.next_operation).expect("test counters stay small");
+        self.next_operation += 1;
+        OperationKey::Application {
+            issued_after_op: self.op,
+            nonce,
+        }
+        .id()
+    }
+
     /// Runs one command under a fresh operation id.
     pub fn run(&mut self, slot: u64, command: Command) -> Outcome {
-        let operation_id = self.next_operation;
-        self.next_operation += 1;
+        let operation_id = self.fresh_key();
         self.run_as(slot, operation_id, command)
     }
 

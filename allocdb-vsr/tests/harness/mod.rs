@@ -106,8 +106,10 @@ pub fn core_config() -> CoreConfig {
         lease_members_max: 512,
         bundle_size_max: 4,
         operations_max: 8_192,
-        clients_max: 8,
-        session_requests_max: 64,
+        // Fewer sessions than the six clients: registrations evict, and evicted clients are
+        // told so and register again, under every fault the harness injects.
+        clients_max: 5,
+        session_requests_max: 4,
         ttl_slots_max: 10_000,
         dedupe_window_slots: 1 << 40,
         lease_history_slots: 40,
@@ -498,6 +500,7 @@ impl Cluster {
                     return;
                 };
                 client.learn(&request.command, &outcome);
+                client.learn_session(&request.command, op, at, &outcome);
                 client.current = None;
                 client.completed += 1;
                 self.checker
@@ -546,11 +549,15 @@ impl Cluster {
             let client = &mut self.clients[index];
             match client.current.as_mut() {
                 None if self.clients_active => {
-                    let setup = if index == 0 { self.setup.pop() } else { None };
-                    if index != 0 && !self.setup.is_empty() {
-                        continue;
-                    }
-                    let operation = client.next_operation(&mut self.prng, setup);
+                    let operation = if let Some(register) = client.register_if_needed() {
+                        register
+                    } else {
+                        let setup = if index == 0 { self.setup.pop() } else { None };
+                        if index != 0 && !self.setup.is_empty() {
+                            continue;
+                        }
+                        client.next_operation(&mut self.prng, setup)
+                    };
                     let pending = client.issue(operation, tick, self.checker.acknowledged_op_max);
                     send = Some(pending);
                 }

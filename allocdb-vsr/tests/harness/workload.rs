@@ -1,7 +1,9 @@
 //! Simulated clients: one operation outstanding each, retried with the same operation id
 //! after a timeout (to the next replica), redirected by `not_primary`.
 
-use allocdb_core::{Bundle, Command, LeaseId, Outcome, Request, ResultCode};
+use allocdb_core::{
+    Bundle, Command, LeaseId, OperationKey, Outcome, Request, ResultCode, session_id_at,
+};
 use allocdb_vsr::{ClientOperation, Query};
 use allocdb_wal::SplitMix64;
 
@@ -22,7 +24,10 @@ pub struct Client {
     pub current: Option<Pending>,
     pub leases: Vec<Lease>,
     pub completed: u64,
-    next_operation: u128,
+    /// The session this client numbers its writes in; 0 until registered (and again after
+    /// an eviction).
+    pub session: u64,
+    next_number: u64,
     next_request: u64,
 }
 
@@ -45,7 +50,8 @@ impl Client {
             current: None,
             leases: Vec::new(),
             completed: 0,
-            next_operation: 1,
+            session: 0,
+            next_number: 1,
             next_request: 1,
         }
     }
@@ -65,13 +71,39 @@ impl Client {
             };
             return ClientOperation::Read { query, min_op: 0 };
         }
-        // Operation ids are unique per client and never reused for a different command.
-        let operation_id = (self.id << 64) | self.next_operation;
-        self.next_operation += 1;
+        // Numbered in the client's session, as the client library numbers them; a retry
+        // resends the same number.
+        assert_ne!(self.session, 0, "writes wait for a session");
+        let operation_id = OperationKey::Session {
+            session: self.session,
+            request: self.next_number,
+        }
+        .id();
+        self.next_number += 1;
         ClientOperation::Write(Request {
             operation_id,
             command,
         })
+    }
+
+    /// The registration to send first, while the client has no session.
+    pub fn register_if_needed(&self) -> Option<ClientOperation> {
+        (self.session == 0).then_some(ClientOperation::Write(Request {
+            operation_id: 0,
+            command: Command::RegisterSession { client: self.id },
+        }))
+    }
+
+    /// Learns the session from its registration's position, or that it was evicted.
+    pub fn learn_session(&mut self, command: &Command, op: u64, index: u32, outcome: &Outcome) {
+        match (command, outcome.code) {
+            (Command::RegisterSession { .. }, ResultCode::Ok) => {
+                self.session = session_id_at(op, index);
+                self.next_number = 1;
+            }
+            (_, ResultCode::SessionEvicted) => self.session = 0,
+            _ => {}
+        }
     }
 
     fn random_command(&mut self, prng: &mut SplitMix64) -> Command {
