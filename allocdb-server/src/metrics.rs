@@ -398,7 +398,9 @@ fn render_tables(out: &mut String, core: &CoreConfig, usage: &TableUsage) {
             core.lease_members_max,
             usage.lease_history_members,
         ),
+        // Exactly-once bookkeeping: full tables forget their oldest entries, never refuse.
         ("operations", core.operations_max, usage.operations),
+        ("sessions", core.clients_max, usage.sessions),
     ];
     let _ = writeln!(
         out,
@@ -760,7 +762,7 @@ mod tests {
             lease_members: 5,
             lease_history_members: 6,
             operations: 7,
-            sessions: 0,
+            sessions: 8,
         };
         let mut out = String::new();
         render_tables(&mut out, &config, &usage);
@@ -772,6 +774,11 @@ mod tests {
             "allocdb_table_rows{table=\"resources\"} 3".to_string(),
             "allocdb_table_rows{table=\"lease_members\"} 5".to_string(),
             "allocdb_table_rows{table=\"operations\"} 7".to_string(),
+            "allocdb_table_rows{table=\"sessions\"} 8".to_string(),
+            format!(
+                "allocdb_table_capacity{{table=\"sessions\"}} {}",
+                config.clients_max
+            ),
             "allocdb_table_rows{table=\"lease_history\"} 4".to_string(),
             "allocdb_table_rows{table=\"lease_history_members\"} 6".to_string(),
         ] {

@@ -2,7 +2,9 @@
 //!
 //! Metrics export rows and capacity per table (`allocdb_table_rows`, `allocdb_table_capacity`),
 //! but nobody reads a dashboard at 3 a.m. When a table that refuses work once full (resources,
-//! pools, live leases, live lease members, operation records) reaches
+//! pools, live leases, live lease members), or that then forgets exactly-once records early
+//! (application keys retire oldest first, sessions are evicted least recently used first, and
+//! their clients' late retries are refused), reaches
 //! [`TABLE_WARN_PERCENT`] of its capacity, the replica logs a WARN naming the table, its rows
 //! and its capacity, and repeats it at most once per [`TABLE_WARN_INTERVAL`] while it stays
 //! there; it logs an INFO once the table is back below. The lease history is not watched: it
@@ -19,12 +21,23 @@ pub const TABLE_WARN_PERCENT: u64 = 90;
 pub const TABLE_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The watched tables, in the order of [`rows`].
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 6] = [
     "resources",
     "pools",
     "leases",
     "lease_members",
     "operations",
+    "sessions",
+];
+
+/// What each table of [`TABLES`] does when full, for the warning.
+const WHEN_FULL: [&str; TABLES.len()] = [
+    "it refuses new entries when full",
+    "it refuses new entries when full",
+    "it refuses new entries when full",
+    "it refuses new entries when full",
+    "when full the oldest application key retires early (a late retry of it is refused)",
+    "when full a new session evicts the least recently used one",
 ];
 
 /// Per-table warning state.
@@ -51,6 +64,7 @@ fn rows(usage: &TableUsage) -> [u32; TABLES.len()] {
         usage.leases,
         usage.lease_members,
         usage.operations,
+        usage.sessions,
     ]
 }
 
@@ -64,6 +78,7 @@ impl TableWatch {
                 core.leases_max,
                 core.lease_members_max,
                 core.operations_max,
+                core.clients_max,
             ],
             warned_at: [None; TABLES.len()],
         }
@@ -90,8 +105,9 @@ impl TableWatch {
                         table,
                         rows,
                         capacity,
-                        "core table at {}% of its capacity: it refuses new entries when full",
-                        u64::from(rows) * 100 / u64::from(capacity)
+                        "core table at {}% of its capacity: {}",
+                        u64::from(rows) * 100 / u64::from(capacity),
+                        WHEN_FULL[index]
                     );
                     *warned_at = Some(now);
                     reports[index] = Some((table, TableReport::NearlyFull));
