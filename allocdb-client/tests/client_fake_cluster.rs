@@ -142,7 +142,8 @@ async fn concurrent_calls_are_coalesced_into_frames() {
     let state = cluster.state();
     let requests: usize = state.frames.iter().map(|(_, n)| n).sum();
     let largest = state.frames.iter().map(|(_, n)| *n).max().unwrap();
-    assert_eq!(requests, 300);
+    // 300 calls and the session's registration.
+    assert_eq!(requests, 301);
     assert!(
         state.frames.len() < 100,
         "300 concurrent calls took {} frames",
@@ -150,7 +151,7 @@ async fn concurrent_calls_are_coalesced_into_frames() {
     );
     assert!(largest > 10, "largest frame held {largest} requests");
     let counters = client.stats();
-    assert_eq!(counters.requests_sent, 300);
+    assert_eq!(counters.requests_sent, 301);
     assert_eq!(counters.frames_sent, state.frames.len() as u64);
 }
 
@@ -172,7 +173,8 @@ async fn in_flight_calls_are_bounded() {
         task.await.unwrap().unwrap();
     }
     let state = cluster.state();
-    assert_eq!(state.frames.iter().map(|(_, n)| n).sum::<usize>(), 64);
+    // 64 calls and the session's registration (which holds no caller's slot).
+    assert_eq!(state.frames.iter().map(|(_, n)| n).sum::<usize>(), 65);
     assert!(
         state.in_flight_peak <= 4,
         "peak in flight {}",
@@ -205,22 +207,32 @@ async fn follows_not_primary_to_the_newest_view() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_replica_is_left_after_the_request_timeout() {
-    let cluster = FakeCluster::start(&[Behaviour::Silent, Behaviour::Primary]).await;
+    let cluster = FakeCluster::start(&[Behaviour::Primary, Behaviour::Primary]).await;
     let client = Client::connect(options(&cluster)).await.unwrap();
+    // Registers the session at replica 0, which then goes silent.
+    client.create_resource(7, None).await.unwrap();
+    cluster.set(0, Behaviour::Silent);
+    let seen_before = cluster.state().writes_seen.len();
     let started = std::time::Instant::now();
     let grant = client.create_resource(8, None).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(150));
     assert!(!grant.retry, "the silent replica never executed it");
     let state = cluster.state();
-    let ids: Vec<_> = state.writes_seen.iter().map(|(_, id)| *id).collect();
+    let ids: Vec<_> = state.writes_seen[seen_before..]
+        .iter()
+        .map(|(_, id)| *id)
+        .collect();
     assert_eq!(ids.len(), 2, "sent to replica 0, then resent to 1");
     assert_eq!(ids[0], ids[1], "the resend carries the same operation id");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_lost_in_a_crash_is_retried_with_the_same_id() {
-    let cluster = FakeCluster::start(&[Behaviour::ExecuteThenDrop, Behaviour::Primary]).await;
+    let cluster = FakeCluster::start(&[Behaviour::Primary, Behaviour::Primary]).await;
     let client = Client::connect(options(&cluster)).await.unwrap();
+    // Registers the session at replica 0, which then crashes after executing the next frame.
+    client.create_resource(7, None).await.unwrap();
+    cluster.set(0, Behaviour::ExecuteThenDrop);
     let grant = client.create_resource(8, None).await.unwrap();
     assert!(
         grant.retry,
