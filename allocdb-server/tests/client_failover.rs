@@ -176,7 +176,13 @@ async fn assert_all_acked_present(client: &Client, acked: &[Acked]) {
             "acknowledged write {entry:?} was executed anew"
         );
         assert_eq!(
-            (again.op, again.index, again.lease, again.epoch, again.deadline_slot),
+            (
+                again.op,
+                again.index,
+                again.lease,
+                again.epoch,
+                again.deadline_slot
+            ),
             (
                 entry.committed.op,
                 entry.committed.index,

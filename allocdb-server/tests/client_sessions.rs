@@ -5,6 +5,8 @@
 //!   session's key is refused, never executed.
 //! * An application key whose record has retired is refused (`operation_expired`), and the
 //!   write it names is not executed a second time.
+//! * A retry after a failover, under a session key or an application key, returns the
+//!   original outcome and the op and index where the write executed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -162,4 +164,68 @@ async fn a_keyed_retry_after_its_window_is_refused_and_not_executed_twice() {
     // Not executed twice: the resource is still held by the first lease.
     let seat = client.get_resource(10, None).await.unwrap();
     assert_eq!(seat.value.lease, Some(first.lease));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_failover_returns_the_original_outcome_at_its_op() {
+    let mut cluster =
+        LocalCluster::start(binary(), 3, 0xFA1F, LocalSecurity::Insecure).expect("cluster starts");
+    let primary = cluster.wait_for_primary(PATIENCE).await.unwrap();
+    let client = client(&cluster).await;
+    client.create_resource(30, None).await.unwrap();
+    client.create_resource(31, None).await.unwrap();
+    let ttl_slots = client.slots_for(Duration::from_secs(600));
+    let reserve = |resource: u128| Command::Reserve {
+        resources: allocdb_core::Bundle::from_slice(&[resource]).unwrap(),
+        holder: 9,
+        ttl_slots,
+    };
+    // One write under a session key, one under an application key.
+    let by_session = client
+        .write(reserve(30), CallOptions::default())
+        .await
+        .unwrap();
+    let key = client.new_operation_id().await.unwrap();
+    let keyed = CallOptions {
+        operation_id: Some(key),
+        timeout: None,
+    };
+    let by_key = client.write(reserve(31), keyed).await.unwrap();
+    // Later writes move the log on, so a retry's batch is not the original's.
+    for resource in 40..45 {
+        client.create_resource(resource, None).await.unwrap();
+    }
+
+    cluster.kill(primary);
+    for (first, command) in [(by_session, reserve(30)), (by_key, reserve(31))] {
+        let call = CallOptions {
+            operation_id: Some(first.operation_id),
+            timeout: None,
+        };
+        let again = client.write(command, call).await.unwrap();
+        assert!(again.retry, "{first:?} was executed anew: {again:?}");
+        assert_eq!(
+            (
+                again.op,
+                again.index,
+                again.lease,
+                again.epoch,
+                again.deadline_slot
+            ),
+            (
+                first.op,
+                first.index,
+                first.lease,
+                first.epoch,
+                first.deadline_slot
+            ),
+            "the retry must report the original outcome at the op where it executed"
+        );
+    }
+    assert!(
+        client.stats().view_max > 0,
+        "the retries followed a view change"
+    );
+    let seat = client.get_resource(30, None).await.unwrap();
+    assert_eq!(seat.value.lease, Some(by_session.lease));
 }
