@@ -18,7 +18,9 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// How long to wait for a TCP connection to open.
     pub connect_timeout: Duration,
-    /// Calls in flight at once (sent or waiting to be sent). One more waits for a slot.
+    /// Calls in flight at once (sent or waiting to be sent). One more waits for a slot. Also
+    /// caps the session's window of numbered writes (with the cluster's
+    /// `session_requests_max`).
     pub in_flight_max: u32,
     /// Requests coalesced into one frame.
     pub batch_requests_max: u32,
@@ -33,7 +35,7 @@ pub struct ClientOptions {
     pub backoff_min: Duration,
     /// The longest such pause.
     pub backoff_max: Duration,
-    /// Fixes the client's identity (client id and operation-id prefix) so a simulation
+    /// Fixes the client's identity (client id and application-key nonces) so a simulation
     /// replays exactly; `None` draws it from the OS. Two live clients must never share one.
     pub identity_seed: Option<u64>,
     /// TLS credentials, or explicitly plaintext. `None` (the default) is refused by
@@ -99,8 +101,11 @@ impl ClientOptions {
 /// Per-call overrides.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CallOptions {
-    /// The operation id to use; `None` draws a fresh one. Pass the id of an earlier call whose
-    /// outcome was indefinite to learn it (the cluster answers a retry with the stored outcome).
+    /// The operation id to use, passed through unchanged: an application key from
+    /// [`crate::Client::new_operation_id`], or the id of an earlier call whose outcome was
+    /// indefinite, to learn it (the cluster answers a retry with the stored outcome while it
+    /// keeps it; see [`crate::ClientError::Indefinite`]). `None`: the client numbers the write
+    /// on its session.
     pub operation_id: Option<allocdb_core::OperationId>,
     /// This call's deadline; `None` uses [`ClientOptions::call_timeout`].
     pub timeout: Option<std::time::Duration>,
