@@ -231,31 +231,6 @@ async fn pools_revocation_operation_ids_and_usage_errors() {
         "{line}"
     );
 
-    // `operation-id` prints a fresh application key; a write with it, repeated by another
-    // process, returns the stored outcome at the op where it executed.
-    let (status, line) = cli(&a, &["operation-id"]);
-    assert_eq!(status, 0, "{line}");
-    let key = field(&line, "operation_id");
-    let key_value: u128 = key.parse().expect("a u128");
-    assert_eq!(key_value >> 127, 0, "an application key: {line}");
-    assert!(
-        field(&line, "issued_after_op").parse::<u64>().unwrap() > 0,
-        "{line}"
-    );
-    let (status, first) = cli(&a, &["--operation-id", &key, "create-resource", "60"]);
-    assert_eq!(status, 0, "{first}");
-    let (status, again) = cli(&a, &["--operation-id", &key, "create-resource", "60"]);
-    assert_eq!(
-        (status, field(&again, "retry").as_str(), field(&again, "op")),
-        (0, "true", field(&first, "op")),
-        "{again}"
-    );
-    // Without --operation-id, a write carries a fresh application key (no session).
-    let (status, line) = cli(&a, &["create-resource", "61"]);
-    assert_eq!(status, 0, "{line}");
-    let printed: u128 = field(&line, "operation_id").parse().expect("a u128");
-    assert_eq!(printed >> 127, 0, "an application key: {line}");
-
     // Usage errors.
     let (status, _) = cli(&a, &["reserve", "1", "--holder", "7"]);
     assert_eq!(status, 2, "missing --ttl");
@@ -284,6 +259,37 @@ fn no_reachable_replica_is_a_setup_error() {
     assert_eq!(output.status.code(), Some(2));
     let line = String::from_utf8(output.stdout).unwrap();
     assert_eq!(field(&line, "result"), "connection_error", "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_makes_and_uses_application_keys() {
+    let (_cluster, a) = single_replica(0xC13).await;
+    let (status, _) = cli(&a, &["create-resource", "59"]);
+    assert_eq!(status, 0);
+    // `operation-id` prints a fresh application key; a write with it, repeated by another
+    // process, returns the stored outcome at the op where it executed.
+    let (status, line) = cli(&a, &["operation-id"]);
+    assert_eq!(status, 0, "{line}");
+    let key = field(&line, "operation_id");
+    let key_value: u128 = key.parse().expect("a u128");
+    assert_eq!(key_value >> 127, 0, "an application key: {line}");
+    assert!(
+        field(&line, "issued_after_op").parse::<u64>().unwrap() > 0,
+        "{line}"
+    );
+    let (status, first) = cli(&a, &["--operation-id", &key, "create-resource", "60"]);
+    assert_eq!(status, 0, "{first}");
+    let (status, again) = cli(&a, &["--operation-id", &key, "create-resource", "60"]);
+    assert_eq!(
+        (status, field(&again, "retry").as_str(), field(&again, "op")),
+        (0, "true", field(&first, "op")),
+        "{again}"
+    );
+    // Without --operation-id, a write carries a fresh application key (no session).
+    let (status, line) = cli(&a, &["create-resource", "61"]);
+    assert_eq!(status, 0, "{line}");
+    let printed: u128 = field(&line, "operation_id").parse().expect("a u128");
+    assert_eq!(printed >> 127, 0, "an application key: {line}");
 }
 
 /// A replica that welcomes the client and then never answers: the write may or may not have
