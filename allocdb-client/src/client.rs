@@ -164,25 +164,33 @@ impl Client {
     /// after a restart). Store it before the first submission.
     ///
     /// Layout (see `allocdb_core::ids::OperationKey`): bit 127 clear, `issued_after_op` in
-    /// bits 64..127 — the highest op this client has seen committed, learned from a read
-    /// when it has seen none — and a nonce in bits 0..64, never repeated by this client. The
+    /// bits 64..127 — the highest op this client has seen committed (when it has seen none,
+    /// it registers its session first and uses at least that op) — and a nonce in bits 0..64, never repeated by this client. The
     /// cluster keeps a key's outcome for `dedupe_window_slots` (at most `operations_max`
     /// keys, oldest retired first); a retry after that is answered `operation_expired`, never
     /// executed again. So make the key just before its first submission: a key issued after
     /// an op older than every record the cluster still keeps is refused at once.
     ///
     /// # Errors
-    /// As [`Client::read`] when the client has seen no op yet and the read fails.
+    /// When the client has seen no op yet: as [`Client::write`] if its session cannot be
+    /// registered before [`ClientOptions::call_timeout`].
     pub async fn new_operation_id(&self) -> Result<allocdb_core::OperationId, ClientError> {
         let mut op = self.inner.counters.op_max_seen.load(Ordering::Relaxed);
         if op == 0 {
-            // Any query's answer carries the primary's applied op, which is committed.
-            let read = self
-                .read(Query::Pool(0), None, CallOptions::default())
-                .await?;
-            op = read
-                .op
-                .max(self.inner.counters.op_max_seen.load(Ordering::Relaxed));
+            // The registration is a committed write: its op is one the client saw committed.
+            // (A read would do too, but a primary serves none before its view's first op.)
+            let placeholder = ClientOperation::Write(Request {
+                operation_id: 0,
+                command: Command::RegisterSession { client: 0 },
+            });
+            let registered = self.submit_call(&placeholder, true, true, None).await?;
+            let ReplyBody::Committed {
+                op: register_op, ..
+            } = registered.body
+            else {
+                return Err(unexpected(&registered.body));
+            };
+            op = register_op.max(self.inner.counters.op_max_seen.load(Ordering::Relaxed));
         }
         Ok(self.inner.ids.application_key(op))
     }
@@ -470,6 +478,18 @@ impl Client {
         needs_key: bool,
         timeout: Option<std::time::Duration>,
     ) -> Result<Answer, ClientError> {
+        self.submit_call(operation, needs_key, false, timeout).await
+    }
+
+    /// As [`Client::submit`]; `session_only` waits for the session instead of sending
+    /// anything, and is answered with the registration's position.
+    async fn submit_call(
+        &self,
+        operation: &ClientOperation,
+        needs_key: bool,
+        session_only: bool,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Answer, ClientError> {
         let inner = &self.inner;
         let deadline = Instant::now() + timeout.unwrap_or(inner.options.call_timeout);
         let permit =
@@ -483,6 +503,7 @@ impl Client {
         let call = Call {
             operation: *operation,
             needs_key,
+            session_only,
             request_id: inner.ids.next_request_id(),
             deadline,
             reply: Some(reply),

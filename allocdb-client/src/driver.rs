@@ -66,6 +66,9 @@ pub(crate) struct Call {
     pub(crate) operation: ClientOperation,
     /// The caller gave no operation id: the driver assigns a session key.
     pub(crate) needs_key: bool,
+    /// Not a request: the caller waits until the client has a session, and is answered with
+    /// the registration's position (never sent; `needs_key` is set too).
+    pub(crate) session_only: bool,
     pub(crate) request_id: u64,
     pub(crate) deadline: Instant,
     /// `None` for the driver's own requests.
@@ -175,6 +178,8 @@ pub(crate) struct Driver {
     awaiting_key: std::collections::BTreeSet<u64>,
     /// The pending `register_session`, if any.
     register_request: Option<u64>,
+    /// Where the live session was registered (answered to `session_only` calls).
+    session_position: (u64, u32),
     /// Consecutive failed registrations, for backoff.
     register_failures: u32,
     /// Not before this instant is a failed registration tried again.
@@ -212,6 +217,7 @@ impl Driver {
             numbering,
             awaiting_key: std::collections::BTreeSet::new(),
             register_request: None,
+            session_position: (0, 0),
             register_failures: 0,
             register_at: now,
             own_request_next: DRIVER_REQUEST_BIT | 1,
@@ -323,6 +329,22 @@ impl Driver {
                 self.awaiting_key.remove(&request_id);
                 continue; // finished (deadline) while waiting
             };
+            if pending.call.session_only {
+                if self.numbering.session().is_none() {
+                    return;
+                }
+                self.awaiting_key.remove(&request_id);
+                let (op, index) = self.session_position;
+                let registered = ReplyBody::Committed {
+                    op,
+                    index,
+                    outcome: allocdb_core::Outcome::code(ResultCode::Ok),
+                };
+                // Nothing was numbered: `finish` must not release a number.
+                pending.key = Key::Fixed;
+                self.finish(request_id, Ok(registered));
+                continue;
+            }
             let Some((session, request)) = self.numbering.assign() else {
                 return;
             };
@@ -356,6 +378,7 @@ impl Driver {
                 },
             }),
             needs_key: false,
+            session_only: false,
             request_id,
             deadline: now + self.options.call_timeout,
             reply: None,
@@ -375,6 +398,7 @@ impl Driver {
                 if op > 0 && op < 1 << 48 && index < 1 << 16 {
                     let session = session_id_at(op, index);
                     self.numbering.start(session);
+                    self.session_position = (op, index);
                     self.counters.session_id.store(session, Ordering::Relaxed);
                     self.counters.registrations.fetch_add(1, Ordering::Relaxed);
                     self.register_failures = 0;

@@ -455,3 +455,44 @@ async fn a_write_without_a_session_is_never_sent() {
     );
     assert_eq!(client.stats().registrations, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_application_key_is_issued_after_the_sessions_registration() {
+    let cluster = FakeCluster::start(&[Behaviour::Primary]).await;
+    let client = Client::connect(options(&cluster)).await.unwrap();
+    let key = client.new_operation_id().await.unwrap();
+    let stats = client.stats();
+    assert_eq!(stats.registrations, 1, "{stats:?}");
+    assert!(matches!(
+        OperationKey::of(key),
+        OperationKey::Application { issued_after_op, .. } if issued_after_op > 0
+    ));
+    // The key works, and a repeat is answered with the stored outcome.
+    let call = CallOptions {
+        operation_id: Some(key),
+        timeout: None,
+    };
+    let first = client
+        .write(
+            Command::CreateResource {
+                resource: 3,
+                pool: None,
+            },
+            call,
+        )
+        .await
+        .unwrap();
+    let again = client
+        .write(
+            Command::CreateResource {
+                resource: 3,
+                pool: None,
+            },
+            call,
+        )
+        .await
+        .unwrap();
+    assert!(again.retry && !first.retry);
+    assert_eq!((again.op, again.index), (first.op, first.index));
+    assert_ne!(client.new_operation_id().await.unwrap(), key);
+}

@@ -7,8 +7,8 @@
 //!
 //! A write without `--operation-id` carries a fresh *application key* (not a session key): a
 //! one-shot process cannot keep a session, and an application key can be retried from any
-//! later process while the cluster remembers it. Registering a session per command would also
-//! evict the sessions of long-lived clients (the cluster keeps `clients_max`).
+//! later process while the cluster remembers it. Making the key registers a session (its op is
+//! the committed op the key is issued after); the session is left for eviction.
 //!
 //! Durations (`--ttl`, `--timeout`) read like `500ms`, `30s`, `5m`; TTLs are converted to the
 //! cluster's slots (the slot length comes from the replica's welcome), rounded up.
