@@ -273,9 +273,14 @@ fn execute(requests: &[FrameRequest], s: &mut State) -> Vec<FrameReply> {
                 },
                 ClientOperation::Write(_) => {
                     index += 1;
+                    // As the replica does: the position where the write executed (for a
+                    // retry, its first execution).
+                    let (op, position) = s
+                        .allocator
+                        .executed_position(u32::try_from(index - 1).unwrap());
                     ReplyBody::Committed {
-                        op: s.op,
-                        index: u32::try_from(index - 1).unwrap(),
+                        op,
+                        index: position,
                         outcome: outcomes[index - 1],
                     }
                 }
