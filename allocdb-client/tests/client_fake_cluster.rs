@@ -150,6 +150,12 @@ async fn concurrent_calls_are_coalesced_into_frames() {
         state.frames.len()
     );
     assert!(largest > 10, "largest frame held {largest} requests");
+    // The fake's welcome keeps 64 answers per session: never more numbered writes unanswered.
+    assert!(
+        state.in_flight_peak <= 64,
+        "peak in flight {} beyond the session window",
+        state.in_flight_peak
+    );
     let counters = client.stats();
     assert_eq!(counters.requests_sent, 301);
     assert_eq!(counters.frames_sent, state.frames.len() as u64);
