@@ -1,6 +1,8 @@
 //! TLS and client roles with real processes on loopback: a cluster started with `--certs`
 //! serves an operator, refuses plaintext, refuses an application certificate (and another
-//! replica's certificate) as a peer, and answers an application's `revoke` with `forbidden`.
+//! replica's certificate) as a peer, and answers an application's `revoke` with `forbidden`;
+//! the forged peer messages of issue 12, re-sent over plaintext and over an application
+//! certificate, change nothing.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,8 +10,12 @@ use std::time::Duration;
 
 use allocdb_client::tls::{Transport, replica_name};
 use allocdb_client::{Client, ClientError, ClientOptions, ClientRole, Security, TlsCredentials};
+use allocdb_core::{Allocator, Outcome, Request, ResultCode};
+use allocdb_server::fingerprint::Fingerprint;
 use allocdb_server::local_cluster::{LocalCluster, LocalSecurity};
 use allocdb_vsr::frame::{self, ErrorBody, ErrorCode, FrameKind, PeerHandshake};
+use allocdb_vsr::{Message, encode_message};
+use allocdb_wal::{CheckpointInfo, checksum128};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLUSTER: u128 = 0x7153;
@@ -222,4 +228,142 @@ async fn the_cli_uses_certificates_and_roles_and_refuses_to_guess() {
             "{args:?}: {stderr}"
         );
     }
+}
+
+/// The peer attacks of issue 12, byte for byte what an attacker on the network can send: a
+/// handshake claiming replica 0 (with the cluster's real fingerprint), a forged `checkpoint`
+/// whose snapshot holds two resources, a vote for view `u64::MAX`, and a `do_view_change` whose
+/// commit is beyond its op.
+fn forged_peer_messages(cluster: &LocalCluster) -> Vec<u8> {
+    let settings =
+        allocdb_server::ClusterSettings::read(&cluster.dir().join("replica-0")).expect("settings");
+    let handshake = Fingerprint::new(&settings, &cluster.addresses)
+        .expect("fingerprint")
+        .handshake(0, 3);
+    let mut bytes = Vec::new();
+    frame::write_frame(&mut bytes, FrameKind::PeerHandshake, CLUSTER, |b| {
+        handshake.encode(b);
+    });
+    let mut forged = Allocator::new(settings.replica.core).expect("core config");
+    let creates = [1, 2].map(|resource| Request {
+        operation_id: resource,
+        command: allocdb_core::Command::CreateResource {
+            resource,
+            pool: None,
+        },
+    });
+    let mut outcomes = [Outcome::code(ResultCode::Ok); 2];
+    forged.apply_batch(1_000, 1, &creates, &mut outcomes);
+    let mut snapshot = Vec::new();
+    forged.encode_snapshot(&mut snapshot);
+    let messages = [
+        Message::Checkpoint {
+            view: 1,
+            info: CheckpointInfo {
+                op: 1_000,
+                view: 1,
+                slot: 1,
+                record_checksum: checksum128(b"forged"),
+                snapshot_checksum: checksum128(&snapshot),
+                snapshot_len: snapshot.len() as u64,
+            },
+            snapshot,
+        },
+        Message::StartViewChange { view: u64::MAX },
+        Message::DoViewChange {
+            view: u64::MAX,
+            log_view: 0,
+            op: 1,
+            checksum: checksum128(b"forged"),
+            commit: 9,
+            suffix: Vec::new(),
+            damaged: false,
+        },
+    ];
+    for message in &messages {
+        frame::write_frame(&mut bytes, FrameKind::PeerMessage, CLUSTER, |b| {
+            encode_message(message, b);
+        });
+    }
+    bytes
+}
+
+/// Sends `attack` on `stream` and reads whatever comes back until the replica closes it.
+async fn deliver<S: AsyncReadExt + AsyncWriteExt + Unpin>(mut stream: S, attack: &[u8]) {
+    let _ = stream.write_all(attack).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_peer_messages_over_plaintext_or_an_application_certificate_change_nothing() {
+    let cluster = tls_cluster().await;
+    let operator = client(
+        &cluster,
+        cluster.client_security(ClientRole::Operator).unwrap(),
+    )
+    .await
+    .expect("operator connects");
+    for resource in 1..=20 {
+        operator
+            .create_resource(resource, None)
+            .await
+            .expect("creates");
+    }
+    let mut views = Vec::new();
+    for replica in 0..3 {
+        views.push(
+            cluster
+                .status(replica, Duration::from_secs(5))
+                .await
+                .unwrap()
+                .view,
+        );
+    }
+
+    let attack = forged_peer_messages(&cluster);
+    let application = Transport::new(&Security::Tls(credentials(&cluster, "application"))).unwrap();
+    for (index, address) in cluster.addresses.iter().enumerate() {
+        let plaintext = tokio::net::TcpStream::connect(address).await.unwrap();
+        deliver(plaintext, &attack).await;
+        let name = replica_name(CLUSTER, u8::try_from(index).unwrap());
+        let tls = application
+            .connect(address, &name)
+            .await
+            .expect("any certificate of the CA completes the TLS handshake");
+        deliver(tls, &attack).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Nothing changed: every resource is there, no replica left its view or its role.
+    for resource in 1..=20 {
+        operator
+            .get_resource(resource, None)
+            .await
+            .expect("every resource survives the forged checkpoint");
+    }
+    for replica in 0..3 {
+        let status = cluster
+            .status(replica, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            status.view, views[replica],
+            "replica {replica} changed view"
+        );
+        assert!(
+            status.role.is_normal(),
+            "replica {replica} is {:?}",
+            status.role
+        );
+        assert!(
+            status.commit >= 20,
+            "replica {replica} commit {}",
+            status.commit
+        );
+    }
+    operator
+        .create_resource(21, None)
+        .await
+        .expect("still serving");
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use allocdb_client::{CallOptions, Client, ClientError, ClientOptions};
-use allocdb_core::{Bundle, Command, LeaseId, Request};
+use allocdb_core::{Bundle, Command, LeaseId, OperationKey, Request};
 use allocdb_vsr::Query;
 use allocdb_wal::SplitMix64;
 
@@ -42,9 +42,16 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// An application key the workload can retry with after an indefinite answer: issued
+    /// after op 0 (the simulated cluster never retires a record: its operation table and
+    /// window outlast every seed), unique per client by the client's index in the nonce.
     fn next_operation_id(&mut self) -> u128 {
         self.operation_next += 1;
-        (u128::from(self.index) + 1) << 64 | u128::from(self.operation_next)
+        OperationKey::Application {
+            issued_after_op: 0,
+            nonce: (u64::from(self.index) + 1) << 48 | self.operation_next,
+        }
+        .id()
     }
 
     fn record(&self, invoked_us: u64, call: CallKind, answer: Answer) {
