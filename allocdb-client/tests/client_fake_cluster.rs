@@ -502,3 +502,34 @@ async fn a_first_application_key_is_issued_after_the_sessions_registration() {
     assert_eq!((again.op, again.index), (first.op, first.index));
     assert_ne!(client.new_operation_id().await.unwrap(), key);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_write_refused_as_stale_is_indefinite() {
+    let cluster = FakeCluster::start(&[Behaviour::Primary]).await;
+    let client = Client::connect(options(&cluster)).await.unwrap();
+    client.create_resource(1, None).await.unwrap();
+    let session = client.stats().session_id.unwrap();
+    // The cluster says this write's answer is gone: it may have run once, and never will again.
+    cluster.state().stale.push(session);
+    let error = client.create_resource(2, None).await.unwrap_err();
+    let ClientError::Indefinite { operation_id } = error else {
+        panic!("expected indefinite, got {error:?}");
+    };
+    assert_eq!(
+        OperationKey::of(operation_id),
+        OperationKey::Session {
+            session,
+            request: 2
+        }
+    );
+    // The session itself is still used: only that write is in doubt.
+    cluster.state().stale.clear();
+    let next = client.create_resource(3, None).await.unwrap();
+    assert_eq!(
+        OperationKey::of(next.operation_id),
+        OperationKey::Session {
+            session,
+            request: 3
+        }
+    );
+}

@@ -58,6 +58,8 @@ pub struct State {
     pub evicted: Vec<u64>,
     /// `ExecuteThenDrop` also evicts every session whose writes it executed.
     pub evict_on_drop: bool,
+    /// Sessions whose writes this fake answers `request_stale` (as if their answers were gone).
+    pub stale: Vec<u64>,
 }
 
 /// A running fake cluster.
@@ -80,6 +82,7 @@ impl FakeCluster {
             answer_delay: Duration::ZERO,
             evicted: Vec::new(),
             evict_on_drop: false,
+            stale: Vec::new(),
         }));
         let mut addresses = Vec::new();
         for replica in 0..behaviours.len() {
@@ -238,12 +241,17 @@ async fn answer(
     }
 }
 
-/// Whether the fake treats `request`'s session as evicted.
-fn evicted(s: &State, request: &Request) -> bool {
-    matches!(
-        OperationKey::of(request.operation_id),
-        OperationKey::Session { session, .. } if s.evicted.contains(&session)
-    )
+/// The refusal the fake gives `request` instead of executing it, if any.
+fn refusal(s: &State, request: &Request) -> Option<ResultCode> {
+    match OperationKey::of(request.operation_id) {
+        OperationKey::Session { session, .. } if s.evicted.contains(&session) => {
+            Some(ResultCode::SessionEvicted)
+        }
+        OperationKey::Session { session, .. } if s.stale.contains(&session) => {
+            Some(ResultCode::RequestStale)
+        }
+        _ => None,
+    }
 }
 
 /// Applies the frame's writes as one batch and answers its reads.
@@ -251,7 +259,7 @@ fn execute(requests: &[FrameRequest], s: &mut State) -> Vec<FrameReply> {
     let writes: Vec<Request> = requests
         .iter()
         .filter_map(|r| match r.operation {
-            ClientOperation::Write(w) if !evicted(s, &w) => Some(w),
+            ClientOperation::Write(w) if refusal(s, &w).is_none() => Some(w),
             ClientOperation::Write(_) | ClientOperation::Read { .. } => None,
         })
         .collect();
@@ -266,11 +274,13 @@ fn execute(requests: &[FrameRequest], s: &mut State) -> Vec<FrameReply> {
         .iter()
         .map(|r| {
             let body = match r.operation {
-                ClientOperation::Write(w) if evicted(s, &w) => ReplyBody::Committed {
-                    op: s.op,
-                    index: 0,
-                    outcome: Outcome::code(ResultCode::SessionEvicted),
-                },
+                ClientOperation::Write(w) if let Some(code) = refusal(s, &w) => {
+                    ReplyBody::Committed {
+                        op: s.op,
+                        index: 0,
+                        outcome: Outcome::code(code),
+                    }
+                }
                 ClientOperation::Write(_) => {
                     index += 1;
                     // As the replica does: the position where the write executed (for a
