@@ -342,15 +342,12 @@ async fn forged_peer_messages_over_plaintext_or_an_application_certificate_chang
             .await
             .expect("every resource survives the forged checkpoint");
     }
-    for replica in 0..3 {
+    for (replica, view) in views.into_iter().enumerate() {
         let status = cluster
             .status(replica, Duration::from_secs(5))
             .await
             .unwrap();
-        assert_eq!(
-            status.view, views[replica],
-            "replica {replica} changed view"
-        );
+        assert_eq!(status.view, view, "replica {replica} changed view");
         assert!(
             status.role.is_normal(),
             "replica {replica} is {:?}",
