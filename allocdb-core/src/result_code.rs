@@ -135,6 +135,21 @@ impl ResultCode {
         }
     }
 
+    /// Whether the operation's key alone decided the answer: nothing ran now, and the answer
+    /// says nothing about an earlier execution under the same key (`invalid_operation_id`,
+    /// `operation_conflict`, `session_evicted`, `request_stale`, `operation_expired`). Every
+    /// other code of a write is the outcome of one execution.
+    pub fn is_key_refusal(self) -> bool {
+        matches!(
+            self,
+            ResultCode::InvalidOperationId
+                | ResultCode::OperationConflict
+                | ResultCode::SessionEvicted
+                | ResultCode::RequestStale
+                | ResultCode::OperationExpired
+        )
+    }
+
     /// Decodes a code from its numeric value; `None` for a value no code uses.
     pub fn from_u8(value: u8) -> Option<ResultCode> {
         ResultCode::ALL.get(usize::from(value)).copied()

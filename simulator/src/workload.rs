@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use allocdb_client::{CallOptions, Client, ClientError, ClientOptions};
-use allocdb_core::{Bundle, Command, LeaseId, OperationKey, Request};
+use allocdb_core::{Bundle, Command, LeaseId, OperationKey, Request, ResultCode};
 use allocdb_vsr::Query;
 use allocdb_wal::SplitMix64;
 
@@ -20,6 +20,8 @@ pub const CLUSTER_ID: u128 = 0xA110_CDB5;
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Resource ids the healing probe creates start here.
 const PROBE_BASE: u128 = 50_000;
+/// Resource ids a stale resend would create (it must not): one per client from here.
+const STALE_PROBE_BASE: u128 = 60_000;
 /// Known leases kept as revoke/reclaim targets.
 const KNOWN_LEASES_MAX: usize = 32;
 
@@ -37,6 +39,9 @@ struct Ctx {
     shared: SharedRef,
     rng: SplitMix64,
     operation_next: u64,
+    /// Writes carry no key of the workload's: the library numbers them in its session
+    /// (odd-numbered clients), so sessions, their eviction and their windows run under faults.
+    numbered: bool,
     holder: u128,
     held: Vec<Held>,
 }
@@ -65,13 +70,26 @@ impl Ctx {
     }
 
     /// Issues `request` (a new write, or a retry of an earlier one with its id) and records it.
+    /// Operation id 0 leaves the key to the library's session; the record then carries the
+    /// key the library reports (none for a refusal).
     async fn send(&self, request: Request, timeout: Duration) -> Answer {
         let invoked_us = now_us();
         let options = CallOptions {
-            operation_id: Some(request.operation_id),
+            operation_id: (request.operation_id != 0).then_some(request.operation_id),
             timeout: Some(timeout),
         };
-        let answer = match self.client.write(request.command, options).await {
+        let result = self.client.write(request.command, options).await;
+        let operation_id = match &result {
+            _ if request.operation_id != 0 => request.operation_id,
+            Ok(committed) => committed.operation_id,
+            Err(ClientError::Indefinite { operation_id }) => *operation_id,
+            Err(_) => 0,
+        };
+        let request = Request {
+            operation_id,
+            ..request
+        };
+        let answer = match result {
             Ok(c) => Answer::Committed {
                 op: c.op,
                 index: c.index,
@@ -92,8 +110,13 @@ impl Ctx {
     }
 
     async fn write(&mut self, command: Command) -> Answer {
+        let operation_id = if self.numbered {
+            0
+        } else {
+            self.next_operation_id()
+        };
         let request = Request {
-            operation_id: self.next_operation_id(),
+            operation_id,
             command,
         };
         self.send(request, CALL_TIMEOUT).await
@@ -151,6 +174,7 @@ pub async fn run_client(
         shared,
         rng: SplitMix64::new(scenario.seed ^ (u64::from(index) << 40) ^ 0xC11E),
         operation_next: 0,
+        numbered: index % 2 == 1,
         holder: u128::from(index) + 1,
         held: Vec::new(),
     };
@@ -334,6 +358,9 @@ async fn heal(ctx: &mut Ctx, scenario: &Scenario) {
             ctx.shared.borrow_mut().liveness.push(text);
         }
     }
+    if ctx.numbered {
+        stale_probe(ctx, heal_timeout).await;
+    }
     let probe = Command::CreateResource {
         resource: PROBE_BASE + u128::from(ctx.index),
         pool: None,
@@ -359,5 +386,40 @@ async fn heal(ctx: &mut Ctx, scenario: &Scenario) {
             ctx.index
         );
         ctx.shared.borrow_mut().liveness.push(text);
+    }
+}
+
+/// Resends request number 1 of the client's session (long answered, with another command, as a
+/// delayed duplicate or a buggy client would): it must be refused (stale, its session evicted,
+/// or a conflict while still stored), never executed.
+async fn stale_probe(ctx: &mut Ctx, timeout: Duration) {
+    let Some(session) = ctx.client.stats().session_id else {
+        return;
+    };
+    let key = OperationKey::Session {
+        session,
+        request: 1,
+    };
+    let request = Request {
+        operation_id: key.id(),
+        command: Command::CreateResource {
+            resource: STALE_PROBE_BASE + u128::from(ctx.index),
+            pool: None,
+        },
+    };
+    match ctx.send(request, timeout).await {
+        Answer::Rejected {
+            code:
+                ResultCode::RequestStale | ResultCode::SessionEvicted | ResultCode::OperationConflict,
+            ..
+        } => {}
+        answer => {
+            let text = format!(
+                "exactly once: client {}: a resend of request 1 of session {session:#x} with another command \
+                 was answered {answer:?}; it must be refused without executing",
+                ctx.index
+            );
+            ctx.shared.borrow_mut().liveness.push(text);
+        }
     }
 }
