@@ -197,6 +197,11 @@ impl<S: Storage> Replica<S> {
             Wal::open_for_repair(storage, config.wal)
         }
         .map_err(ReplicaError::Wal)?;
+        // The log holds at most two checkpoint intervals plus the suffix kept for repairs
+        // between truncations: room for that many headers is taken now, not while serving.
+        wal.reserve_index(
+            2 * config.checkpoint_interval_ops + 4 * u64::from(config.suffix_ops_max),
+        );
         let superblock = *wal.superblock();
         if superblock.replica_index != config.replica_index
             || superblock.replica_count != config.replica_count
