@@ -94,8 +94,7 @@ impl Bridge {
                 Err(_) => break,
             }
         }
-        let taken =
-            std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
+        let taken = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
         self.pending.fetch_sub(taken.len(), Ordering::AcqRel);
         taken
     }

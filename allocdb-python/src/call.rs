@@ -42,7 +42,8 @@ pub(crate) enum Outcome {
     Connected,
     Committed(Committed),
     Resource(Op, ResourceView),
-    Lease(Op, LeaseView),
+    /// Boxed: a lease view (a bundle of ids) is three times the size of the other answers.
+    Lease(Op, Box<LeaseView>),
     Pool(Op, PoolStats),
     OperationId(OperationId),
 }
@@ -77,7 +78,7 @@ impl Call {
                         .map(|view| Outcome::Resource(op, view))
                         .map_err(rejected),
                     (Query::Lease(_), ReadResult::Lease(result)) => result
-                        .map(|view| Outcome::Lease(op, view))
+                        .map(|view| Outcome::Lease(op, Box::new(view)))
                         .map_err(rejected),
                     (Query::Pool(_), ReadResult::Pool(result)) => result
                         .map(|stats| Outcome::Pool(op, stats))

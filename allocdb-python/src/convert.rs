@@ -96,7 +96,8 @@ pub(crate) fn duration(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Duratio
     }
     if value.is_instance_of::<PyFloat>() {
         let seconds: f64 = value.extract()?;
-        return Duration::try_from_secs_f64(seconds).map_err(|_| out_of_range(format!("{seconds} s")));
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| out_of_range(format!("{seconds} s")));
     }
     let timedelta = TIMEDELTA.import(py, "datetime", "timedelta")?;
     if value.is_instance(timedelta.as_any())? {

@@ -9,13 +9,11 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use allocdb_client::{
-    CallOptions, Client, ClientOptions, ClientRole, Security, TlsCredentials,
-};
-use allocdb_core::{BUNDLE_SIZE_LIMIT, Bundle, Command};
+use allocdb_client::{CallOptions, Client, ClientOptions, ClientRole, Security, TlsCredentials};
+use allocdb_core::{BUNDLE_SIZE_LIMIT, Bundle, Command, LeaseId};
 use allocdb_vsr::Query;
-use pyo3::prelude::*;
 use pyo3::intern;
+use pyo3::prelude::*;
 
 use crate::bridge::Bridge;
 use crate::call::{Call, ClientSlot};
@@ -87,7 +85,7 @@ impl Core {
     fn write(
         &self,
         py: Python<'_>,
-        command: Command,
+        command: &Command,
         operation_id: Option<u128>,
         timeout: Option<&Bound<'_, PyAny>>,
         future: Option<Py<PyAny>>,
@@ -98,7 +96,7 @@ impl Core {
         };
         let call = Call::Write {
             client: self.client(py)?,
-            command,
+            command: *command,
             options,
         };
         self.dispatch(py, call, future)
@@ -170,7 +168,8 @@ impl Core {
             }
             (true, None) => Some(Security::Insecure),
             (false, Some(dir)) => Some(Security::Tls(
-                TlsCredentials::from_dir(&dir, role.name()).map_err(|reason| invalid(py, reason))?,
+                TlsCredentials::from_dir(&dir, role.name())
+                    .map_err(|reason| invalid(py, reason))?,
             )),
             // `ClientOptions::problem` explains.
             (false, None) => None,
@@ -186,8 +185,7 @@ impl Core {
         }
         options.in_flight_max = in_flight_max.unwrap_or(options.in_flight_max);
         options.batch_requests_max = batch_requests_max.unwrap_or(options.batch_requests_max);
-        options.frames_in_flight_max =
-            frames_in_flight_max.unwrap_or(options.frames_in_flight_max);
+        options.frames_in_flight_max = frames_in_flight_max.unwrap_or(options.frames_in_flight_max);
         if let Some(reason) = options.problem() {
             return Err(invalid(py, reason));
         }
@@ -212,7 +210,10 @@ impl Core {
     /// Drops the connected client: later calls raise `Closed`. Calls already running finish
     /// (their deadlines bound them); the connection task ends after the last one.
     fn close(&self) {
-        self.slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     /// Whether a client is connected and not closed.
@@ -252,7 +253,9 @@ impl Core {
             return Ok(bridge.fileno());
         }
         let bridge = Bridge::new().map_err(|error| {
-            pyo3::exceptions::PyOSError::new_err(format!("cannot open the event loop bridge: {error}"))
+            pyo3::exceptions::PyOSError::new_err(format!(
+                "cannot open the event loop bridge: {error}"
+            ))
         })?;
         Ok(self.bridge.get_or_init(|| Arc::new(bridge)).fileno())
     }
@@ -275,7 +278,11 @@ impl Core {
             }
         }
         if bridge.pending() == 0 {
-            let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
             if let Some(idle) = idle {
                 resolve_idle(py, idle.bind(py))?;
             }
@@ -303,7 +310,7 @@ impl Core {
         future: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let command = Command::CreateResource { resource, pool };
-        self.write(py, command, operation_id, timeout, future)
+        self.write(py, &command, operation_id, timeout, future)
     }
 
     #[pyo3(signature = (resources, holder, ttl, operation_id=None, timeout=None, future=None))]
@@ -331,7 +338,7 @@ impl Core {
             holder,
             ttl_slots: self.ttl_slots(py, ttl)?,
         };
-        self.write(py, command, operation_id, timeout, future)
+        self.write(py, &command, operation_id, timeout, future)
     }
 
     #[pyo3(signature = (pool, count, holder, ttl, operation_id=None, timeout=None, future=None))]
@@ -352,7 +359,7 @@ impl Core {
             holder,
             ttl_slots: self.ttl_slots(py, ttl)?,
         };
-        self.write(py, command, operation_id, timeout, future)
+        self.write(py, &command, operation_id, timeout, future)
     }
 
     #[pyo3(signature = (lease, holder, epoch, ttl=None, operation_id=None, timeout=None, future=None))]
@@ -372,12 +379,12 @@ impl Core {
             _ => None,
         };
         let command = Command::Activate {
-            lease,
+            lease: LeaseId(lease),
             holder,
             epoch,
             ttl_slots,
         };
-        self.write(py, command, operation_id, timeout, future)
+        self.write(py, &command, operation_id, timeout, future)
     }
 
     #[pyo3(signature = (lease, holder, epoch, ttl, operation_id=None, timeout=None, future=None))]
@@ -393,12 +400,12 @@ impl Core {
         future: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let command = Command::Renew {
-            lease,
+            lease: LeaseId(lease),
             holder,
             epoch,
             ttl_slots: self.ttl_slots(py, ttl)?,
         };
-        self.write(py, command, operation_id, timeout, future)
+        self.write(py, &command, operation_id, timeout, future)
     }
 
     #[pyo3(signature = (lease, holder, epoch, operation_id=None, timeout=None, future=None))]
@@ -413,11 +420,11 @@ impl Core {
         future: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let command = Command::Release {
-            lease,
+            lease: LeaseId(lease),
             holder,
             epoch,
         };
-        self.write(py, command, operation_id, timeout, future)
+        self.write(py, &command, operation_id, timeout, future)
     }
 
     #[pyo3(signature = (lease, operation_id=None, timeout=None, future=None))]
@@ -429,7 +436,15 @@ impl Core {
         timeout: Option<&Bound<'_, PyAny>>,
         future: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        self.write(py, Command::Revoke { lease }, operation_id, timeout, future)
+        self.write(
+            py,
+            &Command::Revoke {
+                lease: LeaseId(lease),
+            },
+            operation_id,
+            timeout,
+            future,
+        )
     }
 
     #[pyo3(signature = (lease, operation_id=None, timeout=None, future=None))]
@@ -441,7 +456,15 @@ impl Core {
         timeout: Option<&Bound<'_, PyAny>>,
         future: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        self.write(py, Command::Reclaim { lease }, operation_id, timeout, future)
+        self.write(
+            py,
+            &Command::Reclaim {
+                lease: LeaseId(lease),
+            },
+            operation_id,
+            timeout,
+            future,
+        )
     }
 
     #[pyo3(signature = (resource, min_op=None, timeout=None, future=None))]
@@ -465,7 +488,7 @@ impl Core {
         timeout: Option<&Bound<'_, PyAny>>,
         future: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        self.read(py, Query::Lease(lease), min_op, timeout, future)
+        self.read(py, Query::Lease(LeaseId(lease)), min_op, timeout, future)
     }
 
     #[pyo3(signature = (pool, min_op=None, timeout=None, future=None))]

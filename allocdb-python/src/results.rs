@@ -6,8 +6,8 @@
 
 use allocdb_client::{ClientError, ClientStats as RustClientStats, Committed as RustCommitted};
 use allocdb_core::{
-    DEADLINE_NONE, LeaseState, LeaseView, PoolStats as RustPoolStats, ResourceState,
-    ResourceView, ResultCode,
+    DEADLINE_NONE, LeaseState, LeaseView, PoolStats as RustPoolStats, ResourceState, ResourceView,
+    ResultCode,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -153,7 +153,7 @@ impl From<RustCommitted> for Committed {
             op: committed.op,
             index: committed.index,
             operation_id: committed.operation_id,
-            lease: (committed.lease != 0).then_some(committed.lease),
+            lease: (committed.lease.0 != 0).then_some(committed.lease.0),
             epoch: committed.epoch,
             deadline_slot: slot(committed.deadline_slot),
             retry: committed.retry,
@@ -188,12 +188,7 @@ impl Resource {
     /// Its state, an `allocdb.ResourceState`.
     #[getter]
     fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        enum_member(
-            py,
-            &RESOURCE_STATE_CLASS,
-            "ResourceState",
-            self.state as u8,
-        )
+        enum_member(py, &RESOURCE_STATE_CLASS, "ResourceState", self.state as u8)
     }
 
     fn __repr__(&self) -> String {
@@ -215,7 +210,7 @@ impl Resource {
             id: view.id,
             pool: view.pool,
             state: view.state,
-            lease: view.lease,
+            lease: view.lease.map(|lease| lease.0),
             version: view.version,
             op,
         }
@@ -292,7 +287,7 @@ impl Lease {
 impl Lease {
     fn new(op: u64, view: &LeaseView) -> Lease {
         Lease {
-            id: view.id,
+            id: view.id.0,
             holder: view.holder,
             state: view.state,
             epoch: view.epoch,

@@ -20,21 +20,20 @@ static RUNTIME: OnceLock<(u32, tokio::runtime::Runtime)> = OnceLock::new();
 /// `RuntimeError` when it cannot be started, or when this process is a fork of the one that
 /// started it (its threads did not survive the fork).
 pub(crate) fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
-    let (owner, runtime) = match RUNTIME.get() {
-        Some(entry) => entry,
-        None => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(WORKER_THREADS)
-                .thread_name("allocdb-client")
-                .enable_all()
-                .build()
-                .map_err(|error| {
-                    PyRuntimeError::new_err(format!("cannot start the client runtime: {error}"))
-                })?;
-            // Two threads racing here (only possible without the GIL) keep the first runtime;
-            // the other is dropped unused.
-            RUNTIME.get_or_init(|| (std::process::id(), runtime))
-        }
+    let (owner, runtime) = if let Some(entry) = RUNTIME.get() {
+        entry
+    } else {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(WORKER_THREADS)
+            .thread_name("allocdb-client")
+            .enable_all()
+            .build()
+            .map_err(|error| {
+                PyRuntimeError::new_err(format!("cannot start the client runtime: {error}"))
+            })?;
+        // Two threads racing here (only possible without the GIL) keep the first runtime;
+        // the other is dropped unused.
+        RUNTIME.get_or_init(|| (std::process::id(), runtime))
     };
     if *owner != std::process::id() {
         return Err(PyRuntimeError::new_err(
