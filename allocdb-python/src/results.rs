@@ -115,9 +115,9 @@ pub(crate) struct Committed {
     /// The operation id it carried (a session key, or the application key given).
     #[pyo3(get)]
     operation_id: u128,
-    /// The lease created or touched; `None` for `create_resource`. Also a fencing token.
+    /// The lease created or touched (also a fencing token); 0 for `create_resource`.
     #[pyo3(get)]
-    lease: Option<u128>,
+    lease: u128,
     /// The lease's epoch afterwards: pass it to `activate`, `renew` and `release`.
     #[pyo3(get)]
     epoch: u64,
@@ -139,7 +139,7 @@ impl Committed {
             self.op,
             self.index,
             self.operation_id,
-            show(self.lease),
+            self.lease,
             self.epoch,
             show(self.deadline_slot),
             show_bool(self.retry)
@@ -153,7 +153,7 @@ impl From<RustCommitted> for Committed {
             op: committed.op,
             index: committed.index,
             operation_id: committed.operation_id,
-            lease: (committed.lease.0 != 0).then_some(committed.lease.0),
+            lease: committed.lease.0,
             epoch: committed.epoch,
             deadline_slot: slot(committed.deadline_slot),
             retry: committed.retry,

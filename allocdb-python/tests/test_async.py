@@ -35,8 +35,8 @@ def test_every_call(cluster: LocalCluster, ids: Ids) -> None:
             revoked = await client.revoke(picked.lease)
             reclaimed = await client.reclaim(picked.lease)
             assert reclaimed.op > revoked.op
-            seat = await client.get_resource(seats[1], min_op=reclaimed.op)
-            assert seat.state is ResourceState.AVAILABLE
+            member = await client.get_resource(seats[1], min_op=reclaimed.op)
+            assert member.state is ResourceState.AVAILABLE
             key = await client.new_operation_id()
             keyed = await client.reserve(seats[2], holder, 30, operation_id=key)
             retried = await client.reserve(seats[2], holder, 30, operation_id=key)
@@ -66,7 +66,7 @@ def test_a_thousand_coroutines(cluster: LocalCluster, ids: Ids) -> None:
                 lease = await client.get_lease(grant.lease, min_op=grant.op)
                 assert lease.holder == holder and lease.resources == (seat,)
                 await client.release(grant.lease, holder, grant.epoch)
-                return grant.lease or 0
+                return grant.lease
 
             before = client.stats()
             leases = await asyncio.gather(

@@ -24,7 +24,7 @@ def rejected(call: Callable[[], object]) -> Rejected:
 def test_create_and_get_resource(client: allocdb.Client, ids: Ids) -> None:
     resource = ids()
     created = client.create_resource(resource)
-    assert created.op > 0 and created.lease is None and not created.retry
+    assert created.op > 0 and created.lease == 0 and not created.retry
     seen = client.get_resource(resource, min_op=created.op)
     assert seen.id == resource and seen.pool is None
     assert seen.state is ResourceState.AVAILABLE and seen.lease is None
@@ -39,7 +39,7 @@ def test_reserve_activate_renew_release(client: allocdb.Client, ids: Ids) -> Non
     client.create_resource(first)
     client.create_resource(second)
     grant = client.reserve([first, second], holder, datetime.timedelta(seconds=30))
-    assert grant.lease is not None and grant.epoch == 1 and grant.deadline_slot is not None
+    assert grant.lease > 0 and grant.epoch == 1 and grant.deadline_slot is not None
     lease = client.get_lease(grant.lease, min_op=grant.op)
     assert lease.state is LeaseState.RESERVED and lease.live
     assert lease.resources == (first, second) and lease.holder == holder
@@ -204,7 +204,7 @@ def test_results_are_values(client: allocdb.Client, ids: Ids) -> None:
     seat = ids()
     created = client.create_resource(seat)
     assert repr(created).startswith(f"Committed(op={created.op}, index=")
-    assert "lease=None" in repr(created) and "retry=False" in repr(created)
+    assert "lease=0," in repr(created) and "retry=False" in repr(created)
     first = client.get_resource(seat, min_op=created.op)
     assert repr(first) == (
         f"Resource(id={seat}, pool=None, state=ResourceState.AVAILABLE, lease=None, "

@@ -86,7 +86,7 @@ async def bench(addresses: list[str], options: dict[str, object], args: argparse
                 middle = clock()
                 if warm_until <= middle < stop_at:
                     record(middle - begun)
-                await release(grant.lease or 0, holder, grant.epoch)
+                await release(grant.lease, holder, grant.epoch)
                 ended = clock()
                 if warm_until <= ended < stop_at:
                     record(ended - middle)

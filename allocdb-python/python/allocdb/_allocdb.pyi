@@ -32,9 +32,8 @@ class Committed:
     def operation_id(self) -> int:
         """The operation id it carried (a session key, or the application key given)."""
     @property
-    def lease(self) -> Optional[int]:
-        """The lease created or touched (also a fencing token); ``None`` for
-        ``create_resource``."""
+    def lease(self) -> int:
+        """The lease created or touched (also a fencing token); 0 for ``create_resource``."""
     @property
     def epoch(self) -> int:
         """The lease's epoch afterwards: pass it to ``activate``, ``renew``, ``release``."""

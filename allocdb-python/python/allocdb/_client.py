@@ -160,7 +160,7 @@ class Client:
         must outlive this client (another process, a restart). Store it before the first
         submission; the cluster keeps its outcome for its dedupe window, and a retry after that
         is refused ``OPERATION_EXPIRED``, never executed twice."""
-        return self._core.new_operation_id()
+        return self._core.new_operation_id()  # type: ignore[no-any-return]
 
     def create_resource(
         self,
@@ -174,7 +174,7 @@ class Client:
 
         Raises ``Rejected`` (``ALREADY_EXISTS``, ``RESOURCE_TABLE_FULL``, ...); see the class
         docstring of each error for the rest."""
-        return self._core.create_resource(resource, pool, operation_id, timeout)
+        return self._core.create_resource(resource, pool, operation_id, timeout)  # type: ignore[no-any-return]
 
     def reserve(
         self,
@@ -192,7 +192,7 @@ class Client:
         both to ``activate``, ``renew``, ``release``). Raises ``Rejected`` with
         ``RESOURCE_BUSY`` when another live lease holds one of them, ``RESOURCE_NOT_FOUND``,
         ``TTL_OUT_OF_RANGE``, ...; ``Invalid`` for more than 16 resources."""
-        return self._core.reserve(_bundle(resources), holder, ttl, operation_id, timeout)
+        return self._core.reserve(_bundle(resources), holder, ttl, operation_id, timeout)  # type: ignore[no-any-return]
 
     def reserve_any(
         self,
@@ -207,7 +207,7 @@ class Client:
         """Reserves ``count`` free members of ``pool`` (chosen by the cluster) for ``holder``.
         Read the lease (``get_lease(grant.lease)``) to see which. Raises ``Rejected`` with
         ``POOL_EXHAUSTED`` or ``POOL_NOT_FOUND``, ..."""
-        return self._core.reserve_any(pool, count, holder, ttl, operation_id, timeout)
+        return self._core.reserve_any(pool, count, holder, ttl, operation_id, timeout)  # type: ignore[no-any-return]
 
     def activate(
         self,
@@ -222,7 +222,7 @@ class Client:
         """Confirms a reservation; ``ttl=None`` holds it until released or revoked. Raises
         ``Rejected`` with ``HOLDER_MISMATCH``, ``STALE_EPOCH``, ``INVALID_STATE``,
         ``LEASE_EXPIRED``, ..."""
-        return self._core.activate(lease, holder, epoch, ttl, operation_id, timeout)
+        return self._core.activate(lease, holder, epoch, ttl, operation_id, timeout)  # type: ignore[no-any-return]
 
     def renew(
         self,
@@ -236,7 +236,7 @@ class Client:
     ) -> Committed:
         """Extends a reserved or active lease to ``ttl`` from now. Renew before the deadline
         by your own clock; after it the answer is ``LEASE_EXPIRED``."""
-        return self._core.renew(lease, holder, epoch, ttl, operation_id, timeout)
+        return self._core.renew(lease, holder, epoch, ttl, operation_id, timeout)  # type: ignore[no-any-return]
 
     def release(
         self,
@@ -248,7 +248,7 @@ class Client:
         timeout: Optional[Duration] = None,
     ) -> Committed:
         """Gives the lease's resources back."""
-        return self._core.release(lease, holder, epoch, operation_id, timeout)
+        return self._core.release(lease, holder, epoch, operation_id, timeout)  # type: ignore[no-any-return]
 
     def revoke(
         self,
@@ -259,7 +259,7 @@ class Client:
     ) -> Committed:
         """Takes a lease away from its holder (operator role): the holder is fenced off (its
         epoch is stale) but the resources stay held until ``reclaim``."""
-        return self._core.revoke(lease, operation_id, timeout)
+        return self._core.revoke(lease, operation_id, timeout)  # type: ignore[no-any-return]
 
     def reclaim(
         self,
@@ -269,7 +269,7 @@ class Client:
         timeout: Optional[Duration] = None,
     ) -> Committed:
         """Frees the resources of a revoked lease (operator role)."""
-        return self._core.reclaim(lease, operation_id, timeout)
+        return self._core.reclaim(lease, operation_id, timeout)  # type: ignore[no-any-return]
 
     def get_resource(
         self,
@@ -281,7 +281,7 @@ class Client:
         """Reads a resource, from state at least as new as ``min_op`` (pass a write's ``op``
         to read your own write). Raises ``Rejected`` with ``RESOURCE_NOT_FOUND``; ``Timeout``
         when the deadline passed."""
-        return self._core.get_resource(resource, min_op, timeout)
+        return self._core.get_resource(resource, min_op, timeout)  # type: ignore[no-any-return]
 
     def get_lease(
         self,
@@ -291,7 +291,7 @@ class Client:
         timeout: Optional[Duration] = None,
     ) -> Lease:
         """Reads a lease. Raises ``Rejected`` with ``LEASE_NOT_FOUND`` or ``LEASE_RETIRED``."""
-        return self._core.get_lease(lease, min_op, timeout)
+        return self._core.get_lease(lease, min_op, timeout)  # type: ignore[no-any-return]
 
     def pool_stats(
         self,
@@ -302,7 +302,7 @@ class Client:
     ) -> PoolStats:
         """Reads a pool's member count and how many are free. Raises ``Rejected`` with
         ``POOL_NOT_FOUND``."""
-        return self._core.pool_stats(pool, min_op, timeout)
+        return self._core.pool_stats(pool, min_op, timeout)  # type: ignore[no-any-return]
 
 
 class AsyncClient:
