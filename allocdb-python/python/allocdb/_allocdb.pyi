@@ -6,7 +6,7 @@ The result classes are re-exported by ``allocdb``; ``Core`` is the handle behind
 
 import asyncio
 import datetime
-from typing import Any, Optional, Union, final
+from typing import Any, Optional, Sequence, Union, final
 
 from ._types import LeaseState, ResourceState
 
@@ -187,7 +187,7 @@ class Core:
     ) -> Any: ...
     def reserve(
         self,
-        resources: list[int],
+        resources: Sequence[int],
         holder: int,
         ttl: _Duration,
         operation_id: Optional[int] = None,

@@ -35,10 +35,8 @@ def _addresses(addresses: Union[str, Sequence[str]]) -> list[str]:
     return list(addresses)
 
 
-def _bundle(resources: Resources) -> list[int]:
-    if isinstance(resources, int):
-        return [resources]
-    return list(resources)
+def _not_connected() -> "asyncio.Future[Any]":
+    raise Closed(_NOT_CONNECTED)
 
 
 def _core(
@@ -192,7 +190,8 @@ class Client:
         both to ``activate``, ``renew``, ``release``). Raises ``Rejected`` with
         ``RESOURCE_BUSY`` when another live lease holds one of them, ``RESOURCE_NOT_FOUND``,
         ``TTL_OUT_OF_RANGE``, ...; ``Invalid`` for more than 16 resources."""
-        return self._core.reserve(_bundle(resources), holder, ttl, operation_id, timeout)  # type: ignore[no-any-return]
+        bundle = [resources] if isinstance(resources, int) else resources
+        return self._core.reserve(bundle, holder, ttl, operation_id, timeout)  # type: ignore[no-any-return]
 
     def reserve_any(
         self,
@@ -349,7 +348,9 @@ class AsyncClient:
             frames_in_flight_max,
         )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._create_future: Optional[Callable[[], "asyncio.Future[Any]"]] = None
+        # The loop's `create_future` while connected; raises `Closed` otherwise. Every call
+        # starts with it (one attribute lookup, no extra frame: calls are the hot path).
+        self._create_future: Callable[[], "asyncio.Future[Any]"] = _not_connected
         self._fd: Optional[int] = None
 
     async def connect(self) -> "AsyncClient":
@@ -367,7 +368,7 @@ class AsyncClient:
         except BaseException:
             # Nothing else can be pending before the connection exists.
             loop.remove_reader(fd)
-            self._loop = self._fd = self._create_future = None
+            self._loop, self._fd, self._create_future = None, None, _not_connected
             raise
         return self
 
@@ -396,13 +397,7 @@ class AsyncClient:
             self._core.wait_idle(idle)
             await idle
         loop.remove_reader(fd)
-        self._loop = self._fd = self._create_future = None
-
-    def _future(self) -> "asyncio.Future[Any]":
-        create = self._create_future
-        if create is None:
-            raise Closed(_NOT_CONNECTED)
-        return create()
+        self._loop, self._fd, self._create_future = None, None, _not_connected
 
     @property
     def cluster_id(self) -> int:
@@ -421,7 +416,7 @@ class AsyncClient:
         return self._core.stats()
 
     async def new_operation_id(self) -> int:
-        future = self._future()
+        future = self._create_future()
         self._core.new_operation_id(future)
         return await future  # type: ignore[no-any-return]
 
@@ -433,7 +428,7 @@ class AsyncClient:
         operation_id: Optional[int] = None,
         timeout: Optional[Duration] = None,
     ) -> Committed:
-        future = self._future()
+        future = self._create_future()
         self._core.create_resource(resource, pool, operation_id, timeout, future)
         return await future  # type: ignore[no-any-return]
 
@@ -446,8 +441,15 @@ class AsyncClient:
         operation_id: Optional[int] = None,
         timeout: Optional[Duration] = None,
     ) -> Committed:
-        future = self._future()
-        self._core.reserve(_bundle(resources), holder, ttl, operation_id, timeout, future)
+        future = self._create_future()
+        self._core.reserve(
+            [resources] if isinstance(resources, int) else resources,
+            holder,
+            ttl,
+            operation_id,
+            timeout,
+            future,
+        )
         return await future  # type: ignore[no-any-return]
 
     async def reserve_any(
@@ -460,7 +462,7 @@ class AsyncClient:
         operation_id: Optional[int] = None,
         timeout: Optional[Duration] = None,
     ) -> Committed:
-        future = self._future()
+        future = self._create_future()
         self._core.reserve_any(pool, count, holder, ttl, operation_id, timeout, future)
         return await future  # type: ignore[no-any-return]
 
@@ -474,7 +476,7 @@ class AsyncClient:
         operation_id: Optional[int] = None,
         timeout: Optional[Duration] = None,
     ) -> Committed:
-        future = self._future()
+        future = self._create_future()
         self._core.activate(lease, holder, epoch, ttl, operation_id, timeout, future)
         return await future  # type: ignore[no-any-return]
 
@@ -488,7 +490,7 @@ class AsyncClient:
         operation_id: Optional[int] = None,
         timeout: Optional[Duration] = None,
     ) -> Committed:
-        future = self._future()
+        future = self._create_future()
         self._core.renew(lease, holder, epoch, ttl, operation_id, timeout, future)
         return await future  # type: ignore[no-any-return]
 
@@ -501,7 +503,7 @@ class AsyncClient:
         operation_id: Optional[int] = None,
         timeout: Optional[Duration] = None,
     ) -> Committed:
-        future = self._future()
+        future = self._create_future()
         self._core.release(lease, holder, epoch, operation_id, timeout, future)
         return await future  # type: ignore[no-any-return]
 
@@ -512,7 +514,7 @@ class AsyncClient:
         operation_id: Optional[int] = None,
         timeout: Optional[Duration] = None,
     ) -> Committed:
-        future = self._future()
+        future = self._create_future()
         self._core.revoke(lease, operation_id, timeout, future)
         return await future  # type: ignore[no-any-return]
 
@@ -523,7 +525,7 @@ class AsyncClient:
         operation_id: Optional[int] = None,
         timeout: Optional[Duration] = None,
     ) -> Committed:
-        future = self._future()
+        future = self._create_future()
         self._core.reclaim(lease, operation_id, timeout, future)
         return await future  # type: ignore[no-any-return]
 
@@ -534,7 +536,7 @@ class AsyncClient:
         min_op: Optional[int] = None,
         timeout: Optional[Duration] = None,
     ) -> Resource:
-        future = self._future()
+        future = self._create_future()
         self._core.get_resource(resource, min_op, timeout, future)
         return await future  # type: ignore[no-any-return]
 
@@ -545,7 +547,7 @@ class AsyncClient:
         min_op: Optional[int] = None,
         timeout: Optional[Duration] = None,
     ) -> Lease:
-        future = self._future()
+        future = self._create_future()
         self._core.get_lease(lease, min_op, timeout, future)
         return await future  # type: ignore[no-any-return]
 
@@ -556,7 +558,7 @@ class AsyncClient:
         min_op: Optional[int] = None,
         timeout: Optional[Duration] = None,
     ) -> PoolStats:
-        future = self._future()
+        future = self._create_future()
         self._core.pool_stats(pool, min_op, timeout, future)
         return await future  # type: ignore[no-any-return]
 
