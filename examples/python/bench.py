@@ -5,6 +5,7 @@ each reserving its own seat and releasing it in a loop (the `uncontended` worklo
 
     python examples/python/bench.py                      # 1,000 coroutines, 5 s after a 1 s warm-up
     python examples/python/bench.py --coroutines 256 --duration 10
+    python examples/python/bench.py --uvloop           # the same on uvloop, if installed
 
 Prints one line like `allocdb benchmark` does:
 
@@ -113,9 +114,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--tls", action="store_true", help="run the local cluster with TLS")
     parser.add_argument("--addresses", help="an existing cluster (comma-separated)")
     parser.add_argument("--certs", help="with --addresses: a certificate directory")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install uvloop)")
     args = parser.parse_args(argv)
     with cluster_for(args) as (addresses, options):
-        print(asyncio.run(bench(addresses, options, args)))
+        if args.uvloop:
+            import uvloop  # type: ignore[import-not-found,unused-ignore]
+
+            uvloop.install()
+        line = asyncio.run(bench(addresses, options, args))
+        print(line + (" loop=uvloop" if args.uvloop else " loop=asyncio"))
     return 0
 
 
