@@ -21,6 +21,9 @@ use crate::convert::{closed, duration, invalid, optional_duration};
 use crate::results::{ClientStats, outcome_into_py};
 use crate::runtime::runtime;
 
+/// How often a blocking call wakes up to let Python run its signal handlers (Ctrl-C).
+const SIGNAL_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A client handle: its options, the connected client (once connected, until closed) and, for
 /// asyncio use, its bridge to one event loop.
 #[pyclass(module = "allocdb._allocdb", frozen)]
@@ -67,8 +70,21 @@ impl Core {
         let runtime = runtime()?;
         match future {
             None => {
-                let outcome = py.detach(|| runtime.block_on(call.start()));
-                outcome_into_py(py, outcome)
+                let mut work = call.start();
+                loop {
+                    let step = py.detach(|| {
+                        // The timer must be made inside the runtime.
+                        runtime.block_on(async {
+                            tokio::time::timeout(SIGNAL_CHECK_INTERVAL, &mut work).await
+                        })
+                    });
+                    match step {
+                        Ok(outcome) => return outcome_into_py(py, outcome),
+                        // Ctrl-C (KeyboardInterrupt) and other signal handlers run here. An
+                        // interrupted write's outcome is unknown, as after any interrupted I/O.
+                        Err(_) => py.check_signals()?,
+                    }
+                }
             }
             Some(future) => {
                 let bridge = Arc::clone(self.bridge(py)?);

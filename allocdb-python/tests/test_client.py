@@ -295,3 +295,30 @@ def test_threads_share_one_client(client: allocdb.Client, ids: Ids) -> None:
         list(pool.map(client.create_resource, seats))
         grants = list(pool.map(lambda seat: client.reserve(seat, 5, 30), seats))
     assert len({grant.lease for grant in grants}) == len(seats)
+
+
+def test_a_blocking_call_lets_signal_handlers_run() -> None:
+    """Ctrl-C reaches Python during a blocking call (here: connecting to nobody for 10 s)."""
+    import os
+    import signal
+    import threading
+
+    from allocdb.testing import _free_ports
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGINT, handler)
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    try:
+        timer.start()
+        with pytest.raises(Interrupted):
+            allocdb.Client([f"127.0.0.1:{_free_ports(1)[0]}"], insecure=True, call_timeout=10)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert time.monotonic() - started < 3
