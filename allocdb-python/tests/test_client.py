@@ -158,6 +158,8 @@ def test_bad_arguments(client: allocdb.Client, ids: Ids) -> None:
         client.reserve(seat, 1, 30, operation_id=0)
     with pytest.raises(OverflowError):
         client.reserve(2**128, 1, 30)
+    with pytest.raises(OverflowError):
+        client.reserve(seat, -1, 30)
     assert rejected(lambda: client.reserve([seat, seat], 1, 30)).code is (
         ResultCode.BUNDLE_DUPLICATE_RESOURCE
     )
@@ -237,6 +239,7 @@ def test_errors_pickle_and_keep_their_fields() -> None:
     import pickle
 
     error = Rejected("resource_busy (op 3)", 4, 3)
+    assert repr(type(error)) == "<class 'allocdb.Rejected'>"
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.code, copy.op, str(copy)) == (ResultCode.RESOURCE_BUSY, 3, str(error))
     indefinite = pickle.loads(pickle.dumps(allocdb.Indefinite("unknown", 2**100)))

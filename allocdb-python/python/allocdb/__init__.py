@@ -55,3 +55,11 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Show the public classes where users import them from (tracebacks, reprs, pickling).
+for _public in (
+    AllocDBError, AsyncClient, Client, Closed, Forbidden, Indefinite, Invalid, LeaseState,
+    Rejected, ResourceState, ResultCode, Timeout, Unavailable,
+):
+    _public.__module__ = __name__
+del _public
