@@ -14,12 +14,12 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use allocdb_client::ClientError;
 use pyo3::prelude::*;
 
-use crate::call::Outcome;
+use crate::call::{Outcome, Running};
 
 /// A future and what to set on it.
 type Completion = (Py<PyAny>, Result<Outcome, ClientError>);
@@ -29,6 +29,11 @@ const WAKE_BUFFER_BYTES: usize = 64;
 
 /// One event loop's side of an `AsyncClient`.
 pub(crate) struct Bridge {
+    /// Calls made on the loop's thread, not yet handed to the runtime: they go together, at
+    /// the end of the loop's iteration (`flush`), so a burst of calls costs one wake-up of
+    /// the runtime's thread instead of up to one each (measured: a quarter of all calls paid
+    /// a syscall and two context switches when each was spawned on its own).
+    submissions: Mutex<Vec<(Running, Py<PyAny>)>>,
     queue: Mutex<Vec<Completion>>,
     /// Watched by the loop.
     reader: UnixStream,
@@ -45,6 +50,7 @@ impl Bridge {
         reader.set_nonblocking(true)?;
         writer.set_nonblocking(true)?;
         Ok(Bridge {
+            submissions: Mutex::new(Vec::new()),
             queue: Mutex::new(Vec::new()),
             reader,
             writer,
@@ -62,9 +68,40 @@ impl Bridge {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// Counts a call about to run.
-    pub(crate) fn started(&self) {
+    /// Queues a started call (loop thread); true when it is the first since the last flush,
+    /// so the caller schedules one.
+    pub(crate) fn submit(&self, work: Running, future: Py<PyAny>) -> bool {
         self.pending.fetch_add(1, Ordering::AcqRel);
+        let mut submissions = self
+            .submissions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        submissions.push((work, future));
+        submissions.len() == 1
+    }
+
+    /// Hands every queued call to the runtime: one task, which spawns each call on the
+    /// runtime's own thread (no further wake-ups).
+    pub(crate) fn flush(self: &Arc<Self>, runtime: &tokio::runtime::Runtime) {
+        let batch = std::mem::take(
+            &mut *self
+                .submissions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if batch.is_empty() {
+            return;
+        }
+        let bridge = Arc::clone(self);
+        runtime.spawn(async move {
+            for (work, future) in batch {
+                let bridge = Arc::clone(&bridge);
+                tokio::spawn(async move {
+                    let outcome = work.await;
+                    bridge.complete(future, outcome);
+                });
+            }
+        });
     }
 
     /// Queues a finished call (any thread, no GIL) and wakes the loop if it may be asleep.
@@ -97,5 +134,20 @@ impl Bridge {
         let taken = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
         self.pending.fetch_sub(taken.len(), Ordering::AcqRel);
         taken
+    }
+}
+
+/// The callable the loop runs (`loop.call_soon(flusher)`) to flush a bridge. It holds the
+/// bridge, not the client handle, so scheduling it makes no reference cycle.
+#[pyclass(module = "allocdb._allocdb", frozen)]
+pub(crate) struct Flusher {
+    pub(crate) bridge: Arc<Bridge>,
+}
+
+#[pymethods]
+impl Flusher {
+    fn __call__(&self) -> PyResult<()> {
+        self.bridge.flush(crate::runtime::runtime()?);
+        Ok(())
     }
 }

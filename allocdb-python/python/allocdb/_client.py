@@ -358,7 +358,7 @@ class AsyncClient:
         if self._loop is not None:
             return self
         loop = asyncio.get_running_loop()
-        fd = self._core.open_bridge()
+        fd = self._core.open_bridge(loop.call_soon)
         loop.add_reader(fd, self._core.drain)
         self._loop, self._fd, self._create_future = loop, fd, loop.create_future
         future = loop.create_future()
@@ -368,6 +368,7 @@ class AsyncClient:
         except BaseException:
             # Nothing else can be pending before the connection exists.
             loop.remove_reader(fd)
+            self._core.close_bridge()
             self._loop, self._fd, self._create_future = None, None, _not_connected
             raise
         return self
@@ -397,6 +398,7 @@ class AsyncClient:
             self._core.wait_idle(idle)
             await idle
         loop.remove_reader(fd)
+        self._core.close_bridge()
         self._loop, self._fd, self._create_future = None, None, _not_connected
 
     @property
