@@ -1,4 +1,7 @@
-//! Hands asyncio calls' answers from the runtime's threads to the event loop's thread.
+//! Hands asyncio calls from the event loop's thread to the runtime, and their answers back.
+//!
+//! Calls: the loop's thread queues each started call; the first one of a loop iteration
+//! schedules a flush (`loop.call_soon`), which hands the whole queue to the runtime in one task.
 //!
 //! The loop watches a socket (`loop.add_reader(bridge_fd, drain)`). A finished call pushes its
 //! future and outcome onto a queue and, only when the queue was empty, writes one byte to wake
