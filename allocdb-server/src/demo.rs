@@ -344,7 +344,10 @@ struct CatchUp {
 /// docs/operations.md ("Starting and stopping"): its `op` (log) and `applied` (state machine)
 /// have reached the primary's `commit`. Its own `commit` is no evidence: a lagging replica
 /// learns the commit point from the primary long before its log holds those ops.
-async fn restart_and_catch_up(cluster: &mut LocalCluster, killed: usize) -> Result<CatchUp, String> {
+async fn restart_and_catch_up(
+    cluster: &mut LocalCluster,
+    killed: usize,
+) -> Result<CatchUp, String> {
     cluster.restart(killed)?;
     let restarted = Instant::now();
     let primary = cluster.wait_for_primary(Duration::from_secs(10)).await?;
