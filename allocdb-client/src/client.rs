@@ -24,10 +24,15 @@ use crate::tls::Transport;
 /// concurrent calls from all clones are coalesced into shared frames.
 ///
 /// ```no_run
-/// use allocdb_client::{Client, ClientOptions};
+/// use allocdb_client::{Client, ClientError, ClientOptions, Security, TlsCredentials};
 ///
-/// # async fn example() -> Result<(), allocdb_client::ClientError> {
-/// let options = ClientOptions::new(vec!["127.0.0.1:3000".into(), "127.0.0.1:3001".into(), "127.0.0.1:3002".into()], 1);
+/// # async fn example() -> Result<(), ClientError> {
+/// let addresses = vec!["10.0.0.10:3000".into(), "10.0.0.11:3000".into(), "10.0.0.12:3000".into()];
+/// let mut options = ClientOptions::new(addresses, 7);
+/// // ca.crt, operator.crt and operator.key, as `allocdb certs` writes them.
+/// let credentials = TlsCredentials::from_dir("certs".as_ref(), "operator")
+///     .map_err(|reason| ClientError::Invalid { reason })?;
+/// options.security = Some(Security::Tls(credentials));
 /// let client = Client::connect(options).await?;
 /// client.create_resource(42, None).await?;
 /// let ttl_slots = client.slots_for(std::time::Duration::from_secs(30));
@@ -585,6 +590,18 @@ impl Client {
     /// [`ClientError::Indefinite`] when the deadline passed without a definite answer after
     /// the write was sent; [`ClientError::Unavailable`] when it provably never ran;
     /// [`ClientError::Invalid`] for an internal command or operation id 0.
+    ///
+    /// ```no_run
+    /// # async fn example(client: allocdb_client::Client) -> Result<(), allocdb_client::ClientError> {
+    /// use allocdb_client::{Bundle, CallOptions, Command};
+    ///
+    /// let resources = Bundle::from_slice(&[1, 2]).expect("at most BUNDLE_SIZE_LIMIT");
+    /// let command = Command::Reserve { resources, holder: 7, ttl_slots: 3000 };
+    /// let grant = client.write(command, CallOptions::new()).await?;
+    /// println!("lease {} at op {}", grant.lease.0, grant.op);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn write(
         &self,
         command: Command,
@@ -644,6 +661,18 @@ impl Client {
     /// [`ClientError::Timeout`] when the deadline passed; [`ClientError::Invalid`] when
     /// `options` carries an operation id; the query's own refusals are in the returned
     /// [`ReadResult`].
+    ///
+    /// ```no_run
+    /// # async fn example(client: allocdb_client::Client) -> Result<(), allocdb_client::ClientError> {
+    /// use allocdb_client::{CallOptions, Query, ReadResult};
+    ///
+    /// let read = client.read(Query::Pool(7), None, CallOptions::new()).await?;
+    /// if let ReadResult::Pool(Ok(stats)) = read.value {
+    ///     println!("{} of {} free at op {}", stats.free, stats.total, read.op);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn read(
         &self,
         query: Query,
@@ -737,7 +766,17 @@ impl Client {
 
 /// The number of `slot_ms` slots covering `duration`, rounded up (1 ns is a whole slot). A
 /// zero duration stays 0 slots, which the cluster answers with `ttl_out_of_range`: a TTL of
-/// nothing is a mistake to report, not a 1-slot lease.
+/// nothing is a mistake to report, not a 1-slot lease. [`Client::slots_for`] uses the
+/// cluster's slot length.
+///
+/// ```
+/// use std::time::Duration;
+/// use allocdb_client::slots_for;
+///
+/// assert_eq!(slots_for(Duration::from_secs(30), 10), 3000);
+/// assert_eq!(slots_for(Duration::from_millis(15), 10), 2);
+/// assert_eq!(slots_for(Duration::ZERO, 10), 0);
+/// ```
 pub fn slots_for(duration: std::time::Duration, slot_ms: u64) -> u64 {
     assert!(slot_ms > 0, "a slot has a positive length");
     let slot_nanos = u128::from(slot_ms) * 1_000_000;

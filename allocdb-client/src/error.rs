@@ -72,6 +72,16 @@ pub enum ClientError {
 
 impl ClientError {
     /// Whether the outcome is known: `false` only when a write may or may not have committed.
+    ///
+    /// ```
+    /// use allocdb_client::{ClientError, ResultCode};
+    ///
+    /// let busy = ClientError::Rejected { code: ResultCode::ResourceBusy, op: 12 };
+    /// assert!(busy.is_definite());
+    /// assert_eq!(busy.code(), Some(ResultCode::ResourceBusy));
+    /// let unknown = ClientError::Indefinite { operation_id: 99 };
+    /// assert!(!unknown.is_definite()); // retry with CallOptions::new().with_operation_id(99)
+    /// ```
     pub fn is_definite(&self) -> bool {
         match self {
             ClientError::Indefinite { .. } => false,
