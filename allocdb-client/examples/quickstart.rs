@@ -1,6 +1,6 @@
-// Reserve a seat, renew the lease, release it. Run against `deploy/local/cluster.sh start`:
-//   ALLOCDB_ADDRESSES=$(deploy/local/cluster.sh addresses) ALLOCDB_CERTS=allocdb-cluster/certs \
-//   cargo run -p allocdb-client --example quickstart
+//! Reserve a seat, renew the lease, release it. Against `deploy/local/cluster.sh start`:
+//! `ALLOCDB_ADDRESSES=$(deploy/local/cluster.sh addresses) ALLOCDB_CERTS=allocdb-cluster/certs
+//! cargo run -p allocdb-client --example quickstart`
 use std::time::Duration;
 
 use allocdb_client::{Client, ClientError, ClientOptions, ClientRole, ResultCode};

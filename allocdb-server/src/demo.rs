@@ -333,8 +333,8 @@ async fn kill_primary(
     }
 }
 
-/// How far a restarted replica got: caught up to `op` (its log and state machine reached the
-/// primary's commit point) after `after`.
+/// A restarted replica caught up: its log and state machine reached `op`, the primary's
+/// commit point when it restarted, `after` the restart.
 struct CatchUp {
     op: u64,
     after: Duration,
@@ -360,7 +360,7 @@ async fn restart_and_catch_up(
         if let Ok(status) = cluster.status(killed, Duration::from_millis(200)).await {
             if status.op >= target && status.applied >= target {
                 return Ok(CatchUp {
-                    op: status.applied.min(status.op),
+                    op: target,
                     after: restarted.elapsed(),
                 });
             }
@@ -387,8 +387,8 @@ async fn report(
 ) -> Result<bool, String> {
     match &catch_up {
         Ok(CatchUp { op, after }) => println!(
-            "  restarted replica {}: caught up in {} ms (its log and state reached op {op}, \
-             the primary's commit)",
+            "  restarted replica {}: caught up in {} ms (its op and applied reached the \
+             primary's commit, {op})",
             failover.killed,
             after.as_millis()
         ),
