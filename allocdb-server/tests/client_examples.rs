@@ -16,7 +16,7 @@ use allocdb_server::local_cluster::{LocalCluster, LocalSecurity};
 const EXAMPLES: [(&str, &[&str]); 4] = [
     ("quickstart", &["released at op"]),
     ("seat_booking", &["seat map:"]),
-    ("gpu_pool", &["refused by the GPU", "refused (stale_epoch)"]),
+    ("gpu_pool", &["refused by the GPU", "the lease is gone"]),
     // The relay loses the first attempt's answers: a real `Indefinite`, then the retry.
     (
         "exactly_once",
