@@ -79,6 +79,24 @@ fn build_examples() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut build = Command::new(cargo);
     build.args(["build", "--workspace", "--examples"]);
+    // Cargo gives this test the variables of the package under test (`CARGO_MANIFEST_DIR`,
+    // `CARGO_PKG_NAME`, ...). Passed on, they would make build scripts that watch them (ring's
+    // does) look changed, rebuilding ring, rustls and everything above them twice per run.
+    for (name, _) in std::env::vars_os() {
+        let name_text = name.to_string_lossy();
+        let set_for_the_test = [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_BIN_",
+            "CARGO_CRATE_",
+        ]
+        .iter()
+        .any(|prefix| name_text.starts_with(prefix))
+            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*name_text);
+        if set_for_the_test {
+            build.env_remove(&name);
+        }
+    }
     if !cfg!(debug_assertions) {
         build.arg("--release");
     }
