@@ -322,7 +322,6 @@ mod tests {
     use super::{Audit, FinalLease, Grant};
     use allocdb_core::LeaseId;
     use std::collections::BTreeMap;
-    use std::time::Duration;
 
     fn grant(op: u64, resources: &[u128], released_at: Option<(u64, u32)>) -> Grant {
         Grant {
