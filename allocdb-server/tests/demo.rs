@@ -116,7 +116,12 @@ fn the_demo_never_reports_a_false_double_allocation() {
             stdout.contains("caught up in"),
             "the restarted replica's catch-up was not reported: {report}"
         );
-        eprintln!("demo run {run}/{runs}: exit 0 in {elapsed:.1?}");
+        let audit_line = stdout
+            .lines()
+            .find(|line| line.contains("double allocations found"))
+            .unwrap_or_default()
+            .trim();
+        eprintln!("demo run {run}/{runs}: exit 0 in {elapsed:.1?}: {audit_line}");
         took.push(elapsed);
     }
     let total: Duration = took.iter().sum();
