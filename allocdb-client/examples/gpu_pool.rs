@@ -179,7 +179,13 @@ async fn worker(
     };
     // Which slot the pool gave: read the lease at the op of the grant.
     let lease = client.get_lease(grant.lease, Some(grant.op)).await?.value;
-    let slot = lease.resources.as_slice()[0];
+    let slot = *lease
+        .resources
+        .as_slice()
+        .first()
+        .ok_or_else(|| ClientError::Invalid {
+            reason: format!("lease {} holds no resource", grant.lease.0),
+        })?;
     println!(
         "worker {holder}: got slot {slot} with lease {} (fencing token)",
         grant.lease.0
