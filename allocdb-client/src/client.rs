@@ -24,10 +24,15 @@ use crate::tls::Transport;
 /// concurrent calls from all clones are coalesced into shared frames.
 ///
 /// ```no_run
-/// use allocdb_client::{Client, ClientOptions};
+/// use allocdb_client::{Client, ClientError, ClientOptions, Security, TlsCredentials};
 ///
-/// # async fn example() -> Result<(), allocdb_client::ClientError> {
-/// let options = ClientOptions::new(vec!["127.0.0.1:3000".into(), "127.0.0.1:3001".into(), "127.0.0.1:3002".into()], 1);
+/// # async fn example() -> Result<(), ClientError> {
+/// let addresses = vec!["10.0.0.10:3000".into(), "10.0.0.11:3000".into(), "10.0.0.12:3000".into()];
+/// let mut options = ClientOptions::new(addresses, 7);
+/// // ca.crt, operator.crt and operator.key, as `allocdb certs` writes them.
+/// let credentials = TlsCredentials::from_dir("certs".as_ref(), "operator")
+///     .map_err(|reason| ClientError::Invalid { reason })?;
+/// options.security = Some(Security::Tls(credentials));
 /// let client = Client::connect(options).await?;
 /// client.create_resource(42, None).await?;
 /// let ttl_slots = client.slots_for(std::time::Duration::from_secs(30));
@@ -195,28 +200,77 @@ impl Client {
         Ok(self.inner.ids.application_key(op))
     }
 
-    /// Creates a resource, optionally in a pool.
+    /// Creates a resource, optionally in a pool (operator role). As
+    /// [`Client::create_resource_with`] with default [`CallOptions`].
     ///
     /// # Errors
-    /// See [`Client::write`].
+    /// `Rejected { code: AlreadyExists | ResourceTableFull | PoolTableFull, .. }`; see
+    /// [`Client::write`].
     pub async fn create_resource(
         &self,
         resource: ResourceId,
         pool: Option<PoolId>,
     ) -> Result<Committed, ClientError> {
-        self.write_default(&Command::CreateResource { resource, pool })
+        self.create_resource_with(resource, pool, CallOptions::default())
             .await
     }
 
-    /// Reserves every resource of `resources` for `holder`, all or nothing.
+    /// [`Client::create_resource`] with per-call `options` (operation id, timeout).
     ///
     /// # Errors
-    /// [`ClientError::Invalid`] for more than [`BUNDLE_SIZE_LIMIT`] resources; see [`Client::write`].
+    /// As [`Client::create_resource`].
+    pub async fn create_resource_with(
+        &self,
+        resource: ResourceId,
+        pool: Option<PoolId>,
+        options: CallOptions,
+    ) -> Result<Committed, ClientError> {
+        self.write(Command::CreateResource { resource, pool }, options)
+            .await
+    }
+
+    /// Reserves every resource of `resources` for `holder`, all or nothing, for `ttl_slots`
+    /// (see [`Client::slots_for`]). The answer's `lease` is the new lease (also a fencing
+    /// token) and `epoch` the epoch to present to [`Client::activate`], [`Client::renew`] and
+    /// [`Client::release`]. As [`Client::reserve_with`] with default [`CallOptions`].
+    ///
+    /// # Errors
+    /// [`ClientError::Invalid`] for more than [`BUNDLE_SIZE_LIMIT`] resources;
+    /// `Rejected { code: ResourceBusy | ResourceNotFound | TtlOutOfRange | .., .. }`; see
+    /// [`Client::write`].
     pub async fn reserve(
         &self,
         resources: &[ResourceId],
         holder: HolderId,
         ttl_slots: u64,
+    ) -> Result<Committed, ClientError> {
+        self.reserve_with(resources, holder, ttl_slots, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::reserve`] with per-call `options` (operation id, timeout).
+    ///
+    /// ```no_run
+    /// # async fn example(client: allocdb_client::Client) -> Result<(), allocdb_client::ClientError> {
+    /// use allocdb_client::CallOptions;
+    /// // An application key: stored before the first submission, it can retry from anywhere.
+    /// let key = client.new_operation_id().await?;
+    /// let ttl = client.slots_for(std::time::Duration::from_secs(60));
+    /// let options = CallOptions::new().with_operation_id(key);
+    /// let grant = client.reserve_with(&[14, 15], 7, ttl, options).await?;
+    /// println!("lease {}", grant.lease.0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Client::reserve`].
+    pub async fn reserve_with(
+        &self,
+        resources: &[ResourceId],
+        holder: HolderId,
+        ttl_slots: u64,
+        options: CallOptions,
     ) -> Result<Committed, ClientError> {
         let resources = Bundle::from_slice(resources).ok_or_else(|| ClientError::Invalid {
             reason: format!(
@@ -224,18 +278,21 @@ impl Client {
                 resources.len()
             ),
         })?;
-        self.write_default(&Command::Reserve {
+        let command = Command::Reserve {
             resources,
             holder,
             ttl_slots,
-        })
-        .await
+        };
+        self.write(command, options).await
     }
 
-    /// Reserves `count` free members of `pool` for `holder`.
+    /// Reserves `count` free members of `pool` for `holder`; the core picks them
+    /// deterministically. Read the lease ([`Client::get_lease`] with `min_op` set to the
+    /// answer's `op`) to learn which. As [`Client::reserve_any_with`] with default
+    /// [`CallOptions`].
     ///
     /// # Errors
-    /// See [`Client::write`].
+    /// `Rejected { code: PoolExhausted | PoolNotFound | .., .. }`; see [`Client::write`].
     pub async fn reserve_any(
         &self,
         pool: PoolId,
@@ -243,19 +300,37 @@ impl Client {
         holder: HolderId,
         ttl_slots: u64,
     ) -> Result<Committed, ClientError> {
-        self.write_default(&Command::ReserveAny {
+        self.reserve_any_with(pool, count, holder, ttl_slots, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::reserve_any`] with per-call `options` (operation id, timeout).
+    ///
+    /// # Errors
+    /// As [`Client::reserve_any`].
+    pub async fn reserve_any_with(
+        &self,
+        pool: PoolId,
+        count: u32,
+        holder: HolderId,
+        ttl_slots: u64,
+        options: CallOptions,
+    ) -> Result<Committed, ClientError> {
+        let command = Command::ReserveAny {
             pool,
             count,
             holder,
             ttl_slots,
-        })
-        .await
+        };
+        self.write(command, options).await
     }
 
-    /// Confirms a reservation; `ttl_slots: None` holds it until released or revoked.
+    /// Confirms a reservation; `ttl_slots: None` holds it until released or revoked. As
+    /// [`Client::activate_with`] with default [`CallOptions`].
     ///
     /// # Errors
-    /// See [`Client::write`].
+    /// `Rejected { code: LeaseExpired | StaleEpoch | HolderMismatch | InvalidState | .., .. }`;
+    /// see [`Client::write`].
     pub async fn activate(
         &self,
         lease: LeaseId,
@@ -263,19 +338,38 @@ impl Client {
         epoch: u64,
         ttl_slots: Option<u64>,
     ) -> Result<Committed, ClientError> {
-        self.write_default(&Command::Activate {
+        self.activate_with(lease, holder, epoch, ttl_slots, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::activate`] with per-call `options` (operation id, timeout).
+    ///
+    /// # Errors
+    /// As [`Client::activate`].
+    pub async fn activate_with(
+        &self,
+        lease: LeaseId,
+        holder: HolderId,
+        epoch: u64,
+        ttl_slots: Option<u64>,
+        options: CallOptions,
+    ) -> Result<Committed, ClientError> {
+        let command = Command::Activate {
             lease,
             holder,
             epoch,
             ttl_slots,
-        })
-        .await
+        };
+        self.write(command, options).await
     }
 
-    /// Extends a reserved or active lease by `ttl_slots` from now.
+    /// Extends a reserved or active lease to `ttl_slots` from now. Renew before the deadline
+    /// by your own clock, measured from when you sent the call that set it. As
+    /// [`Client::renew_with`] with default [`CallOptions`].
     ///
     /// # Errors
-    /// See [`Client::write`].
+    /// `Rejected { code: LeaseExpired | StaleEpoch | HolderMismatch | .., .. }`: the lease is
+    /// no longer yours to use; see [`Client::write`].
     pub async fn renew(
         &self,
         lease: LeaseId,
@@ -283,51 +377,112 @@ impl Client {
         epoch: u64,
         ttl_slots: u64,
     ) -> Result<Committed, ClientError> {
-        self.write_default(&Command::Renew {
+        self.renew_with(lease, holder, epoch, ttl_slots, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::renew`] with per-call `options` (operation id, timeout): a keepalive loop
+    /// gives each renew a timeout shorter than the time left on the lease.
+    ///
+    /// # Errors
+    /// As [`Client::renew`].
+    pub async fn renew_with(
+        &self,
+        lease: LeaseId,
+        holder: HolderId,
+        epoch: u64,
+        ttl_slots: u64,
+        options: CallOptions,
+    ) -> Result<Committed, ClientError> {
+        let command = Command::Renew {
             lease,
             holder,
             epoch,
             ttl_slots,
-        })
-        .await
+        };
+        self.write(command, options).await
     }
 
-    /// Gives a lease's resources back.
+    /// Gives a lease's resources back. As [`Client::release_with`] with default
+    /// [`CallOptions`].
     ///
     /// # Errors
-    /// See [`Client::write`].
+    /// `Rejected { code: LeaseExpired | StaleEpoch | HolderMismatch | .., .. }`; see
+    /// [`Client::write`].
     pub async fn release(
         &self,
         lease: LeaseId,
         holder: HolderId,
         epoch: u64,
     ) -> Result<Committed, ClientError> {
-        self.write_default(&Command::Release {
+        self.release_with(lease, holder, epoch, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::release`] with per-call `options` (operation id, timeout).
+    ///
+    /// # Errors
+    /// As [`Client::release`].
+    pub async fn release_with(
+        &self,
+        lease: LeaseId,
+        holder: HolderId,
+        epoch: u64,
+        options: CallOptions,
+    ) -> Result<Committed, ClientError> {
+        let command = Command::Release {
             lease,
             holder,
             epoch,
-        })
-        .await
+        };
+        self.write(command, options).await
     }
 
-    /// Takes a lease away from its holder (operator action); the resources stay held until
-    /// [`Client::reclaim`].
+    /// Takes a lease away from its holder (operator role); the resources stay held until
+    /// [`Client::reclaim`] (or the deadline). As [`Client::revoke_with`] with default
+    /// [`CallOptions`].
     ///
     /// # Errors
     /// See [`Client::write`].
     pub async fn revoke(&self, lease: LeaseId) -> Result<Committed, ClientError> {
-        self.write_default(&Command::Revoke { lease }).await
+        self.revoke_with(lease, CallOptions::default()).await
     }
 
-    /// Frees the resources of a revoked lease.
+    /// [`Client::revoke`] with per-call `options` (operation id, timeout).
+    ///
+    /// # Errors
+    /// As [`Client::revoke`].
+    pub async fn revoke_with(
+        &self,
+        lease: LeaseId,
+        options: CallOptions,
+    ) -> Result<Committed, ClientError> {
+        self.write(Command::Revoke { lease }, options).await
+    }
+
+    /// Frees the resources of a revoked lease (operator role). As [`Client::reclaim_with`]
+    /// with default [`CallOptions`].
     ///
     /// # Errors
     /// See [`Client::write`].
     pub async fn reclaim(&self, lease: LeaseId) -> Result<Committed, ClientError> {
-        self.write_default(&Command::Reclaim { lease }).await
+        self.reclaim_with(lease, CallOptions::default()).await
     }
 
-    /// Reads a resource, from state at least as new as `min_op` when given.
+    /// [`Client::reclaim`] with per-call `options` (operation id, timeout).
+    ///
+    /// # Errors
+    /// As [`Client::reclaim`].
+    pub async fn reclaim_with(
+        &self,
+        lease: LeaseId,
+        options: CallOptions,
+    ) -> Result<Committed, ClientError> {
+        self.write(Command::Reclaim { lease }, options).await
+    }
+
+    /// Reads a resource, from state at least as new as `min_op` when given. As
+    /// [`Client::get_resource_with`] with default [`CallOptions`].
     ///
     /// # Errors
     /// `Rejected { code: ResourceNotFound, .. }`; see [`Client::read`].
@@ -336,8 +491,23 @@ impl Client {
         resource: ResourceId,
         min_op: Option<Op>,
     ) -> Result<Read<ResourceView>, ClientError> {
+        self.get_resource_with(resource, min_op, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::get_resource`] with per-call `options` (a timeout; reads take no operation
+    /// id).
+    ///
+    /// # Errors
+    /// As [`Client::get_resource`].
+    pub async fn get_resource_with(
+        &self,
+        resource: ResourceId,
+        min_op: Option<Op>,
+        options: CallOptions,
+    ) -> Result<Read<ResourceView>, ClientError> {
         let read = self
-            .read(Query::Resource(resource), min_op, CallOptions::default())
+            .read(Query::Resource(resource), min_op, options)
             .await?;
         match read.value {
             ReadResult::Resource(result) => into_read(read.op, result),
@@ -345,7 +515,8 @@ impl Client {
         }
     }
 
-    /// Reads a lease, from state at least as new as `min_op` when given.
+    /// Reads a lease, from state at least as new as `min_op` when given. As
+    /// [`Client::get_lease_with`] with default [`CallOptions`].
     ///
     /// # Errors
     /// `Rejected { code: LeaseNotFound | LeaseRetired, .. }`; see [`Client::read`].
@@ -354,16 +525,29 @@ impl Client {
         lease: LeaseId,
         min_op: Option<Op>,
     ) -> Result<Read<LeaseView>, ClientError> {
-        let read = self
-            .read(Query::Lease(lease), min_op, CallOptions::default())
-            .await?;
+        self.get_lease_with(lease, min_op, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::get_lease`] with per-call `options` (a timeout; reads take no operation id).
+    ///
+    /// # Errors
+    /// As [`Client::get_lease`].
+    pub async fn get_lease_with(
+        &self,
+        lease: LeaseId,
+        min_op: Option<Op>,
+        options: CallOptions,
+    ) -> Result<Read<LeaseView>, ClientError> {
+        let read = self.read(Query::Lease(lease), min_op, options).await?;
         match read.value {
             ReadResult::Lease(result) => into_read(read.op, result),
             other => Err(mismatched(&other)),
         }
     }
 
-    /// Reads a pool's counts, from state at least as new as `min_op` when given.
+    /// Reads a pool's counts, from state at least as new as `min_op` when given. As
+    /// [`Client::pool_stats_with`] with default [`CallOptions`].
     ///
     /// # Errors
     /// `Rejected { code: PoolNotFound, .. }`; see [`Client::read`].
@@ -372,17 +556,26 @@ impl Client {
         pool: PoolId,
         min_op: Option<Op>,
     ) -> Result<Read<PoolStats>, ClientError> {
-        let read = self
-            .read(Query::Pool(pool), min_op, CallOptions::default())
-            .await?;
+        self.pool_stats_with(pool, min_op, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::pool_stats`] with per-call `options` (a timeout; reads take no operation
+    /// id).
+    ///
+    /// # Errors
+    /// As [`Client::pool_stats`].
+    pub async fn pool_stats_with(
+        &self,
+        pool: PoolId,
+        min_op: Option<Op>,
+        options: CallOptions,
+    ) -> Result<Read<PoolStats>, ClientError> {
+        let read = self.read(Query::Pool(pool), min_op, options).await?;
         match read.value {
             ReadResult::Pool(result) => into_read(read.op, result),
             other => Err(mismatched(&other)),
         }
-    }
-
-    async fn write_default(&self, command: &Command) -> Result<Committed, ClientError> {
-        self.write(*command, CallOptions::default()).await
     }
 
     /// Submits any client command; retried with the same operation id until a definite
@@ -397,6 +590,18 @@ impl Client {
     /// [`ClientError::Indefinite`] when the deadline passed without a definite answer after
     /// the write was sent; [`ClientError::Unavailable`] when it provably never ran;
     /// [`ClientError::Invalid`] for an internal command or operation id 0.
+    ///
+    /// ```no_run
+    /// # async fn example(client: allocdb_client::Client) -> Result<(), allocdb_client::ClientError> {
+    /// use allocdb_client::{Bundle, CallOptions, Command};
+    ///
+    /// let resources = Bundle::from_slice(&[1, 2]).expect("at most BUNDLE_SIZE_LIMIT");
+    /// let command = Command::Reserve { resources, holder: 7, ttl_slots: 3000 };
+    /// let grant = client.write(command, CallOptions::new()).await?;
+    /// println!("lease {} at op {}", grant.lease.0, grant.op);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn write(
         &self,
         command: Command,
@@ -453,14 +658,32 @@ impl Client {
     /// `min_op`, and retried until answered or the deadline.
     ///
     /// # Errors
-    /// [`ClientError::Timeout`] when the deadline passed; the query's own refusals are in
-    /// the returned [`ReadResult`].
+    /// [`ClientError::Timeout`] when the deadline passed; [`ClientError::Invalid`] when
+    /// `options` carries an operation id; the query's own refusals are in the returned
+    /// [`ReadResult`].
+    ///
+    /// ```no_run
+    /// # async fn example(client: allocdb_client::Client) -> Result<(), allocdb_client::ClientError> {
+    /// use allocdb_client::{CallOptions, Query, ReadResult};
+    ///
+    /// let read = client.read(Query::Pool(7), None, CallOptions::new()).await?;
+    /// if let ReadResult::Pool(Ok(stats)) = read.value {
+    ///     println!("{} of {} free at op {}", stats.free, stats.total, read.op);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn read(
         &self,
         query: Query,
         min_op: Option<Op>,
         options: CallOptions,
     ) -> Result<Read<ReadResult>, ClientError> {
+        if options.operation_id.is_some() {
+            return Err(ClientError::Invalid {
+                reason: "reads take no operation id (they change nothing; just call again)".into(),
+            });
+        }
         let operation = ClientOperation::Read {
             query,
             min_op: min_op.unwrap_or(0),
@@ -543,7 +766,17 @@ impl Client {
 
 /// The number of `slot_ms` slots covering `duration`, rounded up (1 ns is a whole slot). A
 /// zero duration stays 0 slots, which the cluster answers with `ttl_out_of_range`: a TTL of
-/// nothing is a mistake to report, not a 1-slot lease.
+/// nothing is a mistake to report, not a 1-slot lease. [`Client::slots_for`] uses the
+/// cluster's slot length.
+///
+/// ```
+/// use std::time::Duration;
+/// use allocdb_client::slots_for;
+///
+/// assert_eq!(slots_for(Duration::from_secs(30), 10), 3000);
+/// assert_eq!(slots_for(Duration::from_millis(15), 10), 2);
+/// assert_eq!(slots_for(Duration::ZERO, 10), 0);
+/// ```
 pub fn slots_for(duration: std::time::Duration, slot_ms: u64) -> u64 {
     assert!(slot_ms > 0, "a slot has a positive length");
     let slot_nanos = u128::from(slot_ms) * 1_000_000;

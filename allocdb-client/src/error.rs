@@ -59,16 +59,29 @@ pub enum ClientError {
         /// What was refused.
         reason: String,
     },
-    /// The client was shut down (or its connection task failed) before the call finished;
-    /// `operation_id` is set when a write may have been sent.
+    /// The client's connection task ended (it panicked, or its tokio runtime shut down)
+    /// before the call finished. `operation_id` is set for a write that carried an explicit
+    /// operation id and may have been sent. A write the library numbered on its session
+    /// reports `None` although it, too, may have been sent (its session key is not known
+    /// here): read the state before assuming it did not run.
     Closed {
-        /// The write's id, if it may have been sent.
+        /// The write's explicit operation id, if it may have been sent.
         operation_id: Option<OperationId>,
     },
 }
 
 impl ClientError {
     /// Whether the outcome is known: `false` only when a write may or may not have committed.
+    ///
+    /// ```
+    /// use allocdb_client::{ClientError, ResultCode};
+    ///
+    /// let busy = ClientError::Rejected { code: ResultCode::ResourceBusy, op: 12 };
+    /// assert!(busy.is_definite());
+    /// assert_eq!(busy.code(), Some(ResultCode::ResourceBusy));
+    /// let unknown = ClientError::Indefinite { operation_id: 99 };
+    /// assert!(!unknown.is_definite()); // retry with CallOptions::new().with_operation_id(99)
+    /// ```
     pub fn is_definite(&self) -> bool {
         match self {
             ClientError::Indefinite { .. } => false,

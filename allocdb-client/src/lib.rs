@@ -13,31 +13,40 @@
 //! process, make an application key with [`Client::new_operation_id`] and pass it in
 //! [`CallOptions::operation_id`].
 //!
+//! Everything a caller needs is re-exported here — the result codes, ids, commands, bundles
+//! and the views reads return — so a program depends on `allocdb-client` alone (and on tokio
+//! for its runtime):
+//!
+//! ```toml
+//! [dependencies]
+//! # The crate is not on crates.io: depend on a checkout by path (or by `git = "<url>"`).
+//! allocdb-client = { path = "../allocdb/allocdb-client" }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
+//!
+//! Every call has a `_with` variant that takes [`CallOptions`]: the operation id to use (an
+//! application key, or the id of an earlier call whose outcome was indefinite) and the call's
+//! deadline. `examples/` holds runnable programs (a quickstart, a seat booking service, a GPU
+//! pool with a keepalive loop and fencing, an exactly-once retry); `docs/client.md` is the
+//! guide.
+//!
 //! It depends on the shared wire types of `allocdb-core` and `allocdb-vsr` only, never on the
 //! server. Its sockets come from [`net`], which switches to turmoil's simulated network under
 //! the `simulation` feature.
 //!
-//! ```no_run
-//! use allocdb_client::{Client, ClientError, ClientOptions};
-//! use allocdb_core::ResultCode;
+//! # Quickstart
 //!
-//! # async fn example() -> Result<(), ClientError> {
-//! use allocdb_client::{Security, TlsCredentials};
-//! let mut options = ClientOptions::new(vec!["127.0.0.1:3000".into()], 0);
-//! // ca.crt, application.crt and application.key as `allocdb certs` writes them.
-//! let credentials = TlsCredentials::from_dir("certs".as_ref(), "application")
-//!     .map_err(|reason| ClientError::Invalid { reason })?;
-//! options.security = Some(Security::Tls(credentials));
-//! let client = Client::connect(options).await?;
-//! match client.reserve(&[1, 2], 99, client.slots_for(std::time::Duration::from_secs(60))).await {
-//!     Ok(grant) => println!("lease {} epoch {}", grant.lease.0, grant.epoch),
-//!     Err(ClientError::Rejected { code: ResultCode::ResourceBusy, .. }) => println!("taken"),
-//!     Err(error @ ClientError::Indefinite { .. }) => println!("unknown, retry: {error}"),
-//!     Err(error) => return Err(error),
-//! }
-//! # Ok(())
-//! # }
+//! Reserve a seat, renew the lease, release it (`examples/quickstart.rs`; the configuration
+//! comes from the environment, see [`ClientOptions::from_env`]):
+//!
+//! ```no_run
+#![doc = include_str!("../examples/quickstart.rs")]
 //! ```
+//!
+//! Errors say what the caller may conclude ([`ClientError::is_definite`]): a refusal by the
+//! core ([`ClientError::Rejected`] with a [`ResultCode`]) is definite, and so is a write that
+//! provably never ran; a write that may or may not have committed is
+//! [`ClientError::Indefinite`], to be retried with the same operation id.
 
 mod client;
 mod driver;
@@ -52,6 +61,17 @@ pub mod tls;
 
 pub use client::{Client, ClientStats, slots_for};
 pub use error::ClientError;
-pub use options::{CallOptions, ClientOptions};
+pub use options::{
+    CallOptions, ClientOptions, ENV_ADDRESSES, ENV_CERTS, ENV_CLUSTER, ENV_INSECURE,
+};
 pub use results::{Committed, Read};
 pub use tls::{ClientRole, Security, TlsCredentials};
+
+// What calls take and return, from the shared core and wire types, so that a program needs
+// no other AllocDB crate.
+pub use allocdb_core::{
+    BUNDLE_SIZE_LIMIT, Bundle, Command, DEADLINE_NONE, HolderId, LeaseId, LeaseState, LeaseView,
+    Op, OperationId, OperationKey, PoolId, PoolStats, ResourceId, ResourceState, ResourceView,
+    ResultCode, SessionId, Slot,
+};
+pub use allocdb_vsr::{Query, ReadResult};

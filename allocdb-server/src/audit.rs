@@ -7,8 +7,14 @@
 //! grant, or A was not released by its client and is terminal (expired) by the end. And at the
 //! end at most one lease per resource is live: the last one granted, the one the resource
 //! names. Anything else is a resource granted to two live leases at once.
+//!
+//! The final states are read from one state of the cluster: every read reports the op it was
+//! answered at, and the audit counts only a set of reads that all report the same op (see
+//! [`Audit::check`]), so an expiry committed between two reads cannot pass for a double
+//! allocation.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use allocdb_client::{Client, ClientError};
 use allocdb_core::{LeaseId, Op, ResourceId, ResultCode};
@@ -30,6 +36,13 @@ pub struct Grant {
     pub release_retried: bool,
 }
 
+/// How many times [`Audit::check`] reads everything again before giving up on finding one
+/// op at which the cluster stood still (with [`CONSISTENT_READ_PAUSE`] between attempts, at
+/// least 8 s: several times the demo's 1.5 s lease TTL, after which no expiry is left).
+pub const CONSISTENT_READ_ATTEMPTS_MAX: u32 = 40;
+/// The pause between two attempts.
+pub const CONSISTENT_READ_PAUSE: Duration = Duration::from_millis(200);
+
 /// Every grant seen, in the order recorded.
 #[derive(Debug, Default)]
 pub struct Audit {
@@ -45,6 +58,22 @@ pub enum FinalLease {
     Terminal,
 }
 
+/// Every audited lease's and resource's state, read by one attempt of [`Audit::check`].
+struct AuditState {
+    finals: BTreeMap<LeaseId, FinalLease>,
+    owners: BTreeMap<ResourceId, Option<LeaseId>>,
+    /// The lowest and highest op the answers reported: equal when they all read one state.
+    op_min: Op,
+    op_max: Op,
+}
+
+impl AuditState {
+    fn saw(&mut self, op: Op) {
+        self.op_min = self.op_min.min(op);
+        self.op_max = self.op_max.max(op);
+    }
+}
+
 /// What [`Audit::check`] found.
 #[derive(Debug, Default)]
 pub struct Findings {
@@ -54,6 +83,10 @@ pub struct Findings {
     pub leases_checked: usize,
     /// Resources audited.
     pub resources_checked: usize,
+    /// The op every final state was read at (0 when the states were given, not read).
+    pub read_at_op: Op,
+    /// How many times everything was read to find one op (0 when not read).
+    pub read_attempts: u32,
 }
 
 impl Audit {
@@ -82,57 +115,115 @@ impl Audit {
         &self.grants
     }
 
-    /// Reads every lease's and resource's final state through `client`, then audits.
+    /// Reads every lease's and resource's final state through `client`, all from one state of
+    /// the cluster (one op), then audits.
     ///
     /// # Errors
-    /// A read failed for a reason other than the lease having retired.
+    /// A read failed for a reason other than the lease having retired, or the cluster kept
+    /// changing for [`CONSISTENT_READ_ATTEMPTS_MAX`] attempts.
     pub async fn check(&self, client: &Client) -> Result<Findings, String> {
-        // Resources first, then leases: a lease goes from live to terminal and never back,
-        // so a lease still live when read after the resources was live when they were read
-        // and its resources must name it. The other order races expiry between the two reads
-        // (a lease read live, expired, then its resource read free: a false violation).
-        // All reads at once: the client coalesces them and bounds how many are in flight.
+        let (state, attempts) = self.read_one_state(client).await?;
+        let mut findings = self.check_against(&state.finals, &state.owners);
+        findings.read_at_op = state.op_max;
+        findings.read_attempts = attempts;
+        Ok(findings)
+    }
+
+    /// Reads every audited lease and resource so that all answers come from the state at one
+    /// op. A primary answers a read from its state at its commit point, which it reports, and
+    /// expiries keep committing while the audit reads (the demo leaves leases to expire): two
+    /// reads that report different ops may straddle an expiry, and a lease read live with its
+    /// resource read free would look like a double allocation. So every read of an attempt
+    /// asks for the same `min_op` and the attempt counts only when every answer reports the
+    /// same op; otherwise the whole attempt is repeated from the highest op seen, after a
+    /// pause. Expiries stop once the abandoned leases' deadlines have passed, so an attempt
+    /// soon finds the cluster still.
+    async fn read_one_state(&self, client: &Client) -> Result<(AuditState, u32), String> {
+        let mut min_op: Op = 0;
+        for attempt in 1..=CONSISTENT_READ_ATTEMPTS_MAX {
+            let state = self.read_state(client, min_op).await?;
+            assert!(state.op_min <= state.op_max);
+            if state.op_min < min_op {
+                // The cluster's answer, not our invariant: report it, do not assert it.
+                return Err(format!(
+                    "a read asked for state at op {min_op} or later was answered at op {}",
+                    state.op_min
+                ));
+            }
+            if state.op_min == state.op_max {
+                return Ok((state, attempt));
+            }
+            tracing::debug!(
+                attempt,
+                op_min = state.op_min,
+                op_max = state.op_max,
+                "audit reads straddled a commit; reading again"
+            );
+            min_op = state.op_max;
+            tokio::time::sleep(CONSISTENT_READ_PAUSE).await;
+        }
+        Err(format!(
+            "the audit found no single op at which to read all {} leases and their resources in \
+             {CONSISTENT_READ_ATTEMPTS_MAX} attempts: the cluster kept committing",
+            self.grants.len()
+        ))
+    }
+
+    /// One attempt: every resource and lease read at once with `min_op` (the client coalesces
+    /// them into frames and bounds how many are in flight).
+    async fn read_state(&self, client: &Client, min_op: Op) -> Result<AuditState, String> {
+        let asked = (min_op > 0).then_some(min_op);
         let resource_reads: Vec<_> = self
             .resources()
             .into_iter()
             .map(|resource| {
                 let client = client.clone();
-                tokio::spawn(async move { (resource, client.get_resource(resource, None).await) })
+                tokio::spawn(async move { (resource, client.get_resource(resource, asked).await) })
             })
             .collect();
-        let mut owners = BTreeMap::new();
-        for read in resource_reads {
-            let (resource, read) = read
-                .await
-                .map_err(|error| format!("resource read task: {error}"))?;
-            let read = read.map_err(|error| format!("reading resource {resource}: {error}"))?;
-            owners.insert(resource, read.value.lease);
-        }
         let lease_reads: Vec<_> = self
             .grants
             .iter()
             .map(|grant| {
                 let (client, lease) = (client.clone(), grant.lease);
-                tokio::spawn(async move { (lease, client.get_lease(lease, None).await) })
+                tokio::spawn(async move { (lease, client.get_lease(lease, asked).await) })
             })
             .collect();
-        let mut finals = BTreeMap::new();
+        let mut state = AuditState {
+            finals: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            op_min: Op::MAX,
+            op_max: min_op,
+        };
+        for read in resource_reads {
+            let (resource, read) = read
+                .await
+                .map_err(|error| format!("resource read task: {error}"))?;
+            let read = read.map_err(|error| format!("reading resource {resource}: {error}"))?;
+            state.saw(read.op);
+            state.owners.insert(resource, read.value.lease);
+        }
         for read in lease_reads {
             let (lease, read) = read
                 .await
                 .map_err(|error| format!("lease read task: {error}"))?;
-            let state = match read {
-                Ok(read) if read.value.state.is_live() => FinalLease::Live,
-                Ok(_)
-                | Err(ClientError::Rejected {
+            let (op, final_lease) = match read {
+                Ok(read) if read.value.state.is_live() => (read.op, FinalLease::Live),
+                Ok(read) => (read.op, FinalLease::Terminal),
+                Err(ClientError::Rejected {
                     code: ResultCode::LeaseRetired,
-                    ..
-                }) => FinalLease::Terminal,
+                    op,
+                }) => (op, FinalLease::Terminal),
                 Err(error) => return Err(format!("reading lease {}: {error}", lease.0)),
             };
-            finals.insert(lease, state);
+            state.saw(op);
+            state.finals.insert(lease, final_lease);
         }
-        Ok(self.check_against(&finals, &owners))
+        if state.op_min == Op::MAX {
+            // Nothing to read: an empty audit is consistent at the op asked for.
+            state.op_min = min_op;
+        }
+        Ok(state)
     }
 
     fn resources(&self) -> Vec<ResourceId> {
@@ -188,6 +279,8 @@ impl Audit {
             violations,
             leases_checked: self.grants.len(),
             resources_checked: by_resource.len(),
+            read_at_op: 0,
+            read_attempts: 0,
         }
     }
 }
