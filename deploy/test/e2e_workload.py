@@ -121,17 +121,30 @@ def parse_json_line(out):
 
 
 class OperationIds:
-    """Unique operation ids for this run: a random 64-bit run prefix and a counter."""
+    """Application keys for this run, in the layout docs/semantics.md gives: the highest op
+    this run has seen in any answer (`issued_after_op`, bits 64..127) and a nonce (a random
+    32-bit run prefix and a counter), as the client library makes them. A key issued after an
+    op the cluster has already seen is never refused as too old while the run retries it."""
 
     def __init__(self):
-        self.prefix = random.SystemRandom().getrandbits(62) + 1
+        self.prefix = random.SystemRandom().getrandbits(32)
         self.counter = 0
+        self.op_seen = 0
         self.lock = threading.Lock()
+
+    def observe(self, reply):
+        """Notes the op of an answer (every committed or refused write reports one)."""
+        op = reply.get("op") if isinstance(reply, dict) else None
+        if isinstance(op, int):
+            with self.lock:
+                self.op_seen = max(self.op_seen, op)
 
     def next(self):
         with self.lock:
             self.counter += 1
-            return (self.prefix << 64) | self.counter
+            assert self.counter < 1 << 32, "nonce counter exhausted"
+            nonce = (self.prefix << 32) | self.counter
+            return (self.op_seen << 64) | nonce
 
 
 def write(cli, ids, command, deadline_s=None, role=APPLICATION):
@@ -146,6 +159,7 @@ def write(cli, ids, command, deadline_s=None, role=APPLICATION):
     while True:
         attempts += 1
         code, reply, err = cli.client(command, operation_id=operation_id, role=role)
+        ids.observe(reply)
         if code == EXIT_OK and reply is not None and reply.get("result") == "ok":
             return "ok", reply, operation_id, attempts
         if code == EXIT_DEFINITE and reply is not None and reply.get("result") not in NOT_EXECUTED:
