@@ -630,6 +630,9 @@ impl Allocator {
         fits("sessions", count, self.config.clients_max)?;
         let window = u64::from(self.config.session_requests_max);
         let mut answers = Vec::new();
+        // One flag per ring slot, reset after each session: a duplicate slot is found in
+        // O(1) rather than by scanning the session's earlier answers.
+        let mut taken = vec![false; self.config.session_requests_max as usize];
         for _ in 0..count {
             let id = reader.u64("session id")?;
             let client = reader.u128("session client")?;
@@ -651,11 +654,8 @@ impl Allocator {
                 let executed_op = reader.u64("answer executed op")?;
                 let executed_index = reader.u32("answer executed index")?;
                 let in_window = request <= highest;
-                let slot_taken = answers
-                    .iter()
-                    .any(|a: &crate::session_table::SessionAnswer| {
-                        a.request % window == request % window
-                    });
+                let slot = usize::try_from(request % window).expect("below the window");
+                let slot_taken = std::mem::replace(&mut taken[slot], true);
                 if request == 0
                     || !in_window
                     || slot_taken
@@ -685,6 +685,9 @@ impl Allocator {
                 highest,
                 used_op,
             };
+            for answer in &answers {
+                taken[usize::try_from(answer.request % window).expect("below the window")] = false;
+            }
             self.sessions.restore(session, &answers);
         }
         Ok(())
