@@ -86,13 +86,32 @@ impl Replicas {
     }
 
     /// Waits until replica `index`'s stderr has an ERROR line containing `expected`.
+    /// On timeout every replica's log is in the panic message, to tell a replica that never
+    /// listened from one that never dialed.
     fn wait_for_error_log(&self, index: usize, expected: &str) -> String {
-        wait_until(&format!("replica {index} logs {expected:?}"), || {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
             let log = std::fs::read_to_string(self.stderr_path(index)).unwrap_or_default();
-            log.lines()
+            if let Some(line) = log
+                .lines()
                 .find(|line| line.contains("ERROR") && line.contains(expected))
-                .map(ToString::to_string)
-        })
+            {
+                return line.to_string();
+            }
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = (0..self.children.len())
+                    .map(|i| {
+                        let log = std::fs::read_to_string(self.stderr_path(i)).unwrap_or_default();
+                        format!("--- replica {i} ---\n{log}")
+                    })
+                    .collect();
+                panic!(
+                    "timed out: replica {index} logs {expected:?}\n{}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// `allocdb status` line of replica `index`.

@@ -22,10 +22,27 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_allocdb")
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, below Linux's ephemeral range.
+///
+/// A port from `bind(":0")` is in the ephemeral range, where the kernel also picks the local
+/// port of every outbound connection: between this test choosing it and a replica binding it,
+/// a peer's dial can take it, and that replica never listens (seen in CI as a peer that never
+/// dials in). Ports below 32768 are never handed out that way; a per-process counter keeps the
+/// tests of one binary apart, and the process id spreads binaries that run at once.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = u16::try_from(std::process::id() % u32::from(SPAN)).expect("below SPAN");
+    for _ in 0..SPAN {
+        let offset = NEXT.fetch_add(7, Ordering::Relaxed) % SPAN;
+        let port = FIRST + (start + offset) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN);
 }
 
 /// The flags the deployment recipes (`deploy/docker/compose.yaml`, `deploy/systemd/allocdb@.service`,
