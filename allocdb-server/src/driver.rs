@@ -29,6 +29,8 @@ const INPUTS_PER_ROUND_MAX: u32 = 256;
 const OUTBOX_MESSAGES_MAX: u32 = 4096;
 /// Replies the outbox holds between drains.
 const OUTBOX_REPLIES_MAX: u32 = 65_536;
+/// Syncs after one round's sends; ops still unsynced after them wait for the next round.
+const SYNC_ROUNDS_MAX: u32 = 4;
 
 /// Peer traffic and session events.
 #[derive(Debug)]
@@ -161,9 +163,9 @@ impl<S: Storage> Driver<S> {
         (driver, state_rx)
     }
 
-    /// Runs until `shutdown` turns true (after finishing the current round: every write the
-    /// replica acknowledged is already synced, since the log syncs before any acknowledgement)
-    /// or the replica halts.
+    /// Runs until `shutdown` turns true (after finishing the current round and syncing its
+    /// prepares: every write acknowledged was durable on a majority before its reply) or the
+    /// replica halts.
     ///
     /// # Errors
     /// [`Halted`] when the replica stopped on a storage error; the process must restart.
@@ -200,6 +202,7 @@ impl<S: Storage> Driver<S> {
                 }
             }
             self.dispatch();
+            self.sync_after_sending().await;
             if let Some(reason) = self.replica.halted() {
                 return Err(Halted {
                     reason: reason.to_string(),
@@ -207,7 +210,25 @@ impl<S: Storage> Driver<S> {
             }
         }
         self.dispatch();
+        self.sync_after_sending().await;
         Ok(self.replica)
+    }
+
+    /// Send before sync: the round's prepares are already on their links' queues; let the
+    /// links take them, then sync the log here, so the local fsync overlaps the backups'
+    /// receive-write-fsync-acknowledge. What the sync completes (commits, replies, and
+    /// prepares that waited for pipeline room) goes out at once; those new prepares are synced
+    /// the same way, a bounded number of times (each needs pipeline room freed by the sync).
+    async fn sync_after_sending(&mut self) {
+        for _ in 0..SYNC_ROUNDS_MAX {
+            if !self.replica.log_unsynced() || self.replica.halted().is_some() {
+                return;
+            }
+            tokio::task::yield_now().await;
+            self.replica.sync_log(&mut self.outbox);
+            self.drain_outbox();
+            self.dispatch();
+        }
     }
 
     fn on_control(&mut self, input: ControlInput) {

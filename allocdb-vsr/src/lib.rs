@@ -3,7 +3,8 @@
 //!
 //! A [`Replica`] is a deterministic, sans-I/O state machine: messages, client requests and
 //! ticks go in; messages and replies come out through an [`Outbox`]; storage calls go through
-//! the [`allocdb_wal::Wal`] synchronously. It never reads a clock, spawns a thread, opens a
+//! the [`allocdb_wal::Wal`] synchronously. A primary sends each prepare before syncing it:
+//! after handing a round's messages to the network, the driver calls [`Replica::sync_log`]. It never reads a clock, spawns a thread, opens a
 //! socket or draws randomness except from the seed in its [`ReplicaConfig`]. Replication
 //! orders batches; it never changes what a command means: the unchanged `allocdb-core`
 //! applies them. See `docs/replication.md` for the protocol, its invariants and failover.
@@ -18,6 +19,9 @@
 //! let mut out = Outbox::new(64, 64);
 //! let create = Request { operation_id: 1, command: Command::CreateResource { resource: 5, pool: None } };
 //! replica.on_request(ClientRequest { client_id: 9, request_id: 1, operation: ClientOperation::Write(create) }, &mut out);
+//! // Prepared and (with peers) sent, not yet synced: no answer yet.
+//! assert!(replica.log_unsynced() && out.replies.is_empty());
+//! replica.sync_log(&mut out);
 //! assert!(matches!(out.replies[0].body, ReplyBody::Committed { op: 1, .. }));
 //! ```
 

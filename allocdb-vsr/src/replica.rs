@@ -343,9 +343,65 @@ impl<S: Storage> Replica<S> {
             self.refuse(from, reason);
             return;
         }
-        let result = self.dispatch(from, message, out);
+        let result = self
+            .settle_unless_hot(message)
+            .and_then(|()| self.dispatch(from, message, out));
         self.check_storage(result);
         self.debug_check();
+    }
+
+    /// The highest op of the local log known durable (synced).
+    pub fn durable_op(&self) -> Op {
+        self.wal.durable_op()
+    }
+
+    /// Whether the log holds ops not yet synced (a primary's fresh prepares): the driver
+    /// must call [`Replica::sync_log`] once it has handed this round's messages to the links.
+    pub fn log_unsynced(&self) -> bool {
+        self.wal.durable_op() < self.wal.last_op()
+    }
+
+    /// Syncs the log, then lets the primary count its own copy: commits what that completes,
+    /// replies, and prepares what waited (those new prepares are again unsynced). A driver
+    /// calls it after sending the round's prepares, so the local fsync overlaps the backups'
+    /// (docs/replication.md, "Send before sync").
+    pub fn sync_log(&mut self, out: &mut Outbox) {
+        if self.halted.is_some() || !self.log_unsynced() {
+            return;
+        }
+        let result = self.settle_log().and_then(|()| {
+            if self.status == Status::Normal && self.is_primary() {
+                self.advance_commit(out)
+            } else {
+                Ok(())
+            }
+        });
+        self.check_storage(result);
+        self.debug_check();
+    }
+
+    /// Makes every appended op durable. Every message but a prepare speaks for the log
+    /// (acknowledgements, view-change votes, repair answers), so every path that may send
+    /// one settles first; only the primary's hot path leaves ops unsynced.
+    pub(crate) fn settle_log(&mut self) -> Result<(), WalError> {
+        if self.log_unsynced() {
+            self.wal.sync()?;
+        }
+        assert_eq!(self.wal.durable_op(), self.wal.last_op());
+        Ok(())
+    }
+
+    /// Settles the log before any message except the acknowledgements a normal primary
+    /// receives in its own view: those only raise the commit point, and syncing for each
+    /// would put the fsync back in front of the next prepare.
+    fn settle_unless_hot(&mut self, message: &Message) -> Result<(), WalError> {
+        let hot = match message {
+            Message::PrepareOk { view, .. } | Message::CommitAck { view, .. } => {
+                *view == self.view && self.status == Status::Normal && self.is_primary()
+            }
+            _ => false,
+        };
+        if hot { Ok(()) } else { self.settle_log() }
     }
 
     /// A client request (a write or a linearizable read).
@@ -523,6 +579,20 @@ impl<S: Storage> Replica<S> {
     fn debug_check(&self) {
         if self.halted.is_some() {
             return;
+        }
+        if self.log_unsynced() {
+            assert!(
+                self.status == Status::Normal && self.is_primary(),
+                "only a normal primary holds unsynced ops (replica {}, {:?})",
+                self.config.replica_index,
+                self.status
+            );
+            if self.config.replica_count == 1 {
+                assert!(
+                    self.commit_max <= self.wal.durable_op(),
+                    "a lone replica commits only what it has synced"
+                );
+            }
         }
         assert!(self.commit_min <= self.commit_max || self.commit_min == self.wal.checkpoint_op());
         assert!(self.commit_min <= self.wal.last_op());

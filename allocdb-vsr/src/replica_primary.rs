@@ -81,6 +81,11 @@ impl<S: Storage> Replica<S> {
     pub(crate) fn become_primary_state(&mut self) {
         assert!(self.is_primary_of(self.view));
         assert_eq!(self.log_view, self.view);
+        assert_eq!(
+            self.wal.durable_op(),
+            self.wal.last_op(),
+            "a view starts from a durable log"
+        );
         let mut acked = [0; REPLICAS_MAX as usize];
         acked[slot_of(self.config.replica_index)] = self.wal.last_op();
         let expirations_max =
@@ -375,11 +380,12 @@ impl<S: Storage> Replica<S> {
         if state.view_first_op == 0 {
             state.view_first_op = op;
         }
+        // Appended, not yet synced: the prepare leaves first and the driver syncs after
+        // handing it to the links (`Replica::sync_log`), so the local fsync overlaps the
+        // backups' round trip. The primary's own copy counts towards the quorum only once
+        // durable (`update_commit` reads `durable_op`).
         let header = self.wal.append(self.view, op, slot, &body)?;
-        self.wal.sync()?;
         self.verified_op = op;
-        let me = slot_of(self.config.replica_index);
-        self.primary.as_mut().expect("primary").acked[me] = op;
         let message = Message::Prepare {
             view: self.view,
             commit: self.commit_max,
@@ -451,7 +457,7 @@ impl<S: Storage> Replica<S> {
     }
 
     /// Commits what a majority holds, then fills the pipeline again.
-    fn advance_commit(&mut self, out: &mut Outbox) -> Result<(), WalError> {
+    pub(crate) fn advance_commit(&mut self, out: &mut Outbox) -> Result<(), WalError> {
         self.update_commit(out)?;
         self.maybe_prepare(false, out)
     }
@@ -459,6 +465,12 @@ impl<S: Storage> Replica<S> {
     /// Raises the commit point to the op a majority holds, then applies and replies.
     fn update_commit(&mut self, out: &mut Outbox) -> Result<(), WalError> {
         let count = usize::from(self.config.replica_count);
+        let durable = self.wal.durable_op();
+        let me = slot_of(self.config.replica_index);
+        let own = &mut self.primary.as_mut().expect("primary").acked[me];
+        // The primary never truncates its own view's log, so what is durable only grows.
+        assert!(durable >= *own, "the primary's durable log shrank");
+        *own = durable;
         let state = self.primary.as_ref().expect("primary");
         // BROKEN ON PURPOSE under `broken-commit-quorum`: the primary alone is a "quorum",
         // so it commits (and replies) before any backup holds the op. No replica assertion

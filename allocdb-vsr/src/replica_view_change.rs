@@ -29,6 +29,8 @@ impl<S: Storage> Replica<S> {
             self.status != Status::Recovering,
             "a recovering replica does not vote"
         );
+        // The vote and the log it carries speak for ops a primary may not have synced yet.
+        self.settle_log()?;
         self.drop_primary_state(out);
         self.view = view;
         self.status = Status::ViewChange;

@@ -232,6 +232,59 @@ fn new_primary_includes_an_op_a_majority_prepared() {
     assert_eq!(cluster.checker.history[&op].checksum, checksum);
 }
 
+/// Send before sync: a primary sends each prepare before syncing it, and a majority of
+/// backups may commit it (and the primary answer its client) before the primary's own sync.
+/// A primary that crashes then loses those ops from its disk, yet nothing acknowledged is
+/// lost: the backups' durable copies carry them into the next view, and the old primary gets
+/// them back when it returns.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_primary_that_crashes_before_syncing_what_it_sent_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::new(Options::calm(13, 3));
+    steps(&mut cluster, 100);
+    assert!(replica(&cluster, 0).is_primary());
+    let answered = |c: &Cluster| c.clients.iter().map(|client| client.completed).sum::<u64>();
+    // The primary's driver never syncs: only the backups' copies are durable.
+    cluster.sync_held[0] = true;
+    let synced = replica(&cluster, 0).durable_op();
+    let answered_before = answered(&cluster);
+    steps_until(&mut cluster, 300, |c| {
+        replica(c, 0).commit_min() > synced + 5 && answered(c) > answered_before + 5
+    });
+    let primary = replica(&cluster, 0);
+    assert_eq!(primary.durable_op(), synced, "nothing settled the log");
+    let committed = primary.commit_min();
+    let lost: Vec<(Op, u128)> = (synced + 1..=committed)
+        .map(|op| (op, primary.header(op).expect("held").checksum))
+        .collect();
+    // Power fails: every unsynced op is torn away from the primary's disk.
+    cluster.crash(0);
+    cluster.sync_held[0] = false;
+    cluster.restart(0);
+    assert!(
+        replica(&cluster, 0).last_op() < committed,
+        "the crash took the primary's unsynced ops"
+    );
+    heal_and_converge(&mut cluster);
+    assert!(!replica(&cluster, 0).is_primary(), "a new view took over");
+    for (op, checksum) in lost {
+        assert_eq!(
+            cluster.checker.history[&op].checksum, checksum,
+            "committed op {op} survived its primary's crash"
+        );
+        for index in 0..3 {
+            assert_eq!(
+                replica(&cluster, index).header(op).map(|h| h.checksum),
+                Some(checksum),
+                "replica {index} holds op {op}"
+            );
+        }
+    }
+}
+
 /// Where record `op` of a live replica's log lies on its disk: (segment file, byte offset).
 fn record_location(cluster: &Cluster, index: usize, op: Op) -> (String, u64) {
     let replica = replica(cluster, index);

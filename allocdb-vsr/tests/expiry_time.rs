@@ -37,6 +37,8 @@ impl Primary {
 
     fn tick(&mut self, clock_slot: u64) {
         self.replica.on_tick(clock_slot, &mut self.outbox);
+        // A driver syncs after every round (a tick may prepare expirations).
+        self.replica.sync_log(&mut self.outbox);
         self.outbox.messages.clear();
     }
 
@@ -55,6 +57,7 @@ impl Primary {
             }),
         };
         self.replica.on_requests(&[request], &mut self.outbox);
+        self.replica.sync_log(&mut self.outbox);
         for _ in 0..8 {
             if let Some(reply) = self
                 .outbox

@@ -69,6 +69,8 @@ pub fn cluster_trace(ticks: u64) -> Trace {
     for slot in 1..=ticks {
         ticks_since += 1;
         for (index, replica) in (0..).zip(replicas.iter_mut()) {
+            // The driver's part: last slot's prepares went out before this sync.
+            replica.sync_log(&mut out);
             replica.on_tick(slot, &mut out);
             queue.extend(out.messages.drain(..).map(|e| (index, e.to, e.message)));
             trace

@@ -217,6 +217,9 @@ pub struct Cluster {
     /// Keep halted replicas down (for whole-cluster crash scenarios) instead of restarting
     /// them at once while faults are off.
     pub hold_halted: bool,
+    /// Replicas whose driver never calls `sync_log` (a test holds a primary's own sync back
+    /// to crash it between sending a prepare and syncing it).
+    pub sync_held: [bool; 5],
     /// Highest view any replica has entered.
     view_seen: u64,
     /// A failover in progress: (first new view, tick it appeared).
@@ -288,6 +291,7 @@ impl Cluster {
             outbox: Outbox::new(4_096, 4_096),
             tracing: std::env::var("VSR_TRACE").is_ok(),
             hold_halted: false,
+            sync_held: [false; 5],
             view_seen: 0,
             failover_start: None,
             failover_ticks: Vec::new(),
@@ -862,6 +866,7 @@ impl Cluster {
                 self.drain_outbox(index);
             }
         }
+        self.sync_logs();
         self.handle_halts();
         for node in &mut self.nodes {
             if node
@@ -876,6 +881,30 @@ impl Cluster {
             println!("t{} {}", self.tick, self.describe());
         }
         self.check();
+    }
+
+    /// Plays the driver's part after a round: a replica's unsynced prepares are synced. With
+    /// faults on, half the time a replica's sync waits for a later step, so crashes land
+    /// between a primary sending a prepare and syncing it (send before sync).
+    fn sync_logs(&mut self) {
+        for index in 0..self.count() {
+            let unsynced = self.nodes[usize::from(index)]
+                .replica
+                .as_ref()
+                .is_some_and(Replica::log_unsynced);
+            if !unsynced || self.sync_held[usize::from(index)] {
+                continue;
+            }
+            if self.faults_on && self.prng.up_to(1) == 0 {
+                continue;
+            }
+            let mut outbox = std::mem::replace(&mut self.outbox, Outbox::new(0, 0));
+            self.maybe_arm_mid_write_crash(index);
+            let replica = self.nodes[usize::from(index)].replica.as_mut().unwrap();
+            replica.sync_log(&mut outbox);
+            self.outbox = outbox;
+            self.drain_outbox(index);
+        }
     }
 
     fn handle_halts(&mut self) {
