@@ -113,7 +113,8 @@ pub struct Driver<S: Storage> {
     clients: BTreeMap<u128, mpsc::Sender<Vec<FrameReply>>>,
     pending_messages: Vec<Vec<Message>>,
     pending_replies: BTreeMap<u128, Vec<FrameReply>>,
-    /// Reused buffer for the requests of one client frame.
+    /// The requests of this round's client frames (at most `INPUTS_PER_ROUND_MAX + 1`
+    /// frames), handed to the replica in one call; reused.
     request_group: Vec<ClientRequest>,
     state: watch::Sender<ReplicaState>,
     metrics: Arc<Metrics>,
@@ -201,6 +202,7 @@ impl<S: Storage> Driver<S> {
                     break;
                 }
             }
+            self.hand_over_requests();
             self.dispatch();
             self.sync_after_sending().await;
             if let Some(reason) = self.replica.halted() {
@@ -264,26 +266,37 @@ impl<S: Storage> Driver<S> {
         }
     }
 
+    /// Collects one frame's requests; the round's frames reach the replica together
+    /// ([`Driver::hand_over_requests`]).
     fn on_batch(&mut self, batch: ClientBatch) {
         self.clients.entry(batch.client).or_insert(batch.replies);
         self.metrics
             .request_batch
             .observe(u64::try_from(batch.requests.len()).expect("bounded"));
-        // One call per frame: the replica queues the frame's writes and then prepares them
-        // together, so a frame of many requests costs one prepare and one fsync, not one each.
-        let mut group = std::mem::take(&mut self.request_group);
-        group.clear();
-        group.extend(batch.requests.iter().map(|request| ClientRequest {
-            client_id: batch.client,
-            request_id: request.request_id,
-            operation: request.operation,
-        }));
-        // A fresh reading: the requests' prepare is stamped from when they arrived, not from
-        // the last tick (a lease's TTL counts from its reserve reaching the primary).
+        self.request_group
+            .extend(batch.requests.iter().map(|request| ClientRequest {
+                client_id: batch.client,
+                request_id: request.request_id,
+                operation: request.operation,
+            }));
+    }
+
+    /// One call for every frame of the round: the replica queues all their writes and then
+    /// prepares them together, so frames that arrive together (many connections, or one
+    /// connection with several frames in flight) cost one prepare and one fsync, not one each.
+    fn hand_over_requests(&mut self) {
+        if self.request_group.is_empty() {
+            return;
+        }
+        // A fresh reading: the requests' prepare is stamped no earlier than when they arrived
+        // (this round), not from the last tick (a lease's TTL counts from its reserve reaching
+        // the primary).
         let clock_slot = self.clock.slot();
         self.replica.observe_clock(clock_slot);
+        let group = std::mem::take(&mut self.request_group);
         self.replica.on_requests(&group, &mut self.outbox);
         self.request_group = group;
+        self.request_group.clear();
         self.drain_outbox();
     }
 

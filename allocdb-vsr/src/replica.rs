@@ -370,9 +370,10 @@ impl<S: Storage> Replica<S> {
             return;
         }
         let result = self.settle_log().and_then(|()| {
-            if self.status == Status::Normal && self.is_primary() {
+            if self.is_primary() {
                 self.advance_commit(out)
             } else {
+                self.acknowledge_durable(out);
                 Ok(())
             }
         });
@@ -382,7 +383,8 @@ impl<S: Storage> Replica<S> {
 
     /// Makes every appended op durable. Every message but a prepare speaks for the log
     /// (acknowledgements, view-change votes, repair answers), so every path that may send
-    /// one settles first; only the primary's hot path leaves ops unsynced.
+    /// one settles first; only the primary's hot path and a streaming backup's prepares leave
+    /// ops unsynced, and acknowledgements never go beyond `durable_op`.
     pub(crate) fn settle_log(&mut self) -> Result<(), WalError> {
         if self.log_unsynced() {
             self.wal.sync()?;
@@ -391,13 +393,18 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
-    /// Settles the log before any message except the acknowledgements a normal primary
-    /// receives in its own view: those only raise the commit point, and syncing for each
-    /// would put the fsync back in front of the next prepare.
+    /// Settles the log before any message except the hot path's: acknowledgements reaching a
+    /// normal primary in its own view (they only raise the commit point), and prepares and
+    /// heartbeats reaching a streaming backup from that view's primary (they append, and the
+    /// acknowledgements they cause never go beyond `durable_op`). Syncing for each of those
+    /// would put an fsync back in front of every message.
     fn settle_unless_hot(&mut self, message: &Message) -> Result<(), WalError> {
         let hot = match message {
             Message::PrepareOk { view, .. } | Message::CommitAck { view, .. } => {
-                *view == self.view && self.status == Status::Normal && self.is_primary()
+                *view == self.view && self.is_primary()
+            }
+            Message::Prepare { view, .. } | Message::Commit { view, .. } => {
+                *view == self.view && self.streaming()
             }
             _ => false,
         };
@@ -582,8 +589,8 @@ impl<S: Storage> Replica<S> {
         }
         if self.log_unsynced() {
             assert!(
-                self.status == Status::Normal && self.is_primary(),
-                "only a normal primary holds unsynced ops (replica {}, {:?})",
+                self.is_primary() || self.streaming(),
+                "only a normal primary or a streaming backup holds unsynced ops (replica {}, {:?})",
                 self.config.replica_index,
                 self.status
             );
@@ -689,6 +696,8 @@ impl<S: Storage> Replica<S> {
         {
             return Ok(());
         }
+        // The superblock speaks for the log (log_view, commit point): the log goes first.
+        self.settle_log()?;
         self.wal.write_vsr_state(state)?;
         assert_eq!(self.wal.superblock().view, self.view);
         Ok(())

@@ -165,17 +165,45 @@ impl<S: Storage> Replica<S> {
     }
 
     /// The cumulative acknowledgement this replica may give: only once its log is this view's
-    /// log (`log_view` == view), and never while recovering; (0, 0) otherwise.
+    /// log (`log_view` == view), never while recovering, and never beyond what is durable;
+    /// (0, 0) otherwise.
     fn acknowledgeable(&self) -> (Op, u128) {
         if self.status != Status::Normal || self.log_view != self.view || self.primary.is_some() {
             return (0, 0);
         }
-        let op = self.verified_op;
+        let op = self.verified_op.min(self.wal.durable_op());
         let checksum = journal::checksum_at(&self.wal, op).expect("verified ops are held");
         (op, checksum)
     }
 
-    /// Brings the log in line with canonical entries, then syncs (one fsync for all).
+    /// A normal backup taking its primary's prepares in its own view: the one state in which
+    /// a backup leaves appended prepares unsynced until its driver's `sync_log`, so the
+    /// prepares of one round cost one fsync (group commit). It acknowledges them only then.
+    pub(crate) fn streaming(&self) -> bool {
+        self.status == Status::Normal
+            && self.primary.is_none()
+            && self.log_view == self.view
+            && self.join.is_none()
+            && !self.probing()
+    }
+
+    /// Sends the cumulative acknowledgement for what is now durable (after `sync_log`).
+    pub(crate) fn acknowledge_durable(&mut self, out: &mut Outbox) {
+        let (op, checksum) = self.acknowledgeable();
+        if op > 0 {
+            out.send(
+                self.primary_of(self.view),
+                Message::PrepareOk {
+                    view: self.view,
+                    op,
+                    checksum,
+                },
+            );
+        }
+    }
+
+    /// Brings the log in line with canonical entries, then syncs (one fsync for all) unless
+    /// [`Replica::streaming`], where the driver's `sync_log` syncs the whole round at once.
     fn absorb_entries(&mut self, entries: &[Entry]) -> Result<(), WalError> {
         for entry in entries {
             match journal::absorb(&mut self.wal, entry, self.commit_min)? {
@@ -189,7 +217,9 @@ impl<S: Storage> Replica<S> {
             }
             self.verified_op = self.verified_op.min(self.wal.last_op());
         }
-        self.wal.sync()?;
+        if !self.streaming() {
+            self.settle_log()?;
+        }
         Ok(())
     }
 
@@ -197,16 +227,9 @@ impl<S: Storage> Replica<S> {
     /// apply.
     fn after_log_change(&mut self, out: &mut Outbox) -> Result<(), WalError> {
         self.maybe_finish_join()?;
-        let (op, checksum) = self.acknowledgeable();
-        if op > 0 {
-            out.send(
-                self.primary_of(self.view),
-                Message::PrepareOk {
-                    view: self.view,
-                    op,
-                    checksum,
-                },
-            );
+        // Unsynced prepares are acknowledged by `sync_log`, once, for the whole round.
+        if !self.log_unsynced() {
+            self.acknowledge_durable(out);
         }
         self.apply_committed(out)
     }
@@ -236,6 +259,7 @@ impl<S: Storage> Replica<S> {
         if self.status == Status::Recovering {
             // Caught up to a view's head (hash-chain checked, or through a checkpoint): the
             // durable mark goes in the same write that makes `log_view` durable.
+            self.settle_log()?;
             let state = self.vsr_state();
             self.wal.write_vsr_state_recovered(state)?;
             self.status = Status::Normal;

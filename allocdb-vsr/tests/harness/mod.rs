@@ -461,6 +461,7 @@ impl Cluster {
                         replica.on_message(from, &peer, &mut outbox);
                         self.outbox = outbox;
                         self.drain_outbox(to);
+                        self.maybe_sync(to);
                     }
                 }
                 (Node::Replica(to), Payload::Request(request)) => {
@@ -473,6 +474,7 @@ impl Cluster {
                             .on_request(request, &mut outbox);
                         self.outbox = outbox;
                         self.drain_outbox(to);
+                        self.maybe_sync(to);
                     }
                 }
                 (Node::Client(client), Payload::Reply(reply)) => self.client_receive(client, reply),
@@ -883,28 +885,35 @@ impl Cluster {
         self.check();
     }
 
-    /// Plays the driver's part after a round: a replica's unsynced prepares are synced. With
-    /// faults on, half the time a replica's sync waits for a later step, so crashes land
-    /// between a primary sending a prepare and syncing it (send before sync).
+    /// Plays the driver's part after every step: a replica's unsynced appends are synced.
     fn sync_logs(&mut self) {
         for index in 0..self.count() {
-            let unsynced = self.nodes[usize::from(index)]
-                .replica
-                .as_ref()
-                .is_some_and(Replica::log_unsynced);
-            if !unsynced || self.sync_held[usize::from(index)] {
-                continue;
-            }
-            if self.faults_on && self.prng.up_to(1) == 0 {
-                continue;
-            }
-            let mut outbox = std::mem::replace(&mut self.outbox, Outbox::new(0, 0));
-            self.maybe_arm_mid_write_crash(index);
-            let replica = self.nodes[usize::from(index)].replica.as_mut().unwrap();
-            replica.sync_log(&mut outbox);
-            self.outbox = outbox;
-            self.drain_outbox(index);
+            self.maybe_sync(index);
         }
+    }
+
+    /// Plays the driver's part after a round (one input here): the replica's messages are
+    /// already sent, then its unsynced appends (a primary's prepares, a streaming backup's
+    /// group) are synced. With faults on, half the time the sync waits for a later input or
+    /// step, so crashes land between sending a prepare and syncing it (send before sync) and
+    /// backups sync several prepares at once.
+    fn maybe_sync(&mut self, index: u8) {
+        let unsynced = self.nodes[usize::from(index)]
+            .replica
+            .as_ref()
+            .is_some_and(Replica::log_unsynced);
+        if !unsynced || self.sync_held[usize::from(index)] {
+            return;
+        }
+        if self.faults_on && self.prng.up_to(1) == 0 {
+            return;
+        }
+        let mut outbox = std::mem::replace(&mut self.outbox, Outbox::new(0, 0));
+        self.maybe_arm_mid_write_crash(index);
+        let replica = self.nodes[usize::from(index)].replica.as_mut().unwrap();
+        replica.sync_log(&mut outbox);
+        self.outbox = outbox;
+        self.drain_outbox(index);
     }
 
     fn handle_halts(&mut self) {
