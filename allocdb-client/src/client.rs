@@ -7,8 +7,8 @@ use allocdb_core::{
     BUNDLE_SIZE_LIMIT, Bundle, Command, HolderId, LeaseId, LeaseView, Op, PoolId, PoolStats,
     Request, ResourceId, ResourceView, ResultCode,
 };
-use allocdb_vsr::frame::Role;
-use allocdb_vsr::{ClientOperation, Query, ReadResult, ReplyBody};
+use allocdb_protocol::frame::Role;
+use allocdb_protocol::{ClientOperation, Query, ReadResult, ReplyBody};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 

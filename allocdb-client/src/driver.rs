@@ -34,8 +34,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use allocdb_core::ids::{OperationKey, SessionId, session_id_at};
 use allocdb_core::{Command, OperationId, Request, ResultCode};
-use allocdb_vsr::frame::{self, FrameKind, FrameReply, FrameRequest, Role};
-use allocdb_vsr::{ClientOperation, ReplyBody};
+use allocdb_protocol::frame::{self, FrameKind, FrameReply, FrameRequest, Role};
+use allocdb_protocol::{ClientOperation, ReplyBody};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 

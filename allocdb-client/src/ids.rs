@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use allocdb_core::ids::OperationKey;
 use allocdb_core::{Op, OperationId};
-use allocdb_vsr::ClientId;
+use allocdb_protocol::ClientId;
 
 /// Hands out this client's application keys and request ids.
 #[derive(Debug)]

@@ -30,8 +30,8 @@
 //! pool with a keepalive loop and fencing, an exactly-once retry); `docs/client.md` is the
 //! guide.
 //!
-//! It depends on the shared wire types of `allocdb-core` and `allocdb-vsr` only, never on the
-//! server. Its sockets come from [`net`], which switches to turmoil's simulated network under
+//! It depends on the shared wire types of `allocdb-core` and `allocdb-protocol` only, never on
+//! the replica, the log or the server (CI checks it with `cargo tree`). Its sockets come from [`net`], which switches to turmoil's simulated network under
 //! the `simulation` feature.
 //!
 //! # Quickstart
@@ -74,4 +74,4 @@ pub use allocdb_core::{
     Op, OperationId, OperationKey, PoolId, PoolStats, ResourceId, ResourceState, ResourceView,
     ResultCode, SessionId, Slot,
 };
-pub use allocdb_vsr::{Query, ReadResult};
+pub use allocdb_protocol::{Query, ReadResult};

@@ -177,11 +177,11 @@ impl ClientOptions {
         if self.addresses.is_empty() {
             return Some("addresses: at least one replica address is needed".to_string());
         }
-        if self.addresses.len() > usize::from(allocdb_vsr::REPLICAS_MAX) {
+        if self.addresses.len() > usize::from(allocdb_protocol::REPLICAS_MAX) {
             return Some(format!(
                 "addresses: {} given, a cluster has at most {}",
                 self.addresses.len(),
-                allocdb_vsr::REPLICAS_MAX
+                allocdb_protocol::REPLICAS_MAX
             ));
         }
         if self.in_flight_max == 0 || self.batch_requests_max == 0 || self.frames_in_flight_max == 0

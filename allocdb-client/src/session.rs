@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use allocdb_vsr::frame::{
+use allocdb_protocol::frame::{
     self, ClientHello, DecodedFrame, ErrorBody, FrameHeader, FrameKind, FrameLimits, FrameReply,
     Welcome,
 };

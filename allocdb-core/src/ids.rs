@@ -12,6 +12,9 @@ pub type OperationId = u128;
 pub type Slot = u64;
 /// A position in the replicated log.
 pub type Op = u64;
+/// A view number of the replication protocol. Defined here, beside [`Op`], because the log,
+/// the replica and the client protocol all carry it and the core is the one crate they share.
+pub type View = u64;
 
 /// A lease id is derived from the log position of the command that created it:
 /// `op << 32 | index_in_batch`. Ids are therefore unique and strictly increasing in commit

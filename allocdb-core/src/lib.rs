@@ -37,7 +37,7 @@ pub use codec::{
 pub use command::{BUNDLE_SIZE_LIMIT, Bundle, Command, DEADLINE_NONE, Outcome, Request};
 pub use config::{Config, ConfigError};
 pub use ids::{
-    HolderId, LeaseId, Op, OperationId, OperationKey, PoolId, ResourceId, SessionId, Slot,
+    HolderId, LeaseId, Op, OperationId, OperationKey, PoolId, ResourceId, SessionId, Slot, View,
     session_id_at,
 };
 pub use result_code::ResultCode;

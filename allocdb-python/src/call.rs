@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use allocdb_client::{CallOptions, Client, ClientError, ClientOptions, Committed};
 use allocdb_core::{Command, LeaseView, Op, OperationId, PoolStats, ResourceView};
-use allocdb_vsr::{Query, ReadResult};
+use allocdb_protocol::{Query, ReadResult};
 
 /// Where a connected client is kept: set by a successful [`Call::Connect`], emptied by close.
 pub(crate) type ClientSlot = Arc<Mutex<Option<Client>>>;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use allocdb_client::{CallOptions, Client, ClientOptions, ClientRole, Security, TlsCredentials};
 use allocdb_core::{BUNDLE_SIZE_LIMIT, Bundle, Command, LeaseId};
-use allocdb_vsr::Query;
+use allocdb_protocol::Query;
 use pyo3::intern;
 use pyo3::prelude::*;
 

@@ -283,7 +283,7 @@ fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::generate;
-    use crate::tls::{Principal, ReplicaTls, principal_of};
+    use crate::tls::{Principal, ReplicaTls, ReplicaTlsError, principal_of};
     use allocdb_client::{ClientRole, TlsCredentials};
 
     #[test]
@@ -294,7 +294,11 @@ mod tests {
         for index in 0..3 {
             assert!(ReplicaTls::load(&dir, 42, index, 3).is_ok());
             let wrong = ReplicaTls::load(&dir, 43, index, 3).unwrap_err();
-            assert!(wrong.contains("not replica"), "{wrong}");
+            assert!(
+                matches!(wrong, ReplicaTlsError::NotThisReplica { replica_index, cluster_id: 43, .. } if replica_index == index),
+                "{wrong}"
+            );
+            assert!(wrong.to_string().contains("not replica"), "{wrong}");
         }
         for role in ClientRole::ALL {
             let credentials = TlsCredentials::from_dir(&dir, role.name()).unwrap();

@@ -247,7 +247,7 @@ fn format_if_empty(args: &FormatArgs) -> Option<ExitCode> {
             );
             Some(ExitCode::SUCCESS)
         }
-        Err(reason) => Some(usage_error(&reason)),
+        Err(reason) => Some(usage_error(&reason.to_string())),
     }
 }
 

@@ -1,8 +1,12 @@
-//! Counters, gauges and histograms, rendered in the Prometheus text format, and a tiny
-//! HTTP/1.1 responder for `/metrics`, `/health` and `/health/live`.
+//! Counters, gauges and histograms, encoded as `OpenMetrics` text (which Prometheus scrapes) by
+//! prometheus-client, and a tiny HTTP/1.1 responder for `/metrics`, `/health` and
+//! `/health/live`.
 //!
 //! Everything is a fixed set of atomics allocated at start-up; recording never allocates or
-//! locks, except [`ConfigMismatches`], which changes only on peer handshakes. The responder reads one request head (bounded), answers, and closes.
+//! locks, except [`ConfigMismatches`], which changes only on peer handshakes. A scrape copies
+//! the values into a fresh prometheus-client registry and encodes that (the library's own
+//! histogram takes a lock per sample, too dear for every request). The responder reads one
+//! request head (bounded), answers, and closes.
 //!
 //! The two probes (see [`readiness`] and [`liveness`]) answer 200 or 503 with a one-line JSON
 //! body: `{"status":"ready","role":"backup","view":3,"op":120,"commit":120,"applied":120}`.
@@ -15,12 +19,18 @@
 //! - `GET /health/live` (liveness): 200 (`alive`) unless the replica halted or the process is
 //!   shutting down; a view change, recovery or a lagging log are not reasons to restart it.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use allocdb_core::{Config as CoreConfig, TableUsage};
 use allocdb_vsr::frame::Role;
+use prometheus_client::encoding::text;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Duration;
@@ -88,17 +98,44 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (index, bound) in self.bounds.iter().enumerate() {
-            cumulative += self.counts[index].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    /// What the exposition encodes: the counts per bucket (not cumulative; the encoder adds
+    /// them up), the last one `+Inf`'s. Read bucket by bucket while requests keep recording, so
+    /// `count` is the buckets' total rather than the separate counter, and the two always agree.
+    fn snapshot(&self) -> HistogramSnapshot {
+        // Bounds are small integers (below 2^53): exact as f64.
+        #[allow(clippy::cast_precision_loss)]
+        let bounds = self.bounds.iter().map(|bound| *bound as f64);
+        let buckets: Vec<(f64, u64)> = bounds
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(&self.counts)
+            .map(|(bound, count)| (bound, count.load(Ordering::Relaxed)))
+            .collect();
+        HistogramSnapshot {
+            sum: self.sum.load(Ordering::Relaxed),
+            count: buckets.iter().map(|(_, count)| count).sum(),
+            buckets,
         }
-        cumulative += self.counts[self.bounds.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{name}_count {}", self.count.load(Ordering::Relaxed));
+    }
+}
+
+/// One histogram's values at a scrape, encoded by prometheus-client.
+#[derive(Debug)]
+struct HistogramSnapshot {
+    sum: u64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl EncodeMetric for HistogramSnapshot {
+    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        // A sum of microseconds or request counts stays far below 2^53: exact as f64.
+        #[allow(clippy::cast_precision_loss)]
+        let sum = self.sum as f64;
+        encoder.encode_histogram::<NoLabelSet>(sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
@@ -188,202 +225,213 @@ impl Default for Metrics {
     }
 }
 
+/// A counter's exposition: its name (as scraped, with `_total`), help and value.
+type CounterRow<'a> = (&'static str, &'static str, &'a Counter);
+
 impl Metrics {
-    /// The Prometheus text exposition of every metric and of `state`.
+    /// The exposition (`OpenMetrics` text, which Prometheus scrapes) of every metric and of
+    /// `state`. A scrape builds its own registry of constant values: recording stays on the
+    /// plain atomics above and never meets the registry's locks.
     pub fn render(&self, state: &ReplicaState, replica_index: u8, core: &CoreConfig) -> String {
-        let mut out = String::with_capacity(8192);
-        render_state(&mut out, state, replica_index);
-        render_tables(&mut out, core, &state.tables);
-        self.render_counters(&mut out);
-        self.request_batch.render(
-            &mut out,
+        let mut registry = Registry::default();
+        register_state(&mut registry, state, replica_index);
+        register_tables(&mut registry, core, &state.tables);
+        for (name, help, counter) in self.counters().into_iter().chain(self.limit_counters()) {
+            // prometheus-client adds the `_total` of a counter's samples itself.
+            let family = name
+                .strip_suffix("_total")
+                .expect("counter names end in _total");
+            registry.register(family, help, ConstCounter::new(counter.get()));
+        }
+        registry.register(
+            "allocdb_peer_config_mismatch",
+            "Peers whose links are refused for a configuration mismatch now",
+            ConstGauge::new(self.config_mismatches.peers()),
+        );
+        registry.register(
             "allocdb_request_batch_size",
-            "Requests per client frame.",
+            "Requests per client frame",
+            self.request_batch.snapshot(),
         );
-        self.request_latency_us.render(
-            &mut out,
+        registry.register(
             "allocdb_request_latency_us",
-            "Request latency in microseconds, frame in to reply out.",
+            "Request latency in microseconds, frame in to reply out",
+            self.request_latency_us.snapshot(),
         );
+        let mut out = String::with_capacity(8192);
+        text::encode(&mut out, &registry).expect("writing to a String never fails");
         out
     }
 
-    /// The refusals and timeouts of the connection limits (`crate::admission`).
-    fn render_limit_counters(&self, out: &mut String) {
-        let counters = [
-            (
-                "allocdb_connections_refused_address_total",
-                "Connections refused: too many from one address.",
-                &self.connections_refused_address,
-            ),
-            (
-                "allocdb_connections_refused_sessions_total",
-                "Client sessions refused: every session slot taken.",
-                &self.connections_refused_sessions,
-            ),
-            (
-                "allocdb_connections_refused_peers_total",
-                "Peer links refused: every reserved peer slot taken.",
-                &self.connections_refused_peers,
-            ),
-            (
-                "allocdb_connections_evicted_total",
-                "Connections closed before identifying themselves, to make room for newer ones.",
-                &self.connections_evicted,
-            ),
-            (
-                "allocdb_handshake_timeouts_total",
-                "Connections closed: no TLS handshake and first frame in time.",
-                &self.handshake_timeouts,
-            ),
-            (
-                "allocdb_idle_timeouts_total",
-                "Client sessions closed for idleness.",
-                &self.idle_timeouts,
-            ),
-            (
-                "allocdb_slow_frames_total",
-                "Connections closed: a frame arrived below the minimum rate.",
-                &self.slow_frames,
-            ),
-            (
-                "allocdb_requests_invalid_total",
-                "Requests answered invalid (internal commands, reads whose min_op is out of reach).",
-                &self.requests_invalid,
-            ),
-        ];
-        render_counter_list(out, &counters);
-    }
-
-    fn render_counters(&self, out: &mut String) {
-        let counters = [
+    /// The traffic counters, in exposition order. Help texts end without a period: the
+    /// registry adds it.
+    fn counters(&self) -> [CounterRow<'_>; 12] {
+        [
             (
                 "allocdb_requests_total",
-                "Client requests received.",
+                "Client requests received",
                 &self.requests,
             ),
             (
                 "allocdb_overloaded_total",
-                "Requests answered overloaded.",
+                "Requests answered overloaded",
                 &self.overloaded,
             ),
             (
                 "allocdb_forbidden_total",
-                "Requests answered forbidden (the client's role may not make them).",
+                "Requests answered forbidden (the client's role may not make them)",
                 &self.forbidden,
             ),
             (
                 "allocdb_replies_dropped_total",
-                "Replies dropped (connection queue full or gone).",
+                "Replies dropped (connection queue full or gone)",
                 &self.replies_dropped,
             ),
             (
                 "allocdb_peer_messages_total",
-                "Peer messages received.",
+                "Peer messages received",
                 &self.peer_messages,
             ),
             (
                 "allocdb_peer_messages_dropped_total",
-                "Peer messages dropped (link queue full).",
+                "Peer messages dropped (link queue full)",
                 &self.peer_messages_dropped,
             ),
             (
                 "allocdb_peer_messages_refused_total",
-                "Peer messages refused: they broke the protocol's rules (forged or broken peer).",
+                "Peer messages refused: they broke the protocol's rules (forged or broken peer)",
                 &self.peer_messages_refused,
             ),
             (
                 "allocdb_outbox_dropped_total",
-                "Replica outputs dropped (outbox full).",
+                "Replica outputs dropped (outbox full)",
                 &self.outbox_dropped,
             ),
             (
                 "allocdb_error_frames_total",
-                "Error frames sent.",
+                "Error frames sent",
                 &self.error_frames,
             ),
             (
                 "allocdb_connections_total",
-                "Connections accepted.",
+                "Connections accepted",
                 &self.connections,
             ),
             (
                 "allocdb_peer_links_total",
-                "Outbound peer links established.",
+                "Outbound peer links established",
                 &self.peer_links,
             ),
             (
                 "allocdb_peer_config_mismatches_total",
-                "Peer links refused for a configuration mismatch.",
+                "Peer links refused for a configuration mismatch",
                 &self.peer_config_mismatches,
             ),
-        ];
-        render_counter_list(out, &counters);
-        self.render_limit_counters(out);
-        let _ = writeln!(
-            out,
-            "# HELP allocdb_peer_config_mismatch Peers whose links are refused for a configuration mismatch now.\n# TYPE allocdb_peer_config_mismatch gauge\nallocdb_peer_config_mismatch {}",
-            self.config_mismatches.peers()
-        );
+        ]
+    }
+
+    /// The refusals and timeouts of the connection limits (`crate::admission`).
+    fn limit_counters(&self) -> [CounterRow<'_>; 8] {
+        [
+            (
+                "allocdb_connections_refused_address_total",
+                "Connections refused: too many from one address",
+                &self.connections_refused_address,
+            ),
+            (
+                "allocdb_connections_refused_sessions_total",
+                "Client sessions refused: every session slot taken",
+                &self.connections_refused_sessions,
+            ),
+            (
+                "allocdb_connections_refused_peers_total",
+                "Peer links refused: every reserved peer slot taken",
+                &self.connections_refused_peers,
+            ),
+            (
+                "allocdb_connections_evicted_total",
+                "Connections closed before identifying themselves, to make room for newer ones",
+                &self.connections_evicted,
+            ),
+            (
+                "allocdb_handshake_timeouts_total",
+                "Connections closed: no TLS handshake and first frame in time",
+                &self.handshake_timeouts,
+            ),
+            (
+                "allocdb_idle_timeouts_total",
+                "Client sessions closed for idleness",
+                &self.idle_timeouts,
+            ),
+            (
+                "allocdb_slow_frames_total",
+                "Connections closed: a frame arrived below the minimum rate",
+                &self.slow_frames,
+            ),
+            (
+                "allocdb_requests_invalid_total",
+                "Requests answered invalid (internal commands, reads whose min_op is out of reach)",
+                &self.requests_invalid,
+            ),
+        ]
     }
 }
 
-fn render_state(out: &mut String, state: &ReplicaState, replica_index: u8) {
-    let _ = writeln!(
-        out,
-        "# HELP allocdb_role The replica's role (1 for the current one).\n# TYPE allocdb_role gauge"
-    );
-    for role in allocdb_vsr::frame::Role::ALL {
-        let _ = writeln!(
-            out,
-            "allocdb_role{{role=\"{}\"}} {}",
-            role.name(),
-            u8::from(role == state.role)
-        );
+/// A gauge per label value (`role`, `table`), set once per scrape.
+type LabeledGauges = Family<[(&'static str, &'static str); 1], Gauge<u64, AtomicU64>>;
+
+fn register_state(registry: &mut Registry, state: &ReplicaState, replica_index: u8) {
+    let roles = LabeledGauges::default();
+    for role in Role::ALL {
+        roles
+            .get_or_create(&[("role", role.name())])
+            .set(u64::from(role == state.role));
     }
+    registry.register(
+        "allocdb_role",
+        "The replica's role (1 for the current one)",
+        roles,
+    );
     let gauges = [
         (
             "allocdb_replica_index",
-            "This replica's index.",
+            "This replica's index",
             u64::from(replica_index),
         ),
-        ("allocdb_view", "The replica's view.", state.view),
-        ("allocdb_op", "The last op in the replica's log.", state.op),
+        ("allocdb_view", "The replica's view", state.view),
+        ("allocdb_op", "The last op in the replica's log", state.op),
         (
             "allocdb_commit_op",
-            "The highest op known committed.",
+            "The highest op known committed",
             state.commit,
         ),
         (
             "allocdb_applied_op",
-            "The highest op applied to the state machine.",
+            "The highest op applied to the state machine",
             state.applied,
         ),
         (
             "allocdb_slot",
-            "The logical slot of the last applied batch.",
+            "The logical slot of the last applied batch",
             state.slot,
         ),
         (
             "allocdb_expiry_due_leases",
-            "Leases past their deadline not yet expired (capped at one batch).",
+            "Leases past their deadline not yet expired (capped at one batch)",
             u64::from(state.expiry_due),
         ),
         (
             "allocdb_expiry_lag_slots",
-            "Slots between the oldest unexpired deadline and the last applied slot.",
+            "Slots between the oldest unexpired deadline and the last applied slot",
             state.expiry_lag_slots,
         ),
     ];
     for (name, help, value) in gauges {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-        );
+        registry.register(name, help, ConstGauge::new(value));
     }
 }
 
-fn render_tables(out: &mut String, core: &CoreConfig, usage: &TableUsage) {
+fn register_tables(registry: &mut Registry, core: &CoreConfig, usage: &TableUsage) {
     // (table, capacity, rows in use): utilisation is rows / capacity; alarm well before 1.
     let tables = [
         ("resources", core.resources_max, usage.resources),
@@ -402,23 +450,21 @@ fn render_tables(out: &mut String, core: &CoreConfig, usage: &TableUsage) {
         ("operations", core.operations_max, usage.operations),
         ("sessions", core.clients_max, usage.sessions),
     ];
-    let _ = writeln!(
-        out,
-        "# HELP allocdb_table_capacity Rows allocated per core table.\n# TYPE allocdb_table_capacity gauge"
-    );
-    for (table, capacity, _) in tables {
-        let _ = writeln!(
-            out,
-            "allocdb_table_capacity{{table=\"{table}\"}} {capacity}"
-        );
+    let capacity = LabeledGauges::default();
+    let rows = LabeledGauges::default();
+    for (table, table_capacity, table_rows) in tables {
+        capacity
+            .get_or_create(&[("table", table)])
+            .set(u64::from(table_capacity));
+        rows.get_or_create(&[("table", table)])
+            .set(u64::from(table_rows));
     }
-    let _ = writeln!(
-        out,
-        "# HELP allocdb_table_rows Rows in use per core table.\n# TYPE allocdb_table_rows gauge"
+    registry.register(
+        "allocdb_table_capacity",
+        "Rows allocated per core table",
+        capacity,
     );
-    for (table, _, rows) in tables {
-        let _ = writeln!(out, "allocdb_table_rows{{table=\"{table}\"}} {rows}");
-    }
+    registry.register("allocdb_table_rows", "Rows in use per core table", rows);
 }
 
 /// What the metrics endpoint needs.
@@ -433,16 +479,6 @@ pub struct MetricsContext {
     pub core: CoreConfig,
     /// How far `applied` may trail `commit` for `/health` to answer 200 (one pipeline).
     pub health_lag_ops_max: u64,
-}
-
-fn render_counter_list(out: &mut String, counters: &[(&str, &str, &Counter)]) {
-    for (name, help, counter) in counters {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            counter.get()
-        );
-    }
 }
 
 /// What a probe endpoint answers: 200 (`true`) or 503, and the one-line JSON body.
@@ -569,7 +605,7 @@ async fn respond(
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => (
             "200 OK",
-            "text/plain; version=0.0.4",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
             context
                 .metrics
                 .render(&state, context.replica_index, &context.core),
@@ -609,10 +645,12 @@ fn probe_response(answer: ProbeAnswer) -> (&'static str, &'static str, String) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Histogram, liveness, readiness, readiness_with, render_tables};
+    use super::{Histogram, Metrics, liveness, readiness, readiness_with, register_tables};
     use crate::driver::ReplicaState;
     use allocdb_core::{Config, TableUsage};
     use allocdb_vsr::frame::Role;
+    use prometheus_client::encoding::text;
+    use prometheus_client::registry::Registry;
 
     fn state(role: Role, op: u64, commit: u64, applied: u64) -> ReplicaState {
         ReplicaState {
@@ -737,18 +775,50 @@ mod tests {
         for value in [0, 1, 2, 10, 11, 1000] {
             histogram.observe(value);
         }
+        let mut registry = Registry::default();
+        registry.register("h", "help", histogram.snapshot());
         let mut out = String::new();
-        histogram.render(&mut out, "h", "help");
+        text::encode(&mut out, &registry).unwrap();
         for expected in [
-            "h_bucket{le=\"1\"} 2",
-            "h_bucket{le=\"10\"} 4",
-            "h_bucket{le=\"100\"} 5",
-            "h_bucket{le=\"+Inf\"} 6",
-            "h_sum 1024",
-            "h_count 6",
+            "# TYPE h histogram\n",
+            "h_bucket{le=\"1.0\"} 2\n",
+            "h_bucket{le=\"10.0\"} 4\n",
+            "h_bucket{le=\"100.0\"} 5\n",
+            "h_bucket{le=\"+Inf\"} 6\n",
+            "h_sum 1024.0\n",
+            "h_count 6\n",
         ] {
             assert!(out.contains(expected), "missing {expected} in\n{out}");
         }
+    }
+
+    #[test]
+    fn the_exposition_keeps_the_documented_names() {
+        let metrics = Metrics::default();
+        metrics.requests.add(3);
+        metrics.outbox_dropped.set(9);
+        metrics.request_latency_us.observe(120);
+        let out = metrics.render(&state(Role::Backup, 5, 4, 4), 2, &Config::small());
+        for expected in [
+            "# TYPE allocdb_requests counter\n",
+            "allocdb_requests_total 3\n",
+            "allocdb_outbox_dropped_total 9\n",
+            "allocdb_connections_evicted_total 0\n",
+            "allocdb_requests_invalid_total 0\n",
+            "allocdb_role{role=\"backup\"} 1\n",
+            "allocdb_role{role=\"primary\"} 0\n",
+            "allocdb_replica_index 2\n",
+            "allocdb_view 3\n",
+            "allocdb_commit_op 4\n",
+            "allocdb_peer_config_mismatch 0\n",
+            "# HELP allocdb_requests Client requests received.\n",
+            "allocdb_request_latency_us_bucket{le=\"250.0\"} 1\n",
+            "allocdb_request_latency_us_count 1\n",
+            "allocdb_request_batch_size_count 0\n",
+        ] {
+            assert!(out.contains(expected), "missing {expected} in\n{out}");
+        }
+        assert!(out.ends_with("# EOF\n"), "{out}");
     }
 
     #[test]
@@ -764,8 +834,10 @@ mod tests {
             operations: 7,
             sessions: 8,
         };
+        let mut registry = Registry::default();
+        register_tables(&mut registry, &config, &usage);
         let mut out = String::new();
-        render_tables(&mut out, &config, &usage);
+        text::encode(&mut out, &registry).unwrap();
         for expected in [
             format!(
                 "allocdb_table_capacity{{table=\"leases\"}} {}",

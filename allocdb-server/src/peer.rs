@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use allocdb_vsr::frame::{self, ErrorBody, ErrorCode, FrameKind, FrameLimits, PeerHandshake};
-use allocdb_vsr::{Message, MessageLimits, decode_message, encode_message};
+use allocdb_vsr::{Message, MessageLimits, decode_message, encode_message, peer_body_bytes_max};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant};
@@ -83,7 +83,7 @@ impl Identity {
     fn frame_limits(&self) -> FrameLimits {
         FrameLimits {
             cluster_id: self.cluster_id,
-            body_bytes_max: frame::peer_body_bytes_max(&self.limits),
+            body_bytes_max: peer_body_bytes_max(&self.limits),
         }
     }
 

@@ -485,8 +485,8 @@ mod tests {
         tokio::time::advance(Duration::from_millis(2)).await;
         recorder.record(started, Some(ResultCode::ResourceBusy), || unreachable!());
         assert!(!recorder.should_stop());
-        // 2 ms, reported as the upper bound of its histogram bucket.
-        assert_eq!(recorder.take_interval(), (1, Some(2_047), Some(2_047), 1));
+        // 2 ms, reported exactly: below 2,048 µs the histogram's unit is 1 µs.
+        assert_eq!(recorder.take_interval(), (1, Some(2_000), Some(2_000), 1));
         assert_eq!(recorder.take_interval(), (0, None, None, 1));
         tokio::time::advance(Duration::from_secs(14)).await;
         let class = recorder.record(Instant::now(), Some(ResultCode::LeaseTableFull), || {

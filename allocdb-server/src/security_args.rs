@@ -68,12 +68,10 @@ impl SecurityArgs {
     ) -> Result<ServerSecurity, String> {
         match self.mode()? {
             Mode::Insecure => Ok(ServerSecurity::Insecure),
-            Mode::Certs(dir) => Ok(ServerSecurity::Tls(std::sync::Arc::new(ReplicaTls::load(
-                &dir,
-                cluster_id,
-                replica_index,
-                replica_count,
-            )?))),
+            Mode::Certs(dir) => Ok(ServerSecurity::Tls(std::sync::Arc::new(
+                ReplicaTls::load(&dir, cluster_id, replica_index, replica_count)
+                    .map_err(|error| error.to_string())?,
+            ))),
         }
     }
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use allocdb_core::{Config as CoreConfig, DecodeError, Reader, Writer};
-use allocdb_vsr::ReplicaConfig;
+use allocdb_vsr::{ConfigError, ReplicaConfig};
 
 /// The settings file's name inside a data directory.
 pub const SETTINGS_FILE: &str = "cluster.settings";
@@ -37,19 +37,53 @@ pub struct ClusterSettings {
 }
 
 /// Why settings could not be read or are unusable.
-#[derive(Debug)]
-pub struct SettingsError {
-    /// What went wrong, naming the file.
-    pub reason: String,
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// Cluster id 0, which the wire reserves for "any cluster".
+    #[error("cluster id 0 is reserved (it means \"any cluster\" on the wire)")]
+    ReservedClusterId,
+    /// A zero slot or tick length.
+    #[error("slot_ms and tick_ms must be at least 1")]
+    ZeroTimeUnit,
+    /// The replica's own validation refused the limits.
+    #[error(transparent)]
+    Replica(#[from] ConfigError),
+    /// The settings file could not be written (or the directory synced).
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        /// The settings file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The settings file could not be read: usually not a data directory at all.
+    #[error(
+        "cannot read {}: {source} (is this a data directory made by `allocdb format`?)",
+        .path.display()
+    )]
+    Read {
+        /// The settings file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file's bytes do not decode (truncated, checksum, unknown version).
+    #[error("{} is corrupt: {source}", .path.display())]
+    Corrupt {
+        /// The settings file.
+        path: PathBuf,
+        /// Why it does not decode.
+        source: DecodeError,
+    },
+    /// The file decodes but holds settings that do not validate.
+    #[error("{}: {source}", .path.display())]
+    Invalid {
+        /// The settings file.
+        path: PathBuf,
+        /// The first invalid value.
+        source: Box<SettingsError>,
+    },
 }
-
-impl std::fmt::Display for SettingsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.reason)
-    }
-}
-
-impl std::error::Error for SettingsError {}
 
 /// The slot length `allocdb format` uses unless told otherwise.
 pub const SLOT_MS_DEFAULT: u64 = 10;
@@ -140,20 +174,14 @@ impl ClusterSettings {
     /// # Errors
     /// The first problem, naming the field.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let fail = |reason: String| Err(SettingsError { reason });
         if self.cluster_id == 0 {
-            return fail(
-                "cluster id 0 is reserved (it means \"any cluster\" on the wire)".to_string(),
-            );
+            return Err(SettingsError::ReservedClusterId);
         }
         if self.slot_ms == 0 || self.tick_ms == 0 {
-            return fail("slot_ms and tick_ms must be at least 1".to_string());
+            return Err(SettingsError::ZeroTimeUnit);
         }
-        self.replica_config()
-            .validate()
-            .map_err(|error| SettingsError {
-                reason: error.to_string(),
-            })
+        self.replica_config().validate()?;
+        Ok(())
     }
 
     /// Appends the file's bytes.
@@ -275,8 +303,9 @@ impl ClusterSettings {
         let temporary = data_dir.join(format!("{SETTINGS_FILE}.tmp"));
         let mut bytes = Vec::new();
         self.encode(&mut bytes);
-        let io = |error: std::io::Error| SettingsError {
-            reason: format!("cannot write {}: {error}", path.display()),
+        let io = |source: std::io::Error| SettingsError::Write {
+            path: path.clone(),
+            source,
         };
         {
             use std::io::Write;
@@ -297,18 +326,21 @@ impl ClusterSettings {
     /// The file is missing, unreadable, corrupt, or holds invalid settings.
     pub fn read(data_dir: &Path) -> Result<ClusterSettings, SettingsError> {
         let path = settings_path(data_dir);
-        let bytes = std::fs::read(&path).map_err(|error| SettingsError {
-            reason: format!(
-                "cannot read {}: {error} (is this a data directory made by `allocdb format`?)",
-                path.display()
-            ),
+        let bytes = std::fs::read(&path).map_err(|source| SettingsError::Read {
+            path: path.clone(),
+            source,
         })?;
-        let settings = ClusterSettings::decode(&bytes).map_err(|error| SettingsError {
-            reason: format!("{} is corrupt: {error}", path.display()),
-        })?;
-        settings.validate().map_err(|error| SettingsError {
-            reason: format!("{}: {error}", path.display()),
-        })?;
+        let settings =
+            ClusterSettings::decode(&bytes).map_err(|source| SettingsError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        settings
+            .validate()
+            .map_err(|source| SettingsError::Invalid {
+                path,
+                source: Box::new(source),
+            })?;
         Ok(settings)
     }
 }

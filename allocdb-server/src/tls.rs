@@ -82,6 +82,54 @@ impl ServerSecurity {
     }
 }
 
+/// Why a replica's certificates could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaTlsError {
+    /// A file is missing or unreadable, or holds no usable certificate or key (the client
+    /// crate's loader, shared with every tool, says which).
+    #[error("{0}")]
+    Files(String),
+    /// The certificate is valid but another replica's or another cluster's.
+    #[error(
+        "{}/{file}.crt is not replica {replica_index}'s certificate of cluster {cluster_id} \
+         (it must name {expected_name}); make this cluster's certificates with \
+         `allocdb certs --cluster {cluster_id} --replica-count {replica_count} {}`",
+        .dir.display(),
+        .dir.display()
+    )]
+    NotThisReplica {
+        /// The certificate directory.
+        dir: std::path::PathBuf,
+        /// The file's name without its extension (`replica-<index>`).
+        file: String,
+        /// The replica being started.
+        replica_index: u8,
+        /// Its cluster.
+        cluster_id: u128,
+        /// Replicas in the cluster.
+        replica_count: u8,
+        /// The name the certificate must carry.
+        expected_name: String,
+    },
+    /// rustls refused to build the client-certificate verifier (e.g. an empty CA file).
+    #[error("client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// rustls refused the TLS 1.3-only configuration.
+    #[error("{0}")]
+    Protocol(rustls::Error),
+    /// rustls refused the replica's certificate chain and key (e.g. a key of another
+    /// certificate).
+    #[error("{}/{file}: {source}", .dir.display())]
+    CertificateAndKey {
+        /// The certificate directory.
+        dir: std::path::PathBuf,
+        /// The file's name without its extension (`replica-<index>`).
+        file: String,
+        /// What rustls refused.
+        source: rustls::Error,
+    },
+}
+
 /// A replica's certificates, ready to accept and dial.
 pub struct ReplicaTls {
     acceptor: tokio_rustls::TlsAcceptor,
@@ -107,34 +155,40 @@ impl ReplicaTls {
         cluster_id: u128,
         replica_index: u8,
         replica_count: u8,
-    ) -> Result<ReplicaTls, String> {
+    ) -> Result<ReplicaTls, ReplicaTlsError> {
         let file = format!("replica-{replica_index}");
-        let credentials = TlsCredentials::from_dir(dir, &file)?;
-        let (chain, key) = credentials.chain_and_key()?;
+        let credentials = TlsCredentials::from_dir(dir, &file).map_err(ReplicaTlsError::Files)?;
+        let (chain, key) = credentials
+            .chain_and_key()
+            .map_err(ReplicaTlsError::Files)?;
         let own = principal_of(&chain[0], cluster_id, replica_count);
         if own != Some(Principal::Replica(replica_index)) {
-            return Err(format!(
-                "{}/{file}.crt is not replica {replica_index}'s certificate of cluster {cluster_id} \
-                 (it must name {}); make this cluster's certificates with \
-                 `allocdb certs --cluster {cluster_id} --replica-count {replica_count} {}`",
-                dir.display(),
-                tls::replica_name(cluster_id, replica_index),
-                dir.display()
-            ));
+            return Err(ReplicaTlsError::NotThisReplica {
+                dir: dir.to_path_buf(),
+                file,
+                replica_index,
+                cluster_id,
+                replica_count,
+                expected_name: tls::replica_name(cluster_id, replica_index),
+            });
         }
-        let roots = Arc::new(credentials.roots()?);
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots, tls::provider())
-            .build()
-            .map_err(|e| format!("client certificate verifier: {e}"))?;
+        let roots = Arc::new(credentials.roots().map_err(ReplicaTlsError::Files)?);
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(roots, tls::provider()).build()?;
         let config = ServerConfig::builder_with_provider(tls::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| e.to_string())?
+            .map_err(ReplicaTlsError::Protocol)?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)
-            .map_err(|e| format!("{}/{file}: {e}", dir.display()))?;
-        let connector = Transport::Tls(tokio_rustls::TlsConnector::from(
-            credentials.client_config()?,
-        ));
+            .map_err(|source| ReplicaTlsError::CertificateAndKey {
+                dir: dir.to_path_buf(),
+                file: file.clone(),
+                source,
+            })?;
+        let client_config = credentials
+            .client_config()
+            .map_err(ReplicaTlsError::Files)?;
+        let connector = Transport::Tls(tokio_rustls::TlsConnector::from(client_config));
         Ok(ReplicaTls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             connector,

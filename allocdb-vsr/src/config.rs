@@ -3,8 +3,7 @@
 use allocdb_core::Config as CoreConfig;
 use allocdb_wal::WalConfig;
 
-/// The largest cluster: replica indices and acknowledgement sets are sized from it.
-pub const REPLICAS_MAX: u8 = 5;
+pub use allocdb_protocol::REPLICAS_MAX;
 
 /// The most bytes of prepares one repair reply may carry (`repair_ops_max *
 /// batch_bytes_max`): a reply is produced in one call into the replica, so it must fit a

@@ -28,7 +28,6 @@
 mod clock;
 pub mod config;
 mod digests;
-pub mod frame;
 mod journal;
 pub mod message;
 pub mod message_codec;
@@ -43,11 +42,14 @@ mod replica_recovery;
 mod replica_view_change;
 pub mod view_change;
 
+/// The wire format, defined in `allocdb-protocol` and re-exported so `allocdb_vsr::frame::...`
+/// paths keep naming the same items.
+pub use allocdb_protocol::frame;
 pub use clock::PrimaryClock;
 pub use config::{ConfigError, REPLICAS_MAX, ReplicaConfig};
 pub use message::{
     ClientId, ClientOperation, ClientRequest, Entry, Message, Query, ReadResult, Reply, ReplyBody,
 };
-pub use message_codec::{MessageLimits, decode_message, encode_message};
+pub use message_codec::{MessageLimits, decode_message, encode_message, peer_body_bytes_max};
 pub use outbox::{Envelope, Outbox};
 pub use replica::{AppliedOp, Replica, ReplicaError, Status};

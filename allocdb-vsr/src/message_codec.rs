@@ -9,6 +9,7 @@
 //! version, crc32c) belongs to the transport.
 
 use allocdb_core::{DecodeError, Reader, Writer};
+use allocdb_protocol::frame::FRAME_BODY_BYTES_LIMIT;
 use allocdb_wal::{CheckpointInfo, RECORD_HEADER_SIZE, RecordHeader};
 
 use crate::config::ReplicaConfig;
@@ -55,6 +56,19 @@ impl MessageLimits {
             snapshot_bytes_max: config.snapshot_bytes_max,
         }
     }
+}
+
+/// The largest peer frame body a replica with these message limits can send: a checkpoint
+/// (snapshot) or a view-change suffix of full entries, whichever is larger. It lives with the
+/// message codec, not with the frame format, because only the messages' layout decides it.
+pub fn peer_body_bytes_max(limits: &MessageLimits) -> u32 {
+    let entry_bytes = u64::from(HEADER_ENCODED_BYTES) + 4 + u64::from(limits.body_bytes_max);
+    // kind, views, ops, checksum, count, then the entries.
+    let suffix = 1 + 8 * 4 + 16 + 4 + u64::from(limits.suffix_ops_max) * entry_bytes;
+    let headers = 1 + 8 + 4 + u64::from(limits.headers_max) * u64::from(HEADER_ENCODED_BYTES);
+    let checkpoint = 1 + 8 + 8 * 4 + 16 * 2 + 4 + u64::from(limits.snapshot_bytes_max);
+    let largest = suffix.max(headers).max(checkpoint);
+    u32::try_from(largest.min(u64::from(FRAME_BODY_BYTES_LIMIT))).expect("clamped to a u32 limit")
 }
 
 /// Appends the encoding of `message` to `out`.

@@ -15,8 +15,7 @@ use allocdb_core::{DecodeError, Op, Reader, Slot, Writer};
 
 use crate::checksum::{Checksum, checksum128};
 
-/// A view number of the replication protocol.
-pub type View = u64;
+pub use allocdb_core::View;
 
 /// Bytes in a record header.
 pub const RECORD_HEADER_SIZE: u32 = 96;

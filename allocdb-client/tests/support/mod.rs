@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use allocdb_core::ids::OperationKey;
 use allocdb_core::{Allocator, Config, Outcome, Request, ResultCode};
-use allocdb_vsr::frame::{
+use allocdb_protocol::frame::{
     self, ClientHello, FrameKind, FrameLimits, FrameReply, FrameRequest, Role, Welcome,
 };
-use allocdb_vsr::{ClientOperation, Query, ReadResult, ReplyBody};
+use allocdb_protocol::{ClientOperation, Query, ReadResult, ReplyBody};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

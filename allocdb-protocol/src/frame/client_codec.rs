@@ -21,7 +21,7 @@ use allocdb_core::{
 };
 
 use super::{FrameError, REQUESTS_PER_FRAME_MAX};
-use crate::message::{ClientOperation, Query, ReadResult, ReplyBody};
+use crate::client::{ClientOperation, Query, ReadResult, ReplyBody};
 
 const TAG_WRITE: u8 = 1;
 const TAG_READ: u8 = 2;

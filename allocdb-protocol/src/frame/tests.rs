@@ -5,7 +5,7 @@ use allocdb_core::{
 use proptest::prelude::*;
 
 use super::*;
-use crate::message::{ClientOperation, Query, ReadResult, ReplyBody};
+use crate::client::{ClientOperation, Query, ReadResult, ReplyBody};
 
 const CLUSTER: u128 = 0x0A11_C0DB;
 

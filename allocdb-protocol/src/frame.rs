@@ -53,7 +53,7 @@ pub const REQUESTS_PER_FRAME_MAX: u32 = 1024;
 /// replies (every other client-facing body is smaller).
 pub const CLIENT_BODY_BYTES_MAX: u32 = client_codec::CLIENT_BODY_BYTES_MAX;
 /// The absolute ceiling on any frame body; peer links use a tighter limit derived from the
-/// replica's message limits ([`peer_body_bytes_max`]).
+/// replica's message limits (`allocdb_vsr::message_codec::peer_body_bytes_max`).
 pub const FRAME_BODY_BYTES_LIMIT: u32 = 256 << 20;
 
 /// What a frame carries. The values are part of the protocol and never reused.
@@ -62,7 +62,7 @@ pub const FRAME_BODY_BYTES_LIMIT: u32 = 256 << 20;
 pub enum FrameKind {
     /// Replica ⇄ replica, first frame of a link: who is speaking.
     PeerHandshake = 1,
-    /// Replica → replica: one protocol message ([`crate::encode_message`]).
+    /// Replica → replica: one protocol message (`allocdb_vsr::encode_message`).
     PeerMessage = 2,
     /// Replica ⇄ replica keep-alive, so a silently stalled link is noticed and redialed.
     PeerPing = 3,
@@ -162,23 +162,6 @@ impl FrameLimits {
             body_bytes_max: CLIENT_BODY_BYTES_MAX,
         }
     }
-}
-
-/// The largest peer frame body a replica with these message limits can send: a checkpoint
-/// (snapshot) or a view-change suffix of full entries, whichever is larger.
-pub fn peer_body_bytes_max(limits: &crate::MessageLimits) -> u32 {
-    let entry_bytes = u64::from(crate::message_codec::HEADER_ENCODED_BYTES)
-        + 4
-        + u64::from(limits.body_bytes_max);
-    // kind, views, ops, checksum, count, then the entries.
-    let suffix = 1 + 8 * 4 + 16 + 4 + u64::from(limits.suffix_ops_max) * entry_bytes;
-    let headers = 1
-        + 8
-        + 4
-        + u64::from(limits.headers_max) * u64::from(crate::message_codec::HEADER_ENCODED_BYTES);
-    let checkpoint = 1 + 8 + 8 * 4 + 16 * 2 + 4 + u64::from(limits.snapshot_bytes_max);
-    let largest = suffix.max(headers).max(checkpoint);
-    u32::try_from(largest.min(u64::from(FRAME_BODY_BYTES_LIMIT))).expect("clamped to a u32 limit")
 }
 
 /// Why a frame was refused; [`FrameError::code`] is sent back in an error frame.
@@ -391,7 +374,7 @@ impl ErrorCode {
 /// then the length and both checksums are patched in.
 ///
 /// ```
-/// use allocdb_vsr::frame::{self, FrameKind, FrameLimits, HEADER_BYTES};
+/// use allocdb_protocol::frame::{self, FrameKind, FrameLimits, HEADER_BYTES};
 /// let mut out = Vec::new();
 /// frame::write_frame(&mut out, FrameKind::PeerPing, 7, |_| {});
 /// let header = frame::decode_header(out[..HEADER_BYTES].try_into().unwrap(), &FrameLimits::client(7)).unwrap();

@@ -27,7 +27,7 @@ fn decode_whole<'a, T>(
 /// The most configuration values a [`PeerHandshake`] carries.
 pub const HANDSHAKE_CONFIG_VALUES_MAX: u8 = 64;
 /// The most addresses a [`PeerHandshake`] carries (one per replica).
-pub const HANDSHAKE_ADDRESSES_MAX: u8 = crate::config::REPLICAS_MAX;
+pub const HANDSHAKE_ADDRESSES_MAX: u8 = crate::REPLICAS_MAX;
 /// The longest address a [`PeerHandshake`] carries, in bytes (a 253-byte DNS name and a port
 /// fit).
 pub const HANDSHAKE_ADDRESS_BYTES_MAX: u16 = 512;
