@@ -510,6 +510,7 @@ fn error_line(error: &ClientError, operation_id: Option<u128>) -> (String, u8) {
                 Some(id) => line.id("operation_id", id),
                 None => line,
             };
+            let line = line.str("error", &format!("the cluster refused: {error}"));
             (line.finish(), EXIT_DEFINITE_FAILURE)
         }
         ClientError::Indefinite { operation_id } => (
