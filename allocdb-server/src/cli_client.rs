@@ -428,7 +428,12 @@ async fn read(client: &Client, command: &ClientCommand) -> (String, u8) {
     };
     match result {
         Ok(line) => (line.finish(), EXIT_OK),
-        Err(error) => error_line(&error, None),
+        Err(error) => {
+            // A read changes nothing, so its outcome is never unknown: the library reports
+            // no indefinite read, and the documented exit statuses promise it.
+            assert!(error.is_definite(), "a read is never indefinite: {error}");
+            error_line(&error, None)
+        }
     }
 }
 
@@ -476,7 +481,10 @@ fn lease_fields(line: JsonLine, lease: &LeaseView) -> JsonLine {
     let line = line
         .id("lease_id", lease.id.0)
         .u64("epoch", lease.epoch)
-        .u64_or_null("deadline", deadline(lease.deadline_slot));
+        .u64_or_null("deadline", deadline(lease.deadline_slot))
+        // A read's answer does not carry the cluster's current slot, so the time left cannot
+        // be computed: the field is there (as on writes) but null.
+        .u64_or_null("deadline_in_ms", None);
     lease_extras(line, lease)
 }
 

@@ -74,7 +74,8 @@ impl ClusterArgs {
             ));
         }
         let insecure = var(ENV_INSECURE).is_some_and(|value| value.trim() == "1");
-        if var(ENV_CERTS).is_none() && !insecure {
+        // A malformed ALLOCDB_INSECURE is left to the library's parser, which names it.
+        if var(ENV_CERTS).is_none() && var(ENV_INSECURE).is_none() {
             return Err(format!(
                 "{} (or set {ENV_CERTS} to the directory, or {ENV_INSECURE}=1)",
                 crate::security_args::missing_message()
