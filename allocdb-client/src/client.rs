@@ -808,7 +808,16 @@ async fn open_first(
             .await
             {
                 Ok(session) => {
+                    check_replica_count(options, &session)?;
                     return Ok(prefer_primary(options, transport, client_id, session).await);
+                }
+                Err(error @ SessionError::AddressList { .. }) => {
+                    return Err(ClientError::AddressList {
+                        reason: format!(
+                            "{error} (addresses given: {})",
+                            options.addresses.join(",")
+                        ),
+                    });
                 }
                 Err(SessionError::Forbidden(reason)) => {
                     return Err(ClientError::Forbidden {
@@ -833,6 +842,27 @@ async fn open_first(
         }
         tokio::time::sleep(pause).await;
     }
+}
+
+/// Refuses a list whose length is not the cluster's replica count, as the first welcome tells
+/// it: a missing replica would otherwise look like an outage, and an extra one would never
+/// answer.
+fn check_replica_count(options: &ClientOptions, session: &Session) -> Result<(), ClientError> {
+    let replica_count = session.welcome.replica_count;
+    if options.addresses.len() == usize::from(replica_count) {
+        return Ok(());
+    }
+    Err(ClientError::AddressList {
+        reason: format!(
+            "address list of {} entries, but {} (replica {}) says the cluster has {replica_count} \
+             replicas; list all {replica_count} addresses in replica-index order (addresses \
+             given: {})",
+            options.addresses.len(),
+            options.addresses[session.replica],
+            session.welcome.replica_index,
+            options.addresses.join(",")
+        ),
+    })
 }
 
 /// A backup's welcome names the primary: open a session there instead, keeping the backup's

@@ -59,6 +59,14 @@ pub enum ClientError {
         /// What was refused.
         reason: String,
     },
+    /// The address list does not match the cluster: a replica answered at a position other
+    /// than its index (the list is in another order), or said the cluster has a different
+    /// number of replicas than the list holds. Found at connect, before anything is sent;
+    /// retrying cannot help: fix the list (the message names the expected order).
+    AddressList {
+        /// What is wrong and what the list should be.
+        reason: String,
+    },
     /// The client's connection task ended (it panicked, or its tokio runtime shut down)
     /// before the call finished. `operation_id` is set for a write that carried an explicit
     /// operation id and may have been sent. A write the library numbered on its session
@@ -89,6 +97,7 @@ impl ClientError {
             ClientError::Rejected { .. }
             | ClientError::Invalid { .. }
             | ClientError::Forbidden { .. }
+            | ClientError::AddressList { .. }
             | ClientError::Timeout
             | ClientError::Unavailable { .. } => true,
         }
@@ -114,6 +123,7 @@ impl std::fmt::Display for ClientError {
                  retry with operation id {operation_id} to learn it"
             ),
             ClientError::Forbidden { reason } => write!(f, "forbidden: {reason}"),
+            ClientError::AddressList { reason } => write!(f, "{reason}"),
             ClientError::Timeout => write!(f, "read timed out without an answer"),
             ClientError::Unavailable { reason } => {
                 write!(f, "no replica could be reached (not executed): {reason}")
@@ -146,6 +156,7 @@ mod tests {
             (ClientError::Invalid { reason: "x".into() }, true),
             (ClientError::Indefinite { operation_id: 9 }, false),
             (ClientError::Forbidden { reason: "x".into() }, true),
+            (ClientError::AddressList { reason: "x".into() }, true),
             (ClientError::Timeout, true),
             (
                 ClientError::Unavailable {

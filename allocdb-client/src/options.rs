@@ -102,6 +102,35 @@ impl ClientOptions {
         ClientOptions::from_vars(|name| std::env::var(name).ok(), role)
     }
 
+    /// [`ClientOptions::from_env`] over any source of variables: `var(name)` returns the
+    /// value of [`ENV_ADDRESSES`], [`ENV_CLUSTER`], [`ENV_CERTS`] or [`ENV_INSECURE`], or
+    /// `None` when unset. A command line passes its flags first and the environment second,
+    /// so that flags override the environment with one parser for both.
+    ///
+    /// ```
+    /// use allocdb_client::{ClientOptions, ClientRole, ENV_ADDRESSES, ENV_INSECURE};
+    ///
+    /// let options = ClientOptions::from_lookup(
+    ///     |name| match name {
+    ///         ENV_ADDRESSES => Some("127.0.0.1:3000".to_string()),
+    ///         ENV_INSECURE => Some("1".to_string()),
+    ///         _ => None,
+    ///     },
+    ///     ClientRole::Application,
+    /// )
+    /// .expect("valid");
+    /// assert_eq!(options.addresses, ["127.0.0.1:3000"]);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ClientOptions::from_env`].
+    pub fn from_lookup(
+        var: impl Fn(&str) -> Option<String>,
+        role: ClientRole,
+    ) -> Result<ClientOptions, ClientError> {
+        ClientOptions::from_vars(var, role)
+    }
+
     /// [`ClientOptions::from_env`] over any source of variables (tests).
     fn from_vars(
         var: impl Fn(&str) -> Option<String>,

@@ -27,6 +27,15 @@ pub(crate) enum SessionError {
     Forbidden(String),
     /// The replica belongs to another cluster: a configuration error, not a fault.
     WrongCluster { expected: u128, found: u128 },
+    /// The replica at list position `position` says it is replica `found` of
+    /// `replica_count`: the address list is in another order than the cluster's, or holds a
+    /// different number of replicas. A configuration error: retrying cannot help.
+    AddressList {
+        address: String,
+        position: usize,
+        found: u8,
+        replica_count: u8,
+    },
 }
 
 impl std::fmt::Display for SessionError {
@@ -37,9 +46,29 @@ impl std::fmt::Display for SessionError {
             SessionError::WrongCluster { expected, found } => {
                 write!(
                     f,
-                    "wrong cluster: expected {expected}, the replica serves {found}"
+                    "wrong cluster: expected cluster {expected}, the replica serves cluster {found}"
                 )
             }
+            SessionError::AddressList {
+                address,
+                position,
+                found,
+                replica_count,
+            } if usize::from(*found) != *position => write!(
+                f,
+                "address list out of order: position {position} ({address}) is replica {found} \
+                 of {replica_count}; list every replica's address in replica-index order \
+                 (index 0 first)"
+            ),
+            SessionError::AddressList {
+                address,
+                replica_count,
+                ..
+            } => write!(
+                f,
+                "incomplete address list: {address} says the cluster has {replica_count} \
+                 replicas; list all {replica_count} addresses, in replica-index order"
+            ),
         }
     }
 }
@@ -113,6 +142,14 @@ impl Session {
             .await
             .map_err(|_| SessionError::Io(format!("welcome from {address}: timed out")))??;
         let welcome = accept_welcome(address, cluster_id, header, &body)?;
+        if usize::from(welcome.replica_index) != replica {
+            return Err(SessionError::AddressList {
+                address: address.to_string(),
+                position: replica,
+                found: welcome.replica_index,
+                replica_count: welcome.replica_count,
+            });
+        }
         reader.limits = FrameLimits::client(header.cluster_id);
         Ok(Session {
             replica,
@@ -155,7 +192,7 @@ fn accept_welcome(
 ) -> Result<Welcome, SessionError> {
     match header.kind {
         FrameKind::ClientWelcome => {}
-        FrameKind::Error => return Err(error_frame(address, body, cluster_id)),
+        FrameKind::Error => return Err(error_frame(address, header, body, cluster_id)),
         other => {
             return Err(SessionError::Protocol(format!(
                 "{address} answered hello with a {} frame",
@@ -264,11 +301,12 @@ impl FrameReader {
     }
 }
 
-fn error_frame(address: &str, body: &[u8], cluster_id: u128) -> SessionError {
+fn error_frame(address: &str, header: FrameHeader, body: &[u8], cluster_id: u128) -> SessionError {
     match ErrorBody::decode(body) {
+        // The replica writes its own cluster id in the error frame's header.
         Ok(error) if error.code == frame::ErrorCode::WrongCluster => SessionError::WrongCluster {
             expected: cluster_id,
-            found: 0,
+            found: header.cluster_id,
         },
         Ok(error) if error.code == frame::ErrorCode::Forbidden => {
             SessionError::Forbidden(format!("{address} refused the session: {}", error.message))

@@ -50,7 +50,9 @@ pub(crate) fn client_error(py: Python<'_>, error: &ClientError) -> PyErr {
             ClientError::Rejected { code, op } => {
                 classes.rejected.bind(py).call1((message, *code as u8, *op))
             }
-            ClientError::Invalid { .. } => classes.invalid.bind(py).call1((message,)),
+            ClientError::Invalid { .. } | ClientError::AddressList { .. } => {
+                classes.invalid.bind(py).call1((message,))
+            }
             ClientError::Indefinite { operation_id } => {
                 classes.indefinite.bind(py).call1((message, *operation_id))
             }

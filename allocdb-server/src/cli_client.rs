@@ -1,38 +1,41 @@
 //! `allocdb client`: one command against a cluster, one JSON line out, a scriptable exit code.
 //!
-//! Exit status: 0 ok; 1 a definite failure (the cluster refused, e.g. `resource_busy`, or the
-//! request can never succeed); 2 a usage or connection-setup error (clap uses 2 for usage
-//! too); 3 an indefinite outcome: the deadline passed without a definite answer, and running
-//! the same command again with the printed `--operation-id` learns what happened.
+//! Exit status: 0 ok; 1 a definite failure (the cluster refused, e.g. `resource_busy`; no
+//! replica could be reached, so nothing was sent; or a read timed out); 2 a usage or
+//! configuration error (bad flags or values, a missing setting, a wrong cluster id, an
+//! address list that does not match the cluster); 3 an indefinite outcome of a *write*: the
+//! deadline passed after it was sent without a definite answer, and running the same command
+//! again with the printed `--operation-id` learns what happened. A read never exits 3.
 //!
 //! A write without `--operation-id` carries a fresh *application key* (not a session key): a
 //! one-shot process cannot keep a session, and an application key can be retried from any
 //! later process while the cluster remembers it. Making the key registers a session (its op is
 //! the committed op the key is issued after); the session is left for eviction.
 //!
-//! Durations (`--ttl`, `--timeout`) read like `500ms`, `30s`, `5m`; TTLs are converted to the
-//! cluster's slots (the slot length comes from the replica's welcome), rounded up.
+//! Durations (`--ttl`, `--timeout`) read like `250ms`, `1.5s`, `2m`, `0.5h`; TTLs are converted
+//! to the cluster's slots (the slot length comes from the replica's welcome), rounded up.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use allocdb_client::{CallOptions, Client, ClientError, ClientOptions, Committed};
+use allocdb_client::{CallOptions, Client, ClientError, Committed, ResultCode};
 use allocdb_core::{
     Bundle, Command, DEADLINE_NONE, LeaseId, LeaseState, LeaseView, Op, PoolStats, ResourceState,
     ResourceView,
 };
 use clap::{Args, Subcommand};
 
+use crate::cluster_args::ClusterArgs;
 use crate::duration::parse_duration;
 use crate::json::JsonLine;
-use crate::security_args::{Mode, SecurityArgs, parse_role};
-use allocdb_client::{ClientRole, Security};
+use crate::security_args::parse_role;
+use allocdb_client::ClientRole;
 
 /// Exit status of a successful command.
 pub const EXIT_OK: u8 = 0;
 /// Exit status of a definite failure.
 pub const EXIT_DEFINITE_FAILURE: u8 = 1;
-/// Exit status of a usage or connection-setup error.
+/// Exit status of a usage or configuration error.
 pub const EXIT_SETUP_ERROR: u8 = 2;
 /// Exit status of an indefinite outcome.
 pub const EXIT_INDEFINITE: u8 = 3;
@@ -40,12 +43,9 @@ pub const EXIT_INDEFINITE: u8 = 3;
 /// `allocdb client` arguments.
 #[derive(Args, Debug)]
 pub struct ClientArgs {
-    /// The replicas' addresses, in replica order (a single address for a single replica).
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub addresses: Vec<String>,
-    /// The cluster id; omitted, any cluster is accepted.
-    #[arg(long)]
-    pub cluster: Option<u128>,
+    /// Where the cluster is and how to talk to it (flags over `ALLOCDB_*` variables).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// The write's idempotency key (an application key); omitted, a fresh one is made and
     /// printed. Repeat an indefinite command with the printed id to learn its outcome.
     ///
@@ -60,11 +60,8 @@ pub struct ClientArgs {
     /// How long to keep trying, connecting included (default 10s).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
-    /// TLS with a client certificate from this directory, or --insecure.
-    #[command(flatten)]
-    pub security: SecurityArgs,
-    /// Which client certificate in --certs to use: operator or application (required with
-    /// --certs; application may not create resources, revoke or reclaim).
+    /// Which client certificate in the certificate directory to use: operator or application
+    /// (required with TLS; application may not create resources, revoke or reclaim).
     #[arg(long, value_parser = parse_role)]
     pub role: Option<ClientRole>,
     /// The command.
@@ -213,23 +210,17 @@ fn emit(line: &str, status: u8) -> ExitCode {
 /// Connects and runs the command; the JSON line and the exit status.
 pub async fn execute(args: &ClientArgs) -> (String, u8) {
     let timeout = args.timeout.unwrap_or(Duration::from_secs(10));
-    let mut options = ClientOptions::new(args.addresses.clone(), args.cluster.unwrap_or(0));
-    options.call_timeout = timeout;
-    options.security = match security(args) {
-        Ok(security) => Some(security),
+    let mut options = match args.cluster.client_options(args.role) {
+        Ok(options) => options,
         Err(reason) => {
             eprintln!("error: {reason}");
             return (failure_line("usage", &reason), EXIT_SETUP_ERROR);
         }
     };
+    options.call_timeout = timeout;
     let client = match Client::connect(options).await {
         Ok(client) => client,
-        Err(error) => {
-            return (
-                failure_line("connection_error", &error.to_string()),
-                EXIT_SETUP_ERROR,
-            );
-        }
+        Err(error) => return connect_error_line(&error),
     };
     if matches!(args.command, ClientCommand::OperationId) {
         return match client.new_operation_id().await {
@@ -259,19 +250,17 @@ pub async fn execute(args: &ClientArgs) -> (String, u8) {
             };
             write(&client, &command, call).await
         }
-        Some(Err(reason)) => (failure_line("invalid", &reason), EXIT_SETUP_ERROR),
+        Some(Err(reason)) => (failure_line("usage", &reason), EXIT_SETUP_ERROR),
         None => read(&client, &args.command).await,
     }
 }
 
-/// The credentials the flags name.
-fn security(args: &ClientArgs) -> Result<Security, String> {
-    match (args.security.mode()?, args.role) {
-        (Mode::Insecure, _) => Ok(Security::Insecure),
-        (Mode::Certs(_), Some(role)) => args.security.client_security(role),
-        (Mode::Certs(_), None) => {
-            Err("--certs needs --role operator or --role application".to_string())
-        }
+/// The line and exit status when no session could be opened: nothing was sent.
+fn connect_error_line(error: &ClientError) -> (String, u8) {
+    match error {
+        // Unusable options or a replica of another cluster: configuration, not an outage.
+        ClientError::Invalid { reason } => (failure_line("config", reason), EXIT_SETUP_ERROR),
+        _ => error_line(error, None),
     }
 }
 
@@ -370,7 +359,7 @@ fn lease_command(command: &ClientCommand, slots: impl Fn(Duration) -> u64) -> Co
 async fn write(client: &Client, command: &Command, call: CallOptions) -> (String, u8) {
     match client.write(*command, call).await {
         Ok(committed) => {
-            let mut line = committed_line(&committed);
+            let mut line = committed_line(&committed, ttl_slots(command), client.slot_ms());
             if committed.lease.0 != 0 {
                 match client.get_lease(committed.lease, Some(committed.op)).await {
                     Ok(read) => line = lease_extras(line, &read.value),
@@ -379,8 +368,46 @@ async fn write(client: &Client, command: &Command, call: CallOptions) -> (String
             }
             (line.finish(), EXIT_OK)
         }
+        Err(ClientError::Rejected {
+            code: ResultCode::TtlOutOfRange,
+            op,
+        }) => {
+            let message = ttl_message(ttl_slots(command).unwrap_or(0), client.slot_ms());
+            let line = JsonLine::new()
+                .str("result", ResultCode::TtlOutOfRange.name())
+                .u64("op", op)
+                .id_or_null("operation_id", call.operation_id)
+                .str("error", &message);
+            (line.finish(), EXIT_DEFINITE_FAILURE)
+        }
         Err(error) => error_line(&error, call.operation_id),
     }
+}
+
+/// The TTL a write asks for, in slots; `None` for a write without one.
+fn ttl_slots(command: &Command) -> Option<u64> {
+    match command {
+        Command::Reserve { ttl_slots, .. }
+        | Command::ReserveAny { ttl_slots, .. }
+        | Command::Renew { ttl_slots, .. } => Some(*ttl_slots),
+        Command::Activate { ttl_slots, .. } => *ttl_slots,
+        _ => None,
+    }
+}
+
+/// Why a TTL was refused, naming the limits: at least one slot, at most the cluster's
+/// `ttl_slots_max`. The welcome does not carry that maximum, so the message gives the
+/// default at this cluster's slot length and the flag that changes it.
+fn ttl_message(ttl_slots: u64, slot_ms: u64) -> String {
+    let max_slots = crate::settings::default_core_config().ttl_slots_max;
+    let seconds = |slots: u64| Duration::from_millis(slots.saturating_mul(slot_ms)).as_secs_f64();
+    format!(
+        "--ttl is {ttl_slots} slots ({} s at {slot_ms} ms per slot): a TTL must be at least 1 \
+         slot and at most the cluster's ttl_slots_max, {max_slots} slots ({} s) unless the \
+         cluster was formatted with another --ttl-slots-max",
+        seconds(ttl_slots),
+        seconds(max_slots)
+    )
 }
 
 async fn read(client: &Client, command: &ClientCommand) -> (String, u8) {
@@ -401,7 +428,12 @@ async fn read(client: &Client, command: &ClientCommand) -> (String, u8) {
     };
     match result {
         Ok(line) => (line.finish(), EXIT_OK),
-        Err(error) => error_line(&error, None),
+        Err(error) => {
+            // A read changes nothing, so its outcome is never unknown: the library reports
+            // no indefinite read, and the documented exit statuses promise it.
+            assert!(error.is_definite(), "a read is never indefinite: {error}");
+            error_line(&error, None)
+        }
     }
 }
 
@@ -419,19 +451,28 @@ fn ok_line(op: Op) -> JsonLine {
     JsonLine::new().str("result", "ok").u64("op", op)
 }
 
-fn committed_line(committed: &Committed) -> JsonLine {
+fn committed_line(committed: &Committed, ttl_slots: Option<u64>, slot_ms: u64) -> JsonLine {
     let line = ok_line(committed.op)
         .id("operation_id", committed.operation_id)
         .bool("retry", committed.retry);
     if committed.lease.0 == 0 {
         return line;
     }
+    let deadline = deadline(committed.deadline_slot);
+    // The deadline is the execution slot plus the TTL, so the TTL is the time left when the
+    // write executed. A retry's stored answer executed earlier, by an unknown amount: null.
+    let deadline_in_ms = match (deadline, ttl_slots) {
+        (Some(_), Some(ttl_slots)) if !committed.retry => Some(ttl_slots.saturating_mul(slot_ms)),
+        _ => None,
+    };
     line.id("lease_id", committed.lease.0)
         .u64("epoch", committed.epoch)
-        .u64_or_null("deadline", deadline(committed.deadline_slot))
+        .u64_or_null("deadline", deadline)
+        .u64_or_null("deadline_in_ms", deadline_in_ms)
 }
 
-/// A deadline slot for printing: `null` when the lease has none.
+/// A deadline slot for printing: `null` when the lease has none (held until released, or
+/// finished: released, expired or revoked).
 fn deadline(slot: u64) -> Option<u64> {
     (slot != DEADLINE_NONE && slot != 0).then_some(slot)
 }
@@ -440,7 +481,10 @@ fn lease_fields(line: JsonLine, lease: &LeaseView) -> JsonLine {
     let line = line
         .id("lease_id", lease.id.0)
         .u64("epoch", lease.epoch)
-        .u64_or_null("deadline", deadline(lease.deadline_slot));
+        .u64_or_null("deadline", deadline(lease.deadline_slot))
+        // A read's answer does not carry the cluster's current slot, so the time left cannot
+        // be computed: the field is there (as on writes) but null.
+        .u64_or_null("deadline_in_ms", None);
     lease_extras(line, lease)
 }
 
@@ -474,6 +518,7 @@ fn error_line(error: &ClientError, operation_id: Option<u128>) -> (String, u8) {
                 Some(id) => line.id("operation_id", id),
                 None => line,
             };
+            let line = line.str("error", &format!("the cluster refused: {error}"));
             (line.finish(), EXIT_DEFINITE_FAILURE)
         }
         ClientError::Indefinite { operation_id } => (
@@ -484,7 +529,11 @@ fn error_line(error: &ClientError, operation_id: Option<u128>) -> (String, u8) {
                 .finish(),
             EXIT_INDEFINITE,
         ),
-        ClientError::Timeout => (failure_line("timeout", &error.to_string()), EXIT_INDEFINITE),
+        // A read changes nothing: its timeout is a definite failure, never indefinite.
+        ClientError::Timeout => (
+            failure_line("timeout", &error.to_string()),
+            EXIT_DEFINITE_FAILURE,
+        ),
         ClientError::Closed {
             operation_id: Some(id),
         } => (
@@ -498,6 +547,10 @@ fn error_line(error: &ClientError, operation_id: Option<u128>) -> (String, u8) {
         ClientError::Invalid { .. } => (
             failure_line("invalid", &error.to_string()),
             EXIT_DEFINITE_FAILURE,
+        ),
+        ClientError::AddressList { .. } => (
+            failure_line("address_list", &error.to_string()),
+            EXIT_SETUP_ERROR,
         ),
         ClientError::Forbidden { .. } => (
             failure_line("forbidden", &error.to_string()),

@@ -15,6 +15,7 @@ use tokio::time::Duration;
 use tracing::{error, info};
 
 use crate::admission::ConnectionLimits;
+use crate::cluster_args::ClusterArgs;
 use crate::dir_lock::{DirLock, DirLockError};
 use crate::duration::parse_duration;
 use crate::format_check::{self, Existing};
@@ -71,19 +72,19 @@ pub struct FormatArgs {
 /// The core's limits, identical on every replica (defaults: see `docs/operations.md`).
 #[derive(Args, Debug)]
 pub struct CoreFlags {
-    /// Rows in the resource table.
+    /// Rows in the resource table [default: 65536].
     #[arg(long)]
     pub resources_max: Option<u32>,
-    /// Rows in the pool table.
+    /// Rows in the pool table [default: 1024].
     #[arg(long)]
     pub pools_max: Option<u32>,
-    /// Rows in the lease table.
+    /// Rows in the lease table [default: 65536].
     #[arg(long)]
     pub leases_max: Option<u32>,
-    /// Rows in the lease-member table.
+    /// Rows in the lease-member table [default: 262144].
     #[arg(long)]
     pub lease_members_max: Option<u32>,
-    /// The largest bundle (at most 16).
+    /// The largest bundle, at most 16 [default: 16].
     #[arg(long)]
     pub bundle_size_max: Option<u32>,
     /// Rows in the operation table: the outcomes of writes that carry an application key
@@ -99,13 +100,14 @@ pub struct CoreFlags {
     /// an older request number is refused `request_stale` [default: 1024].
     #[arg(long)]
     pub session_requests_max: Option<u32>,
-    /// The largest TTL, in slots.
+    /// The largest TTL, in slots [default: 8640000, a day at the default 10 ms slot].
     #[arg(long)]
     pub ttl_slots_max: Option<u64>,
-    /// How long an application key is remembered for retries, in slots [default: 60 s worth].
+    /// How long an application key is remembered for retries, in slots [default: 6000, i.e.
+    /// 60 s worth of slots at the chosen --slot-ms].
     #[arg(long)]
     pub dedupe_window_slots: Option<u64>,
-    /// How long a finished lease stays queryable, in slots.
+    /// How long a finished lease stays queryable, in slots [default: 1000].
     #[arg(long)]
     pub lease_history_slots: Option<u64>,
 }
@@ -210,19 +212,16 @@ impl LimitArgs {
 /// `allocdb status`: one JSON line per replica.
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// The replicas' addresses, comma-separated, in index order.
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub addresses: Vec<String>,
-    /// The cluster id (0 = accept any cluster's answer).
-    #[arg(long, default_value_t = 0)]
-    pub cluster: u128,
-    /// How long to wait for each replica, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    pub timeout_ms: u64,
-    /// TLS with a client certificate, or --insecure.
+    /// Where the cluster is and how to talk to it (flags over `ALLOCDB_*` variables).
     #[command(flatten)]
-    pub security: SecurityArgs,
-    /// Which client certificate in --certs to use (status needs operator).
+    pub cluster: ClusterArgs,
+    /// How long to wait for each replica, e.g. `500ms`, `2s` [default: 1s].
+    #[arg(long, value_parser = parse_duration, conflicts_with = "timeout_ms")]
+    pub timeout: Option<Duration>,
+    /// Deprecated spelling of `--timeout`, in milliseconds.
+    #[arg(long, hide = true)]
+    pub timeout_ms: Option<u64>,
+    /// Which client certificate in the certificate directory to use (status needs operator).
     #[arg(long, default_value = "operator", value_parser = parse_role)]
     pub role: ClientRole,
 }
@@ -484,36 +483,76 @@ async fn wait_for_signal() {
     }
 }
 
-/// Runs `allocdb status`: exit 0 when every replica answered, 1 otherwise.
+/// Runs `allocdb status`: exit 0 when every replica answered, 1 otherwise, 2 for a usage or
+/// configuration error (also a replica that answers at another position of the list than
+/// its index); every outcome is JSON on stdout.
 pub fn status(args: &StatusArgs) -> ExitCode {
-    let transport = match args
-        .security
-        .client_security(args.role)
-        .and_then(|security| Transport::new(&security))
-    {
-        Ok(transport) => transport,
-        Err(error) => return usage_error(&error),
+    let usage = |result: &str, message: &str| {
+        eprintln!("error: {message}");
+        println!(
+            "{}",
+            serde_json::json!({"result": result, "error": message})
+        );
+        ExitCode::from(EXIT_USAGE)
+    };
+    let options = match args.cluster.client_options(Some(args.role)) {
+        Ok(options) => options,
+        Err(error) => return usage("usage", &error),
+    };
+    let transport = match options.security.as_ref().map(Transport::new) {
+        Some(Ok(transport)) => transport,
+        Some(Err(error)) => return usage("usage", &error),
+        None => return usage("usage", &crate::security_args::missing_message()),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
-        Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
+        Err(error) => {
+            return usage(
+                "runtime_error",
+                &format!("cannot start the runtime: {error}"),
+            );
+        }
     };
-    let timeout = Duration::from_millis(args.timeout_ms);
+    let timeout = args
+        .timeout
+        .or(args.timeout_ms.map(Duration::from_millis))
+        .unwrap_or(Duration::from_secs(1));
     let mut all_answered = true;
-    for (index, address) in args.addresses.iter().enumerate() {
+    let mut misplaced = Vec::new();
+    for (index, address) in options.addresses.iter().enumerate() {
         let replica = u8::try_from(index).unwrap_or(u8::MAX);
         let answer = runtime.block_on(status::probe_over(
             &transport,
             address,
             replica,
-            args.cluster,
+            options.cluster_id,
             timeout,
         ));
+        if let Ok(reply) = &answer {
+            // A shorter list is allowed (probing some replicas), a misplaced one is not: its
+            // lines would name the wrong replica indexes.
+            if usize::from(reply.replica_index) != index {
+                misplaced.push(format!(
+                    "position {index} ({address}) is replica {} of {}",
+                    reply.replica_index, reply.replica_count
+                ));
+            }
+        }
         all_answered &= answer.is_ok();
         println!("{}", status::json_line(index, address, &answer));
+    }
+    if !misplaced.is_empty() {
+        return usage(
+            "address_list",
+            &format!(
+                "the address list does not match the cluster: {}; list every replica's address \
+                 in replica-index order (index 0 first)",
+                misplaced.join("; ")
+            ),
+        );
     }
     if all_answered {
         ExitCode::SUCCESS

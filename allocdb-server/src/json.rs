@@ -1,16 +1,15 @@
-//! One JSON object per line, written by hand: the CLI's output needs only flat objects of
-//! strings, numbers, booleans, nulls and string lists, and a dependency would buy nothing.
+//! One JSON object per line, built with `serde_json` in the documented field order.
 //!
 //! 128-bit ids (resources, pools, holders, leases, operation ids) are written as decimal
 //! *strings*: many JSON readers hold numbers as doubles and would silently round them.
 
-use std::fmt::Write;
+use serde_json::{Map, Value};
 
 /// A JSON object being built, field by field, in insertion order.
 #[derive(Debug, Default)]
 #[must_use = "a JsonLine does nothing until finished and printed"]
 pub struct JsonLine {
-    text: String,
+    fields: Map<String, Value>,
 }
 
 impl JsonLine {
@@ -19,23 +18,20 @@ impl JsonLine {
         JsonLine::default()
     }
 
-    fn key(&mut self, key: &str) -> &mut String {
-        self.text.push(if self.text.is_empty() { '{' } else { ',' });
-        write_string(&mut self.text, key);
-        self.text.push(':');
-        &mut self.text
+    /// Any JSON value (a later field of the same name replaces the earlier one's value).
+    pub fn value(mut self, key: &str, value: Value) -> JsonLine {
+        self.fields.insert(key.to_string(), value);
+        self
     }
 
     /// A string field.
-    pub fn str(mut self, key: &str, value: &str) -> JsonLine {
-        write_string(self.key(key), value);
-        self
+    pub fn str(self, key: &str, value: &str) -> JsonLine {
+        self.value(key, Value::from(value))
     }
 
     /// A number field.
-    pub fn u64(mut self, key: &str, value: u64) -> JsonLine {
-        write!(self.key(key), "{value}").expect("writing to a String cannot fail");
-        self
+    pub fn u64(self, key: &str, value: u64) -> JsonLine {
+        self.value(key, Value::from(value))
     }
 
     /// A 128-bit id, as a decimal string.
@@ -44,56 +40,36 @@ impl JsonLine {
     }
 
     /// An id or `null`.
-    pub fn id_or_null(mut self, key: &str, value: Option<u128>) -> JsonLine {
-        if let Some(value) = value {
-            return self.id(key, value);
-        }
-        self.key(key).push_str("null");
-        self
+    pub fn id_or_null(self, key: &str, value: Option<u128>) -> JsonLine {
+        self.value(
+            key,
+            value.map_or(Value::Null, |id| Value::from(id.to_string())),
+        )
     }
 
     /// A number or `null`.
-    pub fn u64_or_null(mut self, key: &str, value: Option<u64>) -> JsonLine {
-        if let Some(value) = value {
-            return self.u64(key, value);
-        }
-        self.key(key).push_str("null");
-        self
+    pub fn u64_or_null(self, key: &str, value: Option<u64>) -> JsonLine {
+        self.value(key, value.map_or(Value::Null, Value::from))
     }
 
     /// A boolean field.
-    pub fn bool(mut self, key: &str, value: bool) -> JsonLine {
-        self.key(key).push_str(if value { "true" } else { "false" });
-        self
+    pub fn bool(self, key: &str, value: bool) -> JsonLine {
+        self.value(key, Value::from(value))
     }
 
     /// A list of ids, as strings.
-    pub fn ids(mut self, key: &str, values: &[u128]) -> JsonLine {
-        let text = self.key(key);
-        text.push('[');
-        for (index, value) in values.iter().enumerate() {
-            if index > 0 {
-                text.push(',');
-            }
-            write_string(text, &value.to_string());
-        }
-        text.push(']');
-        self
+    pub fn ids(self, key: &str, values: &[u128]) -> JsonLine {
+        let list = values
+            .iter()
+            .map(|id| Value::from(id.to_string()))
+            .collect();
+        self.value(key, Value::Array(list))
     }
 
     /// The finished object, without a newline.
-    pub fn finish(mut self) -> String {
-        if self.text.is_empty() {
-            self.text.push('{');
-        }
-        self.text.push('}');
-        self.text
+    pub fn finish(self) -> String {
+        Value::Object(self.fields).to_string()
     }
-}
-
-/// Appends `value` as a JSON string literal (escaping shared with `allocdb status`).
-fn write_string(out: &mut String, value: &str) {
-    out.push_str(&crate::status::json_string(value));
 }
 
 #[cfg(test)]
@@ -119,5 +95,7 @@ mod tests {
              \"pool\":null,\"deadline\":null,\"retry\":false,\"resources\":[\"1\",\"2\"],\
              \"error\":\"a \\\"quoted\\\"\\\\ line\\nnext\\u0001\"}"
         );
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(parsed["error"], "a \"quoted\"\\ line\nnext\u{1}");
     }
 }

@@ -15,6 +15,7 @@ pub mod benchmark;
 pub mod certs;
 pub mod cli_client;
 pub mod clock;
+pub mod cluster_args;
 pub mod commands;
 pub mod connection;
 pub mod demo;

@@ -1,8 +1,7 @@
 //! Asking a replica where it stands: the `status_request` / `status_reply` exchange.
 
-use std::fmt::Write as _;
-
 use allocdb_vsr::frame::{self, ErrorBody, FrameKind, FrameLimits, StatusReply};
+use serde_json::json;
 use tokio::time::Duration;
 
 use crate::frame_io::{self, FrameReader};
@@ -69,45 +68,36 @@ pub async fn probe_over(
 
 /// One JSON line describing replica `index` at `address`.
 pub fn json_line(index: usize, address: &str, answer: &Result<StatusReply, String>) -> String {
-    let address = json_string(address);
-    match answer {
-        Ok(status) => format!(
-            "{{\"replica\":{index},\"address\":{address},\"role\":\"{}\",\"view\":{},\"op\":{},\"commit\":{},\"applied\":{},\"config_mismatch\":{}}}",
-            status.role.name(),
-            status.view,
-            status.op,
-            status.commit,
-            status.applied,
-            if status.config_mismatch.is_empty() {
-                "null".to_string()
-            } else {
-                json_string(&status.config_mismatch)
-            }
-        ),
-        Err(error) => format!(
-            "{{\"replica\":{index},\"address\":{address},\"role\":\"unreachable\",\"view\":null,\"op\":null,\"commit\":null,\"applied\":null,\"config_mismatch\":null,\"error\":{}}}",
-            json_string(error)
-        ),
-    }
+    let line = match answer {
+        Ok(status) => json!({
+            "replica": index,
+            "address": address,
+            "role": status.role.name(),
+            "view": status.view,
+            "op": status.op,
+            "commit": status.commit,
+            "applied": status.applied,
+            "config_mismatch": (!status.config_mismatch.is_empty())
+                .then_some(status.config_mismatch.as_str()),
+        }),
+        Err(error) => json!({
+            "replica": index,
+            "address": address,
+            "role": "unreachable",
+            "view": null,
+            "op": null,
+            "commit": null,
+            "applied": null,
+            "config_mismatch": null,
+            "error": error,
+        }),
+    };
+    line.to_string()
 }
 
 /// `text` as a JSON string literal.
 pub fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    serde_json::Value::from(text).to_string()
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! `allocdb client` as a script sees it: one JSON line per command and the exit statuses
-//! 0 (ok), 1 (definite failure), 2 (usage or connection setup), 3 (indefinite outcome).
+//! 0 (ok), 1 (definite failure), 2 (usage or configuration), 3 (indefinite outcome of a write).
 
 use std::path::Path;
 use std::process::Command;
@@ -239,7 +239,7 @@ async fn pools_revocation_operation_ids_and_usage_errors() {
 }
 
 #[test]
-fn no_reachable_replica_is_a_setup_error() {
+fn no_reachable_replica_is_a_definite_failure() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = closed.local_addr().unwrap().to_string();
     drop(closed);
@@ -256,9 +256,60 @@ fn no_reachable_replica_is_a_setup_error() {
         ])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    // Nothing was sent: definite, not a usage error and not indefinite.
+    assert_eq!(output.status.code(), Some(1));
     let line = String::from_utf8(output.stdout).unwrap();
-    assert_eq!(field(&line, "result"), "connection_error", "{line}");
+    assert_eq!(field(&line, "result"), "unavailable", "{line}");
+}
+
+/// A list in another order than the replicas' indexes, or missing a replica, is found at the
+/// first welcome (which names the replica and the cluster's size): an error naming the
+/// order at once, not a 10-second hang reported as an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misordered_or_incomplete_address_list_fails_fast() {
+    use allocdb_client::{Client, ClientError, ClientOptions, Security};
+
+    let cluster =
+        LocalCluster::start(binary(), 3, 0xA11, LocalSecurity::Insecure).expect("replicas start");
+    cluster
+        .wait_for_primary(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let good = cluster.addresses.clone();
+    let swapped = vec![good[1].clone(), good[0].clone(), good[2].clone()];
+    let incomplete = vec![good[0].clone(), good[1].clone()];
+    for (addresses, words) in [
+        (&swapped, "out of order: position 0"),
+        (&incomplete, "the cluster has 3 replicas"),
+    ] {
+        let mut options = ClientOptions::new(addresses.clone(), 0);
+        options.security = Some(Security::Insecure);
+        let started = std::time::Instant::now();
+        match Client::connect(options).await {
+            Err(ClientError::AddressList { reason }) => {
+                assert!(reason.contains(words), "{reason}");
+            }
+            Err(other) => panic!("{addresses:?}: expected AddressList, got {other}"),
+            Ok(_) => panic!("{addresses:?}: connected with a wrong list"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "fails fast");
+        let list = addresses.join(",");
+        let (status, line) =
+            tokio::task::spawn_blocking(move || cli(&list, &["get-resource", "1"]))
+                .await
+                .unwrap();
+        assert_eq!(status, 2, "{line}");
+        assert_eq!(field(&line, "result"), "address_list", "{line}");
+    }
+    let (status, line) =
+        tokio::task::spawn_blocking(move || cli(&good.join(","), &["create-resource", "1"]))
+            .await
+            .unwrap();
+    assert_eq!(
+        (status, field(&line, "result").as_str()),
+        (0, "ok"),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
