@@ -20,6 +20,7 @@ use tokio::time::{Duration, MissedTickBehavior};
 use tracing::warn;
 
 use crate::clock::SlotClock;
+use crate::log_sync::{LogSyncMode, LogSyncer};
 use crate::metrics::Metrics;
 use crate::table_watch::TableWatch;
 
@@ -29,8 +30,6 @@ const INPUTS_PER_ROUND_MAX: u32 = 256;
 const OUTBOX_MESSAGES_MAX: u32 = 4096;
 /// Replies the outbox holds between drains.
 const OUTBOX_REPLIES_MAX: u32 = 65_536;
-/// Syncs after one round's sends; ops still unsynced after them wait for the next round.
-const SYNC_ROUNDS_MAX: u32 = 4;
 
 /// Peer traffic and session events.
 #[derive(Debug)]
@@ -94,6 +93,8 @@ pub struct DriverOptions {
     pub slot_ms: u64,
     /// The clock's rate error in ppm (see [`SlotClock::with_rate`]); 0 in production.
     pub clock_rate_ppm: i32,
+    /// Where the log's syncs run.
+    pub log_sync: LogSyncMode,
 }
 
 /// Why the replica task stopped on its own.
@@ -120,6 +121,7 @@ pub struct Driver<S: Storage> {
     metrics: Arc<Metrics>,
     expirations: Vec<Request>,
     table_watch: TableWatch,
+    syncer: LogSyncer<S::Syncer>,
 }
 
 impl<S: Storage> Driver<S> {
@@ -159,6 +161,7 @@ impl<S: Storage> Driver<S> {
             metrics,
             expirations: vec![filler; expirations_max],
             table_watch: TableWatch::new(&replica.config().core),
+            syncer: LogSyncer::new(options.log_sync),
             replica,
         };
         (driver, state_rx)
@@ -184,6 +187,7 @@ impl<S: Storage> Driver<S> {
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() { break; }
                 }
+                sync = self.syncer.finished() => self.on_synced(sync),
                 _ = ticker.tick() => {
                     let slot = self.clock.slot();
                     self.replica.on_tick(slot, &mut self.outbox);
@@ -194,7 +198,9 @@ impl<S: Storage> Driver<S> {
             }
             // More inputs already waiting join this round, so their outputs go out together.
             for _ in 0..INPUTS_PER_ROUND_MAX {
-                if let Ok(input) = control.try_recv() {
+                if let Some(sync) = self.syncer.try_finished() {
+                    self.on_synced(sync);
+                } else if let Ok(input) = control.try_recv() {
                     self.on_control(input);
                 } else if let Ok(batch) = requests.try_recv() {
                     self.on_batch(batch);
@@ -204,33 +210,42 @@ impl<S: Storage> Driver<S> {
             }
             self.hand_over_requests();
             self.dispatch();
-            self.sync_after_sending().await;
+            self.start_sync();
             if let Some(reason) = self.replica.halted() {
                 return Err(Halted {
                     reason: reason.to_string(),
                 });
             }
         }
+        // Stopping: the sync in flight comes back first, then whatever it did not cover is
+        // synced here, and what that completes goes out.
+        if self.syncer.in_flight() {
+            let sync = self.syncer.finished().await;
+            self.on_synced(sync);
+        }
+        self.replica.sync_log(&mut self.outbox);
+        self.drain_outbox();
         self.dispatch();
-        self.sync_after_sending().await;
         Ok(self.replica)
     }
 
-    /// Send before sync: the round's prepares are already on their links' queues; let the
-    /// links take them, then sync the log here, so the local fsync overlaps the backups'
-    /// receive-write-fsync-acknowledge. What the sync completes (commits, replies, and
-    /// prepares that waited for pipeline room) goes out at once; those new prepares are synced
-    /// the same way, a bounded number of times (each needs pipeline room freed by the sync).
-    async fn sync_after_sending(&mut self) {
-        for _ in 0..SYNC_ROUNDS_MAX {
-            if !self.replica.log_unsynced() || self.replica.halted().is_some() {
-                return;
-            }
-            tokio::task::yield_now().await;
-            self.replica.sync_log(&mut self.outbox);
-            self.drain_outbox();
-            self.dispatch();
+    /// Send before sync: the round's prepares are on their links' queues already; now the
+    /// log's unsynced tail is synced away from this task (one sync at a time: what is
+    /// appended meanwhile waits for the next), so the local fsync overlaps the backups'
+    /// receive-write-fsync-acknowledge and this task goes on taking inputs.
+    fn start_sync(&mut self) {
+        if self.syncer.in_flight() {
+            return;
         }
+        if let Some(sync) = self.replica.sync_log_begin() {
+            self.syncer.start(sync);
+        }
+    }
+
+    /// A sync is back: what it made durable counts (commits, replies, acknowledgements).
+    fn on_synced(&mut self, sync: allocdb_wal::TailSync<S::Syncer>) {
+        self.replica.sync_log_end(sync, &mut self.outbox);
+        self.drain_outbox();
     }
 
     fn on_control(&mut self, input: ControlInput) {

@@ -29,6 +29,7 @@ pub mod health;
 pub mod histogram;
 pub mod json;
 pub mod local_cluster;
+pub mod log_sync;
 pub mod malloc_tuning;
 pub mod metrics;
 pub mod net;

@@ -22,6 +22,7 @@ use crate::connection::{self, ConnectionContext};
 use crate::driver::{Driver, DriverOptions, ReplicaState};
 use crate::fingerprint::Fingerprint;
 use crate::frame_io;
+use crate::log_sync::LogSyncMode;
 use crate::metrics::{self, Metrics, MetricsContext};
 use crate::net;
 use crate::peer::{self, BusOptions, Identity};
@@ -58,6 +59,9 @@ pub struct RuntimeOptions {
     /// TLS with the cluster's certificates, or plaintext asked for explicitly. `None` (the
     /// default) is refused by [`run`]: a replica never falls back to plaintext by itself.
     pub security: Option<ServerSecurity>,
+    /// Where the log's syncs run: a thread of their own in production, a task of the
+    /// runtime in the simulator (deterministic).
+    pub log_sync: LogSyncMode,
 }
 
 /// A slot [`run`] fills with a receiver of the replica's published [`ReplicaState`].
@@ -78,6 +82,7 @@ impl RuntimeOptions {
             state_observer: None,
             clock_rate_ppm: 0,
             security: None,
+            log_sync: LogSyncMode::Thread,
         }
     }
 }
@@ -165,6 +170,7 @@ pub async fn run<S: Storage>(
         tick: Duration::from_millis(settings.tick_ms),
         slot_ms: settings.slot_ms,
         clock_rate_ppm: options.clock_rate_ppm,
+        log_sync: options.log_sync,
     };
     let core = replica.config().core;
     let health_lag_ops_max = u64::from(replica.config().pipeline_prepares_max);

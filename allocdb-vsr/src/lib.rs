@@ -3,9 +3,12 @@
 //!
 //! A [`Replica`] is a deterministic, sans-I/O state machine: messages, client requests and
 //! ticks go in; messages and replies come out through an [`Outbox`]; storage calls go through
-//! the [`allocdb_wal::Wal`] synchronously. A primary sends each prepare before syncing it:
-//! after handing a round's messages to the network, the driver calls [`Replica::sync_log`]. It never reads a clock, spawns a thread, opens a
-//! socket or draws randomness except from the seed in its [`ReplicaConfig`]. Replication
+//! the [`allocdb_wal::Wal`] synchronously, except the log's group commit. A primary sends
+//! each prepare before syncing it: after handing a round's messages to the network, the driver
+//! calls [`Replica::sync_log`], or begins the sync ([`Replica::sync_log_begin`]), runs it on a
+//! thread of its own and hands the outcome back ([`Replica::sync_log_end`]) while the replica
+//! goes on. The replica never reads a clock, spawns a thread, opens a socket or draws
+//! randomness except from the seed in its [`ReplicaConfig`]. Replication
 //! orders batches; it never changes what a command means: the unchanged `allocdb-core`
 //! applies them. See `docs/replication.md` for the protocol, its invariants and failover.
 //!

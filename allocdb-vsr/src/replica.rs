@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use allocdb_core::{Allocator, Op, Outcome, Request, ResultCode, Slot, codec};
 use allocdb_wal::{
-    Checksum, RecordHeader, ReplicaIdentity, SplitMix64, Storage, View, VsrState, Wal, WalError,
+    Checksum, RecordHeader, ReplicaIdentity, SplitMix64, Storage, TailSync, View, VsrState, Wal,
+    WalError,
 };
 
 use crate::config::{ConfigError, REPLICAS_MAX, ReplicaConfig};
@@ -364,13 +365,46 @@ impl<S: Storage> Replica<S> {
     /// Syncs the log, then lets the primary count its own copy: commits what that completes,
     /// replies, and prepares what waited (those new prepares are again unsynced). A driver
     /// calls it after sending the round's prepares, so the local fsync overlaps the backups'
-    /// (docs/replication.md, "Send before sync").
+    /// (docs/replication.md, "Send before sync"). The same as [`Replica::sync_log_begin`],
+    /// [`TailSync::run`] and [`Replica::sync_log_end`] in a row.
     pub fn sync_log(&mut self, out: &mut Outbox) {
+        if let Some(mut sync) = self.sync_log_begin() {
+            sync.run();
+            self.sync_log_end(sync, out);
+        }
+    }
+
+    /// Starts a sync of the unsynced ops for the driver to run elsewhere ([`TailSync::run`],
+    /// on a thread of its own), so that this replica goes on taking messages and requests
+    /// while the disk works; `None` when there is nothing to sync (or it halted). The outcome
+    /// comes back through [`Replica::sync_log_end`]. Until then the ops count as unsynced:
+    /// the primary's own copy does not count toward a quorum, and a backup does not
+    /// acknowledge them.
+    pub fn sync_log_begin(&mut self) -> Option<TailSync<S::Syncer>> {
         if self.halted.is_some() || !self.log_unsynced() {
+            return None;
+        }
+        let result = self.wal.sync_begin();
+        match result {
+            Ok(sync) => sync,
+            Err(error) => {
+                self.check_storage(Err(error));
+                None
+            }
+        }
+    }
+
+    /// The outcome of a sync begun by [`Replica::sync_log_begin`] and run since: what it made
+    /// durable counts (the primary commits and replies, a backup acknowledges), unless the
+    /// log was cut back meanwhile; a failed sync halts the replica.
+    pub fn sync_log_end(&mut self, sync: TailSync<S::Syncer>, out: &mut Outbox) {
+        if self.halted.is_some() {
             return;
         }
-        let result = self.settle_log().and_then(|()| {
-            if self.is_primary() {
+        let result = self.wal.sync_end(sync).and_then(|_| {
+            if self.status != Status::Normal {
+                Ok(())
+            } else if self.is_primary() {
                 self.advance_commit(out)
             } else {
                 self.acknowledge_durable(out);

@@ -6,7 +6,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::storage::{
-    Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp, validate_name,
+    FileSyncer, Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp,
+    validate_name,
 };
 
 /// How many files one `FileStorage` keeps open at once (segments, superblock, checkpoint).
@@ -84,11 +85,31 @@ impl FileStorage {
     }
 }
 
+/// A segment's sync on another thread: a duplicate of its descriptor (`fdatasync` through
+/// either makes the same file durable).
+pub struct FileStorageSyncer {
+    name: String,
+    file: File,
+}
+
+impl FileSyncer for FileStorageSyncer {
+    fn sync(&self) -> Result<(), StorageError> {
+        sync_file(&self.file, &self.name)
+    }
+}
+
+fn sync_file(file: &File, name: &str) -> Result<(), StorageError> {
+    file.sync_data()
+        .map_err(|error| StorageError::io(StorageOp::Sync, name, &error))
+}
+
 fn sync_path(path: &Path) -> std::io::Result<()> {
     File::open(path)?.sync_all()
 }
 
 impl Storage for FileStorage {
+    type Syncer = FileStorageSyncer;
+
     fn create(&mut self, name: &str) -> Result<Handle, StorageError> {
         validate_name(StorageOp::Create, name)?;
         let file = OpenOptions::new()
@@ -155,9 +176,19 @@ impl Storage for FileStorage {
 
     fn sync(&mut self, handle: Handle) -> Result<(), StorageError> {
         let open = self.get(StorageOp::Sync, handle)?;
-        open.file
-            .sync_data()
-            .map_err(|error| StorageError::io(StorageOp::Sync, &open.name, &error))
+        sync_file(&open.file, &open.name)
+    }
+
+    fn syncer(&mut self, handle: Handle) -> Result<FileStorageSyncer, StorageError> {
+        let open = self.get(StorageOp::Sync, handle)?;
+        let file = open
+            .file
+            .try_clone()
+            .map_err(|error| StorageError::io(StorageOp::Sync, &open.name, &error))?;
+        Ok(FileStorageSyncer {
+            name: open.name.clone(),
+            file,
+        })
     }
 
     fn truncate(&mut self, handle: Handle, len: u64) -> Result<(), StorageError> {

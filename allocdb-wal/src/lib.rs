@@ -21,19 +21,22 @@ mod segment;
 mod sim_storage;
 mod storage;
 mod superblock;
+mod tail_sync;
 mod wal;
 
 pub use checkpoint::{CHECKPOINT_HEADER_SIZE, Checkpoint, CheckpointInfo, checkpoint_file_name};
 pub use checksum::{Checksum, checksum128, root_checksum};
 pub use config::{ReplicaIdentity, WalConfig};
 pub use error::WalError;
-pub use file_storage::FileStorage;
+pub use file_storage::{FileStorage, FileStorageSyncer};
 pub use prng::SplitMix64;
 pub use record::{RECORD_BODY_LIMIT, RECORD_HEADER_SIZE, RecordHeader, View};
 pub use segment::segment_file_name;
-pub use sim_storage::{SimConfig, SimStorage};
+pub use sim_storage::{SimConfig, SimStorage, SimSyncer};
 pub use storage::{
-    Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp, validate_name,
+    FileSyncer, Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp,
+    validate_name,
 };
 pub use superblock::{SUPERBLOCK_FILE, Superblock};
+pub use tail_sync::TailSync;
 pub use wal::{RecordIter, Recovery, VsrState, Wal};

@@ -113,6 +113,7 @@ impl<S: Storage> Wal<S> {
             index: VecDeque::new(),
             checkpoint: root_checkpoint(config.cluster_id),
             durable_op: 0,
+            rewrites: 0,
             poisoned: false,
             recovery: Recovery {
                 first_op: 1,
@@ -198,6 +199,7 @@ impl<S: Storage> Wal<S> {
             index: VecDeque::new(),
             checkpoint,
             durable_op: 0,
+            rewrites: 0,
             poisoned: false,
             recovery: Recovery::default(),
             buffer: Vec::new(),

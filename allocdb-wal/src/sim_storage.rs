@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::prng::SplitMix64;
 use crate::storage::{
-    Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp, validate_name,
+    FileSyncer, Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp,
+    validate_name,
 };
 
 /// Faults and geometry of a [`SimStorage`].
@@ -306,6 +307,16 @@ impl SimDisk {
         );
     }
 
+    /// One sync, whether through the storage or a [`SimSyncer`] (same faults, same lies).
+    fn sync_handle(&mut self, handle: Handle) -> Result<(), StorageError> {
+        let (inode, name) = self.handle(StorageOp::Sync, handle)?;
+        self.mutate(StorageOp::Sync, &name)?;
+        if !self.config.lie_about_sync {
+            self.sync_inode(inode);
+        }
+        Ok(())
+    }
+
     fn sync_inode(&mut self, inode: u64) {
         let sector = self.sector();
         let inode = self
@@ -367,7 +378,22 @@ fn crash_inode(inode: &mut Inode, rng: &mut SplitMix64, sector: u64) {
     inode.dirty.clear();
 }
 
+/// A file's sync detached from its [`SimStorage`]: it acts on the disk's state when it runs
+/// (what was written until then), and fails with `BadHandle` after a crash.
+pub struct SimSyncer {
+    disk: SimStorage,
+    handle: Handle,
+}
+
+impl FileSyncer for SimSyncer {
+    fn sync(&self) -> Result<(), StorageError> {
+        self.disk.lock().sync_handle(self.handle)
+    }
+}
+
 impl Storage for SimStorage {
+    type Syncer = SimSyncer;
+
     fn create(&mut self, name: &str) -> Result<Handle, StorageError> {
         validate_name(StorageOp::Create, name)?;
         let mut disk = self.lock();
@@ -462,13 +488,15 @@ impl Storage for SimStorage {
     }
 
     fn sync(&mut self, handle: Handle) -> Result<(), StorageError> {
-        let mut disk = self.lock();
-        let (inode, name) = disk.handle(StorageOp::Sync, handle)?;
-        disk.mutate(StorageOp::Sync, &name)?;
-        if !disk.config.lie_about_sync {
-            disk.sync_inode(inode);
-        }
-        Ok(())
+        self.lock().sync_handle(handle)
+    }
+
+    fn syncer(&mut self, handle: Handle) -> Result<SimSyncer, StorageError> {
+        self.lock().handle(StorageOp::Sync, handle)?;
+        Ok(SimSyncer {
+            disk: self.clone(),
+            handle,
+        })
     }
 
     fn truncate(&mut self, handle: Handle, len: u64) -> Result<(), StorageError> {

@@ -29,6 +29,9 @@ impl Handle {
 /// - `create`, `rename` and `remove` are durable only after `sync_directory`;
 /// - `rename` atomically replaces `to`; a crash shows either the old or the new name.
 pub trait Storage {
+    /// Syncs one file later, from any thread (see [`Storage::syncer`]).
+    type Syncer: FileSyncer;
+
     /// Creates a new empty file. Fails with `AlreadyExists` if `name` exists.
     ///
     /// # Errors
@@ -66,6 +69,14 @@ pub trait Storage {
     /// # Errors
     /// Any [`StorageError`]; after a failed sync the file's durable content is unknown.
     fn sync(&mut self, handle: Handle) -> Result<(), StorageError>;
+    /// Something that does [`Storage::sync`] of `handle` later, from any thread, without
+    /// borrowing the storage: the log's owner goes on appending while the fsync runs
+    /// elsewhere (see [`crate::Wal::sync_begin`]). Its sync covers at least what was written
+    /// before this call; a crash meanwhile makes it fail (`BadHandle`).
+    ///
+    /// # Errors
+    /// `BadHandle`, or any other [`StorageError`].
+    fn syncer(&mut self, handle: Handle) -> Result<Self::Syncer, StorageError>;
     /// Sets the file's length.
     ///
     /// # Errors
@@ -99,6 +110,15 @@ pub trait Storage {
     /// # Errors
     /// `Locked`, or any other [`StorageError`].
     fn lock_exclusive(&mut self) -> Result<StorageLock, StorageError>;
+}
+
+/// One file's sync, detached from its [`Storage`] (see [`Storage::syncer`]).
+pub trait FileSyncer: Send + 'static {
+    /// Makes the file's data and length durable, as [`Storage::sync`] does.
+    ///
+    /// # Errors
+    /// Any [`StorageError`]; after a failed sync the file's durable content is unknown.
+    fn sync(&self) -> Result<(), StorageError>;
 }
 
 /// Proof of a storage's exclusive lock (see [`Storage::lock_exclusive`]); dropping it releases

@@ -118,6 +118,10 @@ pub struct Wal<S: Storage> {
     pub(crate) index: VecDeque<IndexEntry>,
     pub(crate) checkpoint: CheckpointInfo,
     pub(crate) durable_op: Op,
+    /// How many times ops were taken off the log (truncation, a new log after a state
+    /// transfer): a [`crate::TailSync`] begun before one of them proves nothing about the
+    /// ops appended since under the same numbers.
+    pub(crate) rewrites: u64,
     pub(crate) poisoned: bool,
     pub(crate) recovery: Recovery,
     pub(crate) buffer: Vec<u8>,
@@ -485,6 +489,7 @@ impl<S: Storage> Wal<S> {
         segment.dirty = false;
         let keep = usize::try_from(op + 1 - self.first_op()).expect("in the index");
         self.index.truncate(keep);
+        self.rewrites += 1;
         self.durable_op = self.last_op();
         Ok(())
     }
@@ -744,6 +749,7 @@ impl<S: Storage> Wal<S> {
             len: 0,
             dirty: false,
         });
+        self.rewrites += 1;
         self.durable_op = self.checkpoint.op;
         Ok(())
     }

@@ -246,6 +246,8 @@ pub fn simulate(seed: u64, knobs: &Knobs) -> Observation {
         // Plaintext on turmoil's simulated network, explicitly (the seam is `ServerSecurity`).
         options.security = Some(allocdb_server::tls::ServerSecurity::Insecure);
         options.clock_rate_ppm = scenario.clock_rates_ppm[usize::from(index)];
+        // A sync thread would run outside turmoil's schedule; a task keeps the run replayable.
+        options.log_sync = allocdb_server::log_sync::LogSyncMode::Task;
         options.state_observer = Some(
             shared.borrow().replicas[usize::from(index)]
                 .observer

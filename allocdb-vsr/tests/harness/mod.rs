@@ -12,7 +12,7 @@ use allocdb_vsr::{
     ClientOperation, ClientRequest, Message, Outbox, Replica, ReplicaConfig, Reply, ReplyBody,
     Status, decode_message, encode_message,
 };
-use allocdb_wal::{SimConfig, SimStorage, SplitMix64};
+use allocdb_wal::{SimConfig, SimStorage, SimSyncer, SplitMix64, TailSync};
 
 use checker::Checker;
 use workload::Client;
@@ -181,6 +181,9 @@ pub struct Node_ {
     pub clock_offset: u64,
     applied_cursor: u64,
     digest_op: u64,
+    /// A log sync its driver began and has not handed back yet (it may have run already):
+    /// the replica goes on meanwhile, as with the server's sync thread.
+    sync: Option<TailSync<SimSyncer>>,
 }
 
 pub struct Cluster {
@@ -258,6 +261,7 @@ impl Cluster {
                     clock_offset: prng.up_to(1_000_000),
                     applied_cursor: 0,
                     digest_op: 0,
+                    sync: None,
                 }
             })
             .collect();
@@ -609,7 +613,10 @@ impl Cluster {
     }
 
     pub fn crash(&mut self, index: u8) {
+        self.observe_applied(index);
         let node = &mut self.nodes[usize::from(index)];
+        // A sync in flight dies with its process (if it ran, its data is on the disk anyway).
+        node.sync = None;
         if node.replica.take().is_some() {
             if self.tracing {
                 println!("t{} crash {index}", self.tick);
@@ -894,24 +901,53 @@ impl Cluster {
 
     /// Plays the driver's part after a round (one input here): the replica's messages are
     /// already sent, then its unsynced appends (a primary's prepares, a streaming backup's
-    /// group) are synced. With faults on, half the time the sync waits for a later input or
-    /// step, so crashes land between sending a prepare and syncing it (send before sync) and
-    /// backups sync several prepares at once.
+    /// group) are synced, one sync in flight at a time, as the server's sync thread does.
+    /// With faults on, a sync is often left in flight across later inputs and steps — begun
+    /// but not run, or run but not handed back — so crashes land between sending a prepare
+    /// and syncing it (send before sync), between a sync and its outcome, and appends and
+    /// view changes happen while a sync is out.
     fn maybe_sync(&mut self, index: u8) {
-        let unsynced = self.nodes[usize::from(index)]
+        let i = usize::from(index);
+        if self.nodes[i].replica.is_none() || self.sync_held[i] {
+            return;
+        }
+        if self.nodes[i].sync.is_some() {
+            if self.faults_on && self.prng.up_to(2) == 0 {
+                return;
+            }
+            if !self.nodes[i].sync.as_ref().is_some_and(TailSync::has_run) {
+                self.maybe_arm_mid_write_crash(index);
+                self.nodes[i].sync.as_mut().unwrap().run();
+                if self.faults_on && self.prng.up_to(2) == 0 {
+                    return;
+                }
+            }
+            let sync = self.nodes[i].sync.take().unwrap();
+            self.end_sync(index, sync);
+        }
+        if !self.nodes[i]
             .replica
             .as_ref()
-            .is_some_and(Replica::log_unsynced);
-        if !unsynced || self.sync_held[usize::from(index)] {
+            .is_some_and(Replica::log_unsynced)
+        {
             return;
         }
+        let Some(mut sync) = self.nodes[i].replica.as_mut().unwrap().sync_log_begin() else {
+            return;
+        };
         if self.faults_on && self.prng.up_to(1) == 0 {
+            self.nodes[i].sync = Some(sync);
             return;
         }
-        let mut outbox = std::mem::replace(&mut self.outbox, Outbox::new(0, 0));
         self.maybe_arm_mid_write_crash(index);
+        sync.run();
+        self.end_sync(index, sync);
+    }
+
+    fn end_sync(&mut self, index: u8, sync: TailSync<SimSyncer>) {
+        let mut outbox = std::mem::replace(&mut self.outbox, Outbox::new(0, 0));
         let replica = self.nodes[usize::from(index)].replica.as_mut().unwrap();
-        replica.sync_log(&mut outbox);
+        replica.sync_log_end(sync, &mut outbox);
         self.outbox = outbox;
         self.drain_outbox(index);
     }
@@ -938,6 +974,30 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Hands the ops replica `index` applied since the last look to the checker. Also called
+    /// just before a crash: an op applied and then lost with its process in the same step
+    /// (a lone replica that commits, checkpoints and dies) was still committed.
+    fn observe_applied(&mut self, index: u8) {
+        let node = &mut self.nodes[usize::from(index)];
+        let Some(replica) = node.replica.as_ref() else {
+            return;
+        };
+        let mut last = node.applied_cursor;
+        for applied in replica.applied_since(node.applied_cursor) {
+            let h = &applied.header;
+            if let Some((view, start)) = self.failover_start {
+                if h.view >= view {
+                    self.failover_ticks.push(self.tick - start);
+                    self.failover_start = None;
+                }
+            }
+            self.checker
+                .observe_commit(index, h.op, h.checksum, h.slot, &applied.body);
+            last = h.op;
+        }
+        node.applied_cursor = last.max(replica.commit_min().min(last));
     }
 
     /// Runs every checker over the replicas' new state.
@@ -968,20 +1028,9 @@ impl Cluster {
                     ));
                 }
             }
-            let mut last = node.applied_cursor;
-            for applied in replica.applied_since(node.applied_cursor) {
-                let h = &applied.header;
-                if let Some((view, start)) = self.failover_start {
-                    if h.view >= view {
-                        self.failover_ticks.push(self.tick - start);
-                        self.failover_start = None;
-                    }
-                }
-                self.checker
-                    .observe_commit(index, h.op, h.checksum, h.slot, &applied.body);
-                last = h.op;
-            }
-            node.applied_cursor = last.max(replica.commit_min().min(last));
+            self.observe_applied(index);
+            let node = &mut self.nodes[usize::from(index)];
+            let replica = node.replica.as_ref().expect("checked above");
             if replica.commit_min() != node.digest_op {
                 node.digest_op = replica.commit_min();
                 if replica.commit_min() > 0 {
@@ -1033,10 +1082,13 @@ impl Cluster {
                     })
                     .collect();
                 return Err(format!(
-                    "(f) not recovered {} ticks after healing: {} operations pending; replicas {}; pending {pending:?}",
+                    "(f) not recovered {} ticks after healing: {} operations pending; replicas {}; \
+                     pending {pending:?}; committed history up to op {}, the model applied up to op {}",
                     self.options.heal_ticks_max,
                     self.pending_operations(),
-                    self.describe()
+                    self.describe(),
+                    self.checker.history_op_max(),
+                    self.checker.model_op()
                 ));
             }
         }
