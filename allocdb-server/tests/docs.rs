@@ -423,6 +423,23 @@ fn code_tables_in_the_docs_match_the_code() {
         "docs/protocol.md's frame kinds"
     );
 
+    // The peer handshake's configuration values: "...; 33 values today)".
+    let settings = allocdb_server::ClusterSettings::new(
+        7,
+        0,
+        3,
+        allocdb_server::settings::SLOT_MS_DEFAULT,
+        allocdb_server::settings::default_core_config(),
+    );
+    let addresses = ["a:1".to_string(), "b:1".to_string(), "c:1".to_string()];
+    let fingerprint = allocdb_server::fingerprint::Fingerprint::new(&settings, &addresses)
+        .expect("a valid fingerprint");
+    let values = fingerprint.handshake(0, 3).config.len();
+    assert!(
+        protocol.contains(&format!("; {values} values today)")),
+        "docs/protocol.md must say the handshake carries {values} configuration values"
+    );
+
     let roles = Role::ALL
         .iter()
         .map(|role| format!("{} {}", *role as u8, role.name()))
@@ -694,6 +711,70 @@ fn documented_metrics_are_the_exported_ones() {
             wrong.push(format!("{doc_name}: {name} is not exported"));
         }
     }
+    wrong.sort();
+    wrong.dedup();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The repository's top-level directories: a backticked path that starts with one of them
+/// names a file or directory of the checkout.
+const TOP_LEVEL: [&str; 13] = [
+    "allocdb-core/",
+    "allocdb-wal/",
+    "allocdb-protocol/",
+    "allocdb-vsr/",
+    "allocdb-client/",
+    "allocdb-server/",
+    "allocdb-python/",
+    "simulator/",
+    "deploy/",
+    "docs/",
+    "examples/",
+    ".ci/",
+    "src/",
+];
+
+#[test]
+fn repository_paths_in_the_docs_exist() {
+    let root = repo();
+    let mut wrong = Vec::new();
+    let mut checked = 0_u32;
+    for (name, text) in docs() {
+        for (_, code) in code_spans(&text) {
+            for token in code.split_whitespace() {
+                let path = token.trim_matches(|c: char| "()[],;:\"'".contains(c));
+                let Some(top) = TOP_LEVEL.iter().find(|top| path.starts_with(*top)) else {
+                    continue;
+                };
+                // Placeholders (`<target>`, `<i>`), globs and generated output are not paths.
+                if path.contains(['<', '*', '$', '{']) || path.contains("/artifacts/") {
+                    continue;
+                }
+                // `src/audit.rs` in client.md is the server's: paths under `src/` are relative
+                // to the crate the text is about, so try every crate.
+                let found = if *top == "src/" {
+                    [
+                        "allocdb-server",
+                        "allocdb-client",
+                        "allocdb-core",
+                        "simulator",
+                    ]
+                    .iter()
+                    .any(|krate| root.join(krate).join(path).exists())
+                } else {
+                    root.join(path).exists()
+                };
+                checked += 1;
+                if !found {
+                    wrong.push(format!("{name}: {path} does not exist"));
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 50,
+        "only {checked} paths found: is the parser broken?"
+    );
     wrong.sort();
     wrong.dedup();
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
