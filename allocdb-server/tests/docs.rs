@@ -241,7 +241,12 @@ fn invocations(code: &str, fenced: bool) -> Vec<(String, String)> {
     while position < tokens.len() {
         let token = tokens[position].trim_start_matches(['(', '<', '$']);
         position += 1;
-        let is_binary = token == "allocdb" || token.ends_with("/allocdb");
+        // `cargo run --release -p allocdb-server -- <command>` runs the binary too.
+        let through_cargo = token == "allocdb-server" && tokens.get(position) == Some(&"--");
+        if through_cargo {
+            position += 1;
+        }
+        let is_binary = token == "allocdb" || token.ends_with("/allocdb") || through_cargo;
         let Some(command) = tokens.get(position).filter(|_| is_binary) else {
             continue;
         };
