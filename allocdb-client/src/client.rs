@@ -168,7 +168,7 @@ impl Client {
     /// when a write must be retried beyond this client's session (from another process,
     /// after a restart). Store it before the first submission.
     ///
-    /// Layout (see `allocdb_core::ids::OperationKey`): bit 127 clear, `issued_after_op` in
+    /// Layout (see [`OperationKey`](crate::OperationKey)): bit 127 clear, `issued_after_op` in
     /// bits 64..127 — the highest op this client has seen committed (when it has seen none,
     /// it registers its session first and uses at least that op) — and a nonce in bits 0..64, never repeated by this client. The
     /// cluster keeps a key's outcome for `dedupe_window_slots` (at most `operations_max`

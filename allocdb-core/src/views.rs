@@ -74,7 +74,8 @@ impl LeaseState {
     }
 }
 
-/// One resource, as returned by `Allocator::get_resource`.
+/// One resource, as a `get_resource` query returns it (`Allocator::get_resource` in the core,
+/// `Client::get_resource` in `allocdb-client`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResourceView {
     /// Its id.
@@ -89,7 +90,8 @@ pub struct ResourceView {
     pub version: u64,
 }
 
-/// One lease, as returned by `Allocator::get_lease`.
+/// One lease, as a `get_lease` query returns it (`Allocator::get_lease` in the core,
+/// `Client::get_lease` in `allocdb-client`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaseView {
     /// Its id: also its fencing token.
@@ -108,7 +110,8 @@ pub struct LeaseView {
     pub retire_slot: Slot,
 }
 
-/// A pool's size and availability, as returned by `Allocator::pool_stats`.
+/// A pool's size and availability, as a `pool_stats` query returns it (`Allocator::pool_stats`
+/// in the core, `Client::pool_stats` in `allocdb-client`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolStats {
     /// Its id.
