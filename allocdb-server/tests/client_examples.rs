@@ -5,12 +5,13 @@
 //! The examples are built with `cargo build --workspace --examples` (the same profile as this
 //! test), which finds them fresh after `cargo test --workspace` and builds them otherwise.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use allocdb_server::local_cluster::{LocalCluster, LocalSecurity};
+
+mod support;
 
 /// The examples, and what each must print.
 const EXAMPLES: [(&str, &[&str]); 4] = [
@@ -27,44 +28,6 @@ const EXAMPLES: [(&str, &[&str]); 4] = [
 const BUILD_TIME_MAX: Duration = Duration::from_secs(20 * 60);
 /// One example runs for about 10 s at most (the GPU pool waits out a lease's TTL).
 const RUN_TIME_MAX: Duration = Duration::from_secs(90);
-
-/// Runs `command` to completion, killing it past `limit`: exit code (`None`: killed or
-/// signalled), stdout, stderr.
-fn run_bounded(command: &mut Command, limit: Duration) -> (Option<i32>, String, String) {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let started = Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break status.code();
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = out.join().expect("stdout reader");
-    let stderr = err.join().expect("stderr reader");
-    (code, stdout, stderr)
-}
 
 /// `<target>/<profile>`: this test runs from `<target>/<profile>/deps/`.
 fn profile_dir() -> PathBuf {
@@ -100,7 +63,7 @@ fn build_examples() {
     if !cfg!(debug_assertions) {
         build.arg("--release");
     }
-    let (code, _, stderr) = run_bounded(&mut build, BUILD_TIME_MAX);
+    let (code, _, stderr) = support::run_bounded(&mut build, BUILD_TIME_MAX, support::kill);
     assert_eq!(code, Some(0), "building the examples failed:\n{stderr}");
 }
 
@@ -119,13 +82,14 @@ fn every_client_example_runs_against_a_local_tls_cluster() {
     let examples_dir = profile_dir().join("examples");
     for (name, expected) in EXAMPLES {
         let started = Instant::now();
-        let (code, stdout, stderr) = run_bounded(
+        let (code, stdout, stderr) = support::run_bounded(
             Command::new(examples_dir.join(name))
                 .env("ALLOCDB_ADDRESSES", cluster.addresses.join(","))
                 .env("ALLOCDB_CLUSTER", cluster.cluster_id.to_string())
                 .env("ALLOCDB_CERTS", cluster.certs_dir())
                 .env_remove("ALLOCDB_INSECURE"),
             RUN_TIME_MAX,
+            support::kill,
         );
         let report = format!(
             "example {name}: exit {code:?} after {:.1?}\n--- stdout\n{stdout}--- stderr\n{stderr}",

@@ -5,9 +5,10 @@
 //! `ALLOCDB_DEMO_RUNS` (default 5, at most [`RUNS_MAX`]) sets how many runs; issue 14 asks for
 //! 20 on a clean clone: `ALLOCDB_DEMO_RUNS=20 cargo test --release -p allocdb-server --test demo`.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod support;
 
 /// Runs when `ALLOCDB_DEMO_RUNS` is not set.
 const RUNS_DEFAULT: u32 = 5;
@@ -33,47 +34,14 @@ fn runs() -> u32 {
     }
 }
 
-/// One `allocdb demo` with the default arguments: its exit code, stdout and stderr.
+/// One `allocdb demo` with the default arguments: its exit code, stdout and stderr, and how
+/// long it took.
 fn run_demo() -> (Option<i32>, String, String, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_allocdb"))
-        .arg("demo")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start allocdb demo");
-    // Drain both pipes on threads so a chatty child never blocks on a full pipe.
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for allocdb demo") {
-            break Some(status);
-        }
-        if started.elapsed() > RUN_TIME_MAX {
-            stop(&mut child);
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = out.join().expect("stdout reader");
-    let stderr = err.join().expect("stderr reader");
-    (
-        status.and_then(|status| status.code()),
-        stdout,
-        stderr,
-        started.elapsed(),
-    )
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_allocdb"));
+    demo.arg("demo");
+    let (code, stdout, stderr) = support::run_bounded(&mut demo, RUN_TIME_MAX, stop);
+    (code, stdout, stderr, started.elapsed())
 }
 
 /// Stops a hung demo the way a user would, with Ctrl-C (`SIGINT`), so it kills its replicas

@@ -18,6 +18,55 @@ pub const CLUSTER: u128 = 0x00C0_FFEE;
 /// Every wait in these tests is bounded by this.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// Runs `command` to completion with its output captured (drained on threads, so a chatty
+/// child never blocks on a full pipe); past `limit` it is stopped with `stop` and its exit
+/// code is `None` (also when a signal ended it). Returns the exit code, stdout and stderr.
+pub fn run_bounded(
+    command: &mut Command,
+    limit: Duration,
+    stop: fn(&mut Child),
+) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let started = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status.code();
+        }
+        if started.elapsed() > limit {
+            stop(&mut child);
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = out.join().expect("stdout reader");
+    let stderr = err.join().expect("stderr reader");
+    (code, stdout, stderr)
+}
+
+/// Stops a child at once (`SIGKILL`) and reaps it.
+pub fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_allocdb")
 }
