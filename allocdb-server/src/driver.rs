@@ -26,6 +26,8 @@ use crate::table_watch::TableWatch;
 
 /// Inputs handled round by round, at most this many per round, so outputs flow regularly.
 const INPUTS_PER_ROUND_MAX: u32 = 256;
+/// A round that takes longer than this is logged: every client and peer waited that long.
+const ROUND_SLOW: Duration = Duration::from_millis(100);
 /// Messages the outbox holds between drains (every input is drained at once).
 const OUTBOX_MESSAGES_MAX: u32 = 4096;
 /// Replies the outbox holds between drains.
@@ -196,6 +198,8 @@ impl<S: Storage> Driver<S> {
                 Some(input) = control.recv() => self.on_control(input),
                 Some(batch) = requests.recv() => self.on_batch(batch),
             }
+            let round_start = self.clock.now();
+            let checkpoint_before = self.replica.checkpoint_op();
             // More inputs already waiting join this round, so their outputs go out together.
             for _ in 0..INPUTS_PER_ROUND_MAX {
                 if let Some(sync) = self.syncer.try_finished() {
@@ -211,6 +215,7 @@ impl<S: Storage> Driver<S> {
             self.hand_over_requests();
             self.dispatch();
             self.start_sync();
+            self.report_slow_round(round_start, checkpoint_before);
             if let Some(reason) = self.replica.halted() {
                 return Err(Halted {
                     reason: reason.to_string(),
@@ -239,6 +244,21 @@ impl<S: Storage> Driver<S> {
         }
         if let Some(sync) = self.replica.sync_log_begin() {
             self.syncer.start(sync);
+        }
+    }
+
+    /// Logs a round (from its first input's handling to its dispatch) that stalled everyone
+    /// for longer than [`ROUND_SLOW`], and whether a checkpoint was taken in it: the one disk
+    /// write the replica task still makes on the hot path, every `checkpoint_interval_ops`.
+    fn report_slow_round(&mut self, round_start: tokio::time::Instant, checkpoint_before: u64) {
+        let took = self.clock.now().saturating_duration_since(round_start);
+        if took > ROUND_SLOW {
+            let checkpoint_op = self.replica.checkpoint_op();
+            warn!(
+                took_ms = took.as_millis(),
+                checkpoint = (checkpoint_op != checkpoint_before).then_some(checkpoint_op),
+                "a replica round stalled requests and peers"
+            );
         }
     }
 

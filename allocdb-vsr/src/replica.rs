@@ -910,6 +910,11 @@ impl<S: Storage> Replica<S> {
         self.status == Status::Normal && self.primary.is_some()
     }
 
+    /// The op of the latest checkpoint (0 before the first).
+    pub fn checkpoint_op(&self) -> Op {
+        self.wal.checkpoint_op()
+    }
+
     /// The highest applied op.
     pub fn commit_min(&self) -> Op {
         self.commit_min
