@@ -203,7 +203,7 @@ pub fn run(args: &ClientArgs) -> ExitCode {
 }
 
 fn emit(line: &str, status: u8) -> ExitCode {
-    println!("{line}");
+    crate::outln!("{line}");
     ExitCode::from(status)
 }
 

@@ -237,7 +237,7 @@ fn format_if_empty(args: &FormatArgs) -> Option<ExitCode> {
     match format_check::existing(&args.data_dir, args) {
         Ok(Existing::Empty) => None,
         Ok(Existing::Same) => {
-            println!(
+            crate::outln!(
                 "{} already holds replica {} of {} (cluster {}); nothing changed",
                 args.data_dir.display(),
                 args.replica,
@@ -324,7 +324,7 @@ pub fn format(args: &FormatArgs) -> ExitCode {
     if let Err(error) = settings.write(&args.data_dir) {
         return usage_error(&error.to_string());
     }
-    println!(
+    crate::outln!(
         "formatted replica {} of {} (cluster {}) in {}",
         args.replica,
         args.replica_count,
@@ -489,7 +489,7 @@ async fn wait_for_signal() {
 pub fn status(args: &StatusArgs) -> ExitCode {
     let usage = |result: &str, message: &str| {
         eprintln!("error: {message}");
-        println!(
+        crate::outln!(
             "{}",
             serde_json::json!({"result": result, "error": message})
         );
@@ -542,7 +542,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
             }
         }
         all_answered &= answer.is_ok();
-        println!("{}", status::json_line(index, address, &answer));
+        crate::outln!("{}", status::json_line(index, address, &answer));
     }
     if !misplaced.is_empty() {
         return usage(

@@ -398,3 +398,63 @@ async fn a_silent_replica_yields_an_indefinite_outcome() {
     assert_eq!(field(&line, "result"), "indefinite", "{line}");
     assert_eq!(field(&line, "operation_id"), "777", "{line}");
 }
+
+/// Runs the binary with stdout a pipe whose reader is already gone (`| head -c0` without the
+/// race): (exit status, stderr).
+fn with_closed_stdout(args: &[String]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let output = Command::new(binary())
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
+/// A reader that stops reading (`allocdb status | head -1`) is not a failure: no panic, and
+/// the exit status is the command's own (docs in `src/stdout.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_is_not_a_panic() {
+    let (_cluster, a) = single_replica(0xB9).await;
+    let cases: [(&[&str], i32); 5] = [
+        (&["status", "--insecure", "--addresses", &a], 0),
+        (
+            &[
+                "client",
+                "--insecure",
+                "--addresses",
+                &a,
+                "create-resource",
+                "1",
+            ],
+            0,
+        ),
+        (
+            &[
+                "client",
+                "--insecure",
+                "--addresses",
+                &a,
+                "get-resource",
+                "404",
+            ],
+            1,
+        ),
+        (&["client", "--insecure", "--no-such-flag"], 2),
+        (&["completions", "bash"], 0),
+    ];
+    for (args, status) in cases {
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_string()).collect();
+        let (code, stderr) = tokio::task::spawn_blocking({
+            let args = args.clone();
+            move || with_closed_stdout(&args)
+        })
+        .await
+        .unwrap();
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(code, Some(status), "{args:?}: {stderr}");
+    }
+}
