@@ -54,6 +54,7 @@ struct Inner {
     ids: IdSource,
     cluster_id: u128,
     slot_ms: u64,
+    ttl_slots_max: u64,
     calls: mpsc::Sender<Call>,
     in_flight: Arc<Semaphore>,
     counters: Arc<Counters>,
@@ -102,6 +103,7 @@ impl Client {
         let cluster_id = session.cluster_id;
         let slot_ms = session.welcome.slot_ms;
         assert!(slot_ms > 0, "the session checked the welcome");
+        let ttl_slots_max = session.welcome.ttl_slots_max;
         let in_flight_max = usize::try_from(options.in_flight_max).expect("u32 fits in usize");
         let (sender, receiver) = mpsc::channel(in_flight_max);
         let counters = Arc::new(Counters::default());
@@ -123,6 +125,7 @@ impl Client {
                 ids,
                 cluster_id,
                 slot_ms,
+                ttl_slots_max,
                 calls: sender,
                 in_flight: Arc::new(Semaphore::new(in_flight_max)),
                 counters,
@@ -138,6 +141,14 @@ impl Client {
     /// The cluster's slot length in milliseconds: TTLs are counted in slots.
     pub fn slot_ms(&self) -> u64 {
         self.inner.slot_ms
+    }
+
+    /// The longest TTL the cluster accepts, in slots (`allocdb format --ttl-slots-max`, told
+    /// in the welcome): a longer one is refused [`ResultCode::TtlOutOfRange`].
+    ///
+    /// [`ResultCode::TtlOutOfRange`]: crate::ResultCode::TtlOutOfRange
+    pub fn ttl_slots_max(&self) -> u64 {
+        self.inner.ttl_slots_max
     }
 
     /// The number of slots covering `duration`, rounded up; a zero duration is 0 slots, which

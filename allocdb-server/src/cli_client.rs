@@ -372,7 +372,11 @@ async fn write(client: &Client, command: &Command, call: CallOptions) -> (String
             code: ResultCode::TtlOutOfRange,
             op,
         }) => {
-            let message = ttl_message(ttl_slots(command).unwrap_or(0), client.slot_ms());
+            let message = ttl_message(
+                ttl_slots(command).unwrap_or(0),
+                client.ttl_slots_max(),
+                client.slot_ms(),
+            );
             let line = JsonLine::new()
                 .str("result", ResultCode::TtlOutOfRange.name())
                 .u64("op", op)
@@ -396,17 +400,15 @@ fn ttl_slots(command: &Command) -> Option<u64> {
 }
 
 /// Why a TTL was refused, naming the limits: at least one slot, at most the cluster's
-/// `ttl_slots_max`. The welcome does not carry that maximum, so the message gives the
-/// default at this cluster's slot length and the flag that changes it.
-fn ttl_message(ttl_slots: u64, slot_ms: u64) -> String {
-    let max_slots = crate::settings::default_core_config().ttl_slots_max;
+/// `ttl_slots_max` (told in the welcome).
+fn ttl_message(ttl_slots: u64, ttl_slots_max: u64, slot_ms: u64) -> String {
     let seconds = |slots: u64| Duration::from_millis(slots.saturating_mul(slot_ms)).as_secs_f64();
     format!(
         "--ttl is {ttl_slots} slots ({} s at {slot_ms} ms per slot): a TTL must be at least 1 \
-         slot and at most the cluster's ttl_slots_max, {max_slots} slots ({} s) unless the \
-         cluster was formatted with another --ttl-slots-max",
+         slot and at most the cluster's ttl_slots_max, {ttl_slots_max} slots ({} s; set by \
+         allocdb format --ttl-slots-max)",
         seconds(ttl_slots),
-        seconds(max_slots)
+        seconds(ttl_slots_max)
     )
 }
 

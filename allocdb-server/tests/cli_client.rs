@@ -366,6 +366,7 @@ async fn a_silent_replica_yields_an_indefinite_outcome() {
                         session_requests_max: 64,
                         operations_max: 4096,
                         dedupe_window_slots: 10_000,
+                        ttl_slots_max: 1_000_000,
                     }
                     .encode(body);
                 });
@@ -457,4 +458,45 @@ async fn a_closed_stdout_is_not_a_panic() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert_eq!(code, Some(status), "{args:?}: {stderr}");
     }
+}
+
+/// The welcome tells the cluster's `ttl_slots_max`: the library exposes it and the CLI's
+/// `ttl_out_of_range` message names it, not the default maximum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_out_of_range_names_the_clusters_own_maximum() {
+    use allocdb_client::{Client, ClientOptions, Security};
+
+    let cluster = LocalCluster::start_with(
+        binary(),
+        1,
+        0x771,
+        &["--ttl-slots-max", "500"],
+        LocalSecurity::Insecure,
+    )
+    .expect("replica starts");
+    cluster
+        .wait_for_primary(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let mut options = ClientOptions::new(cluster.addresses.clone(), 0);
+    options.security = Some(Security::Insecure);
+    let client = Client::connect(options).await.expect("connects");
+    assert_eq!(client.ttl_slots_max(), 500);
+    let slot_ms = client.slot_ms();
+
+    let a = cluster.addresses.join(",");
+    let (status, line) = tokio::task::spawn_blocking(move || {
+        cli(&a, &["create-resource", "1"]);
+        // 501 slots: one over this cluster's maximum, far under the default's.
+        let ttl = format!("{}ms", 501 * slot_ms);
+        cli(&a, &["reserve", "1", "--holder", "7", "--ttl", &ttl])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, field(&line, "result").as_str()),
+        (1, "ttl_out_of_range"),
+        "{line}"
+    );
+    assert!(line.contains("ttl_slots_max, 500 slots"), "{line}");
 }

@@ -154,6 +154,7 @@ async fn serve(replica: usize, mut stream: TcpStream, state: Arc<Mutex<State>>) 
         session_requests_max: 64,
         operations_max: 4096,
         dedupe_window_slots: 10_000,
+        ttl_slots_max: 1_000_000,
     };
     let mut out = Vec::new();
     frame::write_frame(&mut out, FrameKind::ClientWelcome, CLUSTER_ID, |b| {

@@ -189,6 +189,7 @@ fn small_bodies_round_trip_and_refuse_trailing_bytes() {
         session_requests_max: 64,
         operations_max: 4096,
         dedupe_window_slots: 10_000,
+        ttl_slots_max: 1_000_000,
     };
     let status = StatusReply {
         replica_index: 0,
@@ -211,7 +212,14 @@ fn small_bodies_round_trip_and_refuse_trailing_bytes() {
     );
     bytes.clear();
     welcome.encode(&mut bytes);
+    // docs/protocol.md gives the layout: 52 bytes, `ttl_slots_max` last.
+    assert_eq!(bytes.len(), 52);
+    assert_eq!(bytes[44..], 1_000_000u64.to_le_bytes());
     assert_eq!(Welcome::decode(&bytes), Ok(welcome));
+    assert_eq!(
+        Welcome::decode(&bytes[..44]).unwrap_err().code(),
+        ErrorCode::Malformed
+    );
     bytes.clear();
     status.encode(&mut bytes);
     assert_eq!(StatusReply::decode(&bytes), Ok(status.clone()));
