@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use allocdb_core::{
     BUNDLE_SIZE_LIMIT, Bundle, Command, HolderId, LeaseId, LeaseView, Op, PoolId, PoolStats,
-    Request, ResourceId, ResourceView, ResultCode,
+    Request, ResourceId, ResourceView, ResultCode, Slot,
 };
 use allocdb_protocol::frame::Role;
 use allocdb_protocol::{ClientOperation, Query, ReadResult, ReplyBody};
@@ -521,7 +521,7 @@ impl Client {
             .read(Query::Resource(resource), min_op, options)
             .await?;
         match read.value {
-            ReadResult::Resource(result) => into_read(read.op, result),
+            ReadResult::Resource(result) => into_read(read.op, read.slot, result),
             other => Err(mismatched(&other)),
         }
     }
@@ -552,7 +552,7 @@ impl Client {
     ) -> Result<Read<LeaseView>, ClientError> {
         let read = self.read(Query::Lease(lease), min_op, options).await?;
         match read.value {
-            ReadResult::Lease(result) => into_read(read.op, result),
+            ReadResult::Lease(result) => into_read(read.op, read.slot, result),
             other => Err(mismatched(&other)),
         }
     }
@@ -584,7 +584,7 @@ impl Client {
     ) -> Result<Read<PoolStats>, ClientError> {
         let read = self.read(Query::Pool(pool), min_op, options).await?;
         match read.value {
-            ReadResult::Pool(result) => into_read(read.op, result),
+            ReadResult::Pool(result) => into_read(read.op, read.slot, result),
             other => Err(mismatched(&other)),
         }
     }
@@ -700,7 +700,11 @@ impl Client {
             min_op: min_op.unwrap_or(0),
         };
         match self.submit(&operation, false, options.timeout).await?.body {
-            ReplyBody::Read { op, result } => Ok(Read { op, value: result }),
+            ReplyBody::Read { op, slot, result } => Ok(Read {
+                op,
+                slot,
+                value: result,
+            }),
             other => Err(unexpected(&other)),
         }
     }
@@ -907,9 +911,9 @@ async fn prefer_primary(
     }
 }
 
-fn into_read<T>(op: Op, result: Result<T, ResultCode>) -> Result<Read<T>, ClientError> {
+fn into_read<T>(op: Op, slot: Slot, result: Result<T, ResultCode>) -> Result<Read<T>, ClientError> {
     match result {
-        Ok(value) => Ok(Read { op, value }),
+        Ok(value) => Ok(Read { op, slot, value }),
         Err(code) => Err(ClientError::Rejected { code, op }),
     }
 }

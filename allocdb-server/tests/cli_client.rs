@@ -500,3 +500,42 @@ async fn ttl_out_of_range_names_the_clusters_own_maximum() {
     );
     assert!(line.contains("ttl_slots_max, 500 slots"), "{line}");
 }
+
+/// A read answers at the cluster's slot, so `get-lease` prints the time a lease has left, and
+/// so does a retried write (from the lease it reads back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_retries_print_the_time_left() {
+    let (_cluster, a) = single_replica(0xD1).await;
+    let lines = tokio::task::spawn_blocking(move || {
+        cli(&a, &["create-resource", "1"]);
+        let reserve = [
+            "--operation-id",
+            "99",
+            "reserve",
+            "1",
+            "--holder",
+            "7",
+            "--ttl",
+            "30s",
+        ];
+        let (_, first) = cli(&a, &reserve);
+        let lease = field(&first, "lease_id");
+        let (_, read) = cli(&a, &["get-lease", &lease]);
+        let (_, retry) = cli(&a, &reserve);
+        let (_, held) = cli(&a, &["activate", &lease, "--holder", "7", "--epoch", "1"]);
+        let (_, unbounded) = cli(&a, &["get-lease", &lease]);
+        [first, read, retry, held, unbounded]
+    })
+    .await
+    .unwrap();
+    let [first, read, retry, _, unbounded] = &lines;
+    assert_eq!(field(first, "deadline_in_ms"), "30000", "{first}");
+    assert_eq!(field(retry, "retry"), "true", "{retry}");
+    for line in [read, retry] {
+        let left: u64 = field(line, "deadline_in_ms").parse().expect("a number");
+        // Measured at the answer, a few slots after the reserve; never more than the TTL.
+        assert!((20_000..=30_000).contains(&left), "{line}");
+        assert_eq!(field(line, "deadline"), field(first, "deadline"), "{line}");
+    }
+    assert_eq!(field(unbounded, "deadline_in_ms"), "null", "{unbounded}");
+}

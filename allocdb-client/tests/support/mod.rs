@@ -297,6 +297,7 @@ fn execute(requests: &[FrameRequest], s: &mut State) -> Vec<FrameReply> {
                 }
                 ClientOperation::Read { query, .. } => ReplyBody::Read {
                     op: s.op,
+                    slot: s.allocator.last_slot(),
                     result: match query {
                         Query::Resource(id) => ReadResult::Resource(s.allocator.get_resource(id)),
                         Query::Lease(id) => ReadResult::Lease(s.allocator.get_lease(id)),

@@ -403,6 +403,7 @@ fn the_largest_entries_fit_the_client_body_limit() {
         request_id: 1,
         body: ReplyBody::Read {
             op: 1,
+            slot: 2,
             result: ReadResult::Lease(Ok(view)),
         },
     };
@@ -576,7 +577,8 @@ fn arb_reply() -> impl Strategy<Value = FrameReply> {
     let body = prop_oneof![
         (any::<u64>(), any::<u32>(), outcome)
             .prop_map(|(op, index, outcome)| ReplyBody::Committed { op, index, outcome }),
-        (any::<u64>(), arb_read_result()).prop_map(|(op, result)| ReplyBody::Read { op, result }),
+        (any::<u64>(), any::<u64>(), arb_read_result())
+            .prop_map(|(op, slot, result)| ReplyBody::Read { op, slot, result }),
         (any::<u64>(), any::<u8>())
             .prop_map(|(view, primary)| ReplyBody::NotPrimary { view, primary }),
         Just(ReplyBody::Overloaded),
