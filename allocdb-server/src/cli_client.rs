@@ -468,7 +468,10 @@ fn ok_line(op: Op) -> JsonLine {
 }
 
 fn committed_line(committed: &Committed, ttl_slots: Option<u64>, slot_ms: u64) -> JsonLine {
+    // One op is one batch of writes from many connections, so `op` alone does not order two
+    // writes (a release and the next grant of its resource may share one): `(op, index)` does.
     let line = ok_line(committed.op)
+        .u64("index", u64::from(committed.index))
         .id("operation_id", committed.operation_id)
         .bool("retry", committed.retry);
     if committed.lease.0 == 0 {

@@ -528,9 +528,23 @@ async fn reads_and_retries_print_the_time_left() {
     })
     .await
     .unwrap();
-    let [first, read, retry, _, unbounded] = &lines;
+    let [first, read, retry, held, unbounded] = &lines;
     assert_eq!(field(first, "deadline_in_ms"), "30000", "{first}");
     assert_eq!(field(retry, "retry"), "true", "{retry}");
+    // Every committed write names its position (op, index); a lease id is that position of
+    // its grant, and a retry names the original one.
+    let position = |line: &str| -> (u128, u128) {
+        let op = field(line, "op").parse().expect("op");
+        (op, field(line, "index").parse().expect("index"))
+    };
+    let (op, index) = position(first);
+    assert_eq!(
+        field(first, "lease_id"),
+        ((op << 32) | index).to_string(),
+        "{first}"
+    );
+    assert_eq!(position(retry), (op, index), "{retry}");
+    assert!(position(held) > (op, index), "{held}");
     for line in [read, retry] {
         let left: u64 = field(line, "deadline_in_ms").parse().expect("a number");
         // Measured at the answer, a few slots after the reserve; never more than the TTL.
