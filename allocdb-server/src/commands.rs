@@ -524,24 +524,35 @@ pub fn status(args: &StatusArgs) -> ExitCode {
     let mut misplaced = Vec::new();
     for (index, address) in options.addresses.iter().enumerate() {
         let replica = u8::try_from(index).unwrap_or(u8::MAX);
-        let answer = runtime.block_on(status::probe_over(
+        let answer = runtime.block_on(status::probe_checked(
             &transport,
             address,
             replica,
             options.cluster_id,
             timeout,
         ));
-        if let Ok(reply) = &answer {
-            // A shorter list is allowed (probing some replicas), a misplaced one is not: its
-            // lines would name the wrong replica indexes.
-            if usize::from(reply.replica_index) != index {
+        // A shorter list is allowed (probing some replicas), a misplaced one is not: its lines
+        // would name the wrong replica indexes. Over TLS the certificate check finds it first.
+        match &answer {
+            Ok(reply) if usize::from(reply.replica_index) != index => misplaced.push(format!(
+                "position {index} ({address}) is replica {} of {}",
+                reply.replica_index, reply.replica_count
+            )),
+            Err(status::ProbeError {
+                misplaced: Some(named),
+                ..
+            }) if usize::from(named.replica) != index
+                && (options.cluster_id == 0 || named.cluster_id == options.cluster_id) =>
+            {
                 misplaced.push(format!(
-                    "position {index} ({address}) is replica {} of {}",
-                    reply.replica_index, reply.replica_count
+                    "position {index} ({address}) is replica {} (its TLS certificate names it)",
+                    named.replica
                 ));
             }
+            _ => {}
         }
         all_answered &= answer.is_ok();
+        let answer = answer.map_err(|error| error.message);
         crate::outln!("{}", status::json_line(index, address, &answer));
     }
     if !misplaced.is_empty() {
