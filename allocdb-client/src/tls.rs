@@ -9,7 +9,9 @@
 //! - a client of role *r* (`operator` or `application`): `<r>.cluster-<c>.allocdb`.
 //!
 //! A client checks that the replica it dialled at position *i* of its address list presents
-//! replica *i*'s certificate; a replica checks the certificate of every connection against
+//! replica *i*'s certificate (one of another replica, signed by the CA, fails the handshake
+//! just the same, and [`MisplacedReplica`] says whose it is, so a misordered list is reported
+//! as such); a replica checks the certificate of every connection against
 //! what the connection then claims to be (see the server's `tls` module). Only TLS 1.3 is
 //! offered, with the `ring` provider.
 //!
