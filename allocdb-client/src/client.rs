@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use allocdb_core::{
     BUNDLE_SIZE_LIMIT, Bundle, Command, HolderId, LeaseId, LeaseView, Op, PoolId, PoolStats,
-    Request, ResourceId, ResourceView, ResultCode,
+    Request, ResourceId, ResourceView, ResultCode, Slot,
 };
 use allocdb_protocol::frame::Role;
 use allocdb_protocol::{ClientOperation, Query, ReadResult, ReplyBody};
@@ -54,6 +54,7 @@ struct Inner {
     ids: IdSource,
     cluster_id: u128,
     slot_ms: u64,
+    ttl_slots_max: u64,
     calls: mpsc::Sender<Call>,
     in_flight: Arc<Semaphore>,
     counters: Arc<Counters>,
@@ -102,6 +103,7 @@ impl Client {
         let cluster_id = session.cluster_id;
         let slot_ms = session.welcome.slot_ms;
         assert!(slot_ms > 0, "the session checked the welcome");
+        let ttl_slots_max = session.welcome.ttl_slots_max;
         let in_flight_max = usize::try_from(options.in_flight_max).expect("u32 fits in usize");
         let (sender, receiver) = mpsc::channel(in_flight_max);
         let counters = Arc::new(Counters::default());
@@ -123,6 +125,7 @@ impl Client {
                 ids,
                 cluster_id,
                 slot_ms,
+                ttl_slots_max,
                 calls: sender,
                 in_flight: Arc::new(Semaphore::new(in_flight_max)),
                 counters,
@@ -138,6 +141,14 @@ impl Client {
     /// The cluster's slot length in milliseconds: TTLs are counted in slots.
     pub fn slot_ms(&self) -> u64 {
         self.inner.slot_ms
+    }
+
+    /// The longest TTL the cluster accepts, in slots (`allocdb format --ttl-slots-max`, told
+    /// in the welcome): a longer one is refused [`ResultCode::TtlOutOfRange`].
+    ///
+    /// [`ResultCode::TtlOutOfRange`]: crate::ResultCode::TtlOutOfRange
+    pub fn ttl_slots_max(&self) -> u64 {
+        self.inner.ttl_slots_max
     }
 
     /// The number of slots covering `duration`, rounded up; a zero duration is 0 slots, which
@@ -510,7 +521,7 @@ impl Client {
             .read(Query::Resource(resource), min_op, options)
             .await?;
         match read.value {
-            ReadResult::Resource(result) => into_read(read.op, result),
+            ReadResult::Resource(result) => into_read(read.op, read.slot, result),
             other => Err(mismatched(&other)),
         }
     }
@@ -541,7 +552,7 @@ impl Client {
     ) -> Result<Read<LeaseView>, ClientError> {
         let read = self.read(Query::Lease(lease), min_op, options).await?;
         match read.value {
-            ReadResult::Lease(result) => into_read(read.op, result),
+            ReadResult::Lease(result) => into_read(read.op, read.slot, result),
             other => Err(mismatched(&other)),
         }
     }
@@ -573,7 +584,7 @@ impl Client {
     ) -> Result<Read<PoolStats>, ClientError> {
         let read = self.read(Query::Pool(pool), min_op, options).await?;
         match read.value {
-            ReadResult::Pool(result) => into_read(read.op, result),
+            ReadResult::Pool(result) => into_read(read.op, read.slot, result),
             other => Err(mismatched(&other)),
         }
     }
@@ -689,7 +700,11 @@ impl Client {
             min_op: min_op.unwrap_or(0),
         };
         match self.submit(&operation, false, options.timeout).await?.body {
-            ReplyBody::Read { op, result } => Ok(Read { op, value: result }),
+            ReplyBody::Read { op, slot, result } => Ok(Read {
+                op,
+                slot,
+                value: result,
+            }),
             other => Err(unexpected(&other)),
         }
     }
@@ -896,9 +911,9 @@ async fn prefer_primary(
     }
 }
 
-fn into_read<T>(op: Op, result: Result<T, ResultCode>) -> Result<Read<T>, ClientError> {
+fn into_read<T>(op: Op, slot: Slot, result: Result<T, ResultCode>) -> Result<Read<T>, ClientError> {
     match result {
-        Ok(value) => Ok(Read { op, value }),
+        Ok(value) => Ok(Read { op, slot, value }),
         Err(code) => Err(ClientError::Rejected { code, op }),
     }
 }

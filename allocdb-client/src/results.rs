@@ -27,6 +27,9 @@ pub struct Committed {
 pub struct Read<T> {
     /// The applied op the answer reflects (at least the `min_op` asked for).
     pub op: Op,
+    /// The cluster's slot when the primary answered (its clock, the one that expires
+    /// leases): a lease has `deadline_slot - slot` slots left, if the difference is positive.
+    pub slot: Slot,
     /// The answer.
     pub value: T,
 }

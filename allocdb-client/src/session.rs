@@ -29,12 +29,14 @@ pub(crate) enum SessionError {
     WrongCluster { expected: u128, found: u128 },
     /// The replica at list position `position` says it is replica `found` of
     /// `replica_count`: the address list is in another order than the cluster's, or holds a
-    /// different number of replicas. A configuration error: retrying cannot help.
+    /// different number of replicas. A configuration error: retrying cannot help. With TLS
+    /// it is its certificate that says so (the handshake fails before any welcome), which
+    /// does not tell the cluster's size: `replica_count` is then `None`.
     AddressList {
         address: String,
         position: usize,
         found: u8,
-        replica_count: u8,
+        replica_count: Option<u8>,
     },
 }
 
@@ -54,21 +56,30 @@ impl std::fmt::Display for SessionError {
                 position,
                 found,
                 replica_count,
-            } if usize::from(*found) != *position => write!(
-                f,
-                "address list out of order: position {position} ({address}) is replica {found} \
-                 of {replica_count}; list every replica's address in replica-index order \
-                 (index 0 first)"
-            ),
+            } if usize::from(*found) != *position => {
+                let of = match replica_count {
+                    Some(count) => format!(" of {count}"),
+                    None => " (its TLS certificate names it)".to_string(),
+                };
+                write!(
+                    f,
+                    "address list out of order: position {position} ({address}) is replica \
+                     {found}{of}; list every replica's address in replica-index order (index 0 \
+                     first)"
+                )
+            }
             SessionError::AddressList {
                 address,
-                replica_count,
+                replica_count: Some(replica_count),
                 ..
             } => write!(
                 f,
                 "incomplete address list: {address} says the cluster has {replica_count} \
                  replicas; list all {replica_count} addresses, in replica-index order"
             ),
+            SessionError::AddressList { address, .. } => {
+                unreachable!("{address}: a certificate names the replica dialled only if it is one")
+            }
         }
     }
 }
@@ -118,7 +129,7 @@ impl Session {
         let stream = tokio::time::timeout(timeout, transport.connect(address, &server_name))
             .await
             .map_err(|_| SessionError::Io(format!("connect to {address}: timed out")))?
-            .map_err(|error| SessionError::Io(format!("connect to {address}: {error}")))?;
+            .map_err(|error| connect_error(address, replica, cluster_id, &error))?;
         let (reader, mut writer) = tokio::io::split(stream);
         let mut hello = Vec::with_capacity(frame::HEADER_BYTES + 16);
         frame::write_frame(&mut hello, FrameKind::ClientHello, cluster_id, |body| {
@@ -147,7 +158,7 @@ impl Session {
                 address: address.to_string(),
                 position: replica,
                 found: welcome.replica_index,
-                replica_count: welcome.replica_count,
+                replica_count: Some(welcome.replica_count),
             });
         }
         reader.limits = FrameLimits::client(header.cluster_id);
@@ -180,6 +191,33 @@ impl Session {
             }
             self.reader.fill().await?;
         }
+    }
+}
+
+/// Why connecting to `address` (list position `position`) failed: a genuine certificate of
+/// another replica or cluster is a configuration error, anything else a network one.
+fn connect_error(
+    address: &str,
+    position: usize,
+    cluster_id: u128,
+    error: &std::io::Error,
+) -> SessionError {
+    match tls::MisplacedReplica::of(error) {
+        Some(named) if cluster_id != 0 && named.cluster_id != cluster_id => {
+            SessionError::WrongCluster {
+                expected: cluster_id,
+                found: named.cluster_id,
+            }
+        }
+        // The certificate names this position's replica and still failed: not a misplacement
+        // (cannot happen with names from `allocdb certs`); reported as the TLS error it is.
+        Some(named) if usize::from(named.replica) != position => SessionError::AddressList {
+            address: address.to_string(),
+            position,
+            found: named.replica,
+            replica_count: None,
+        },
+        _ => SessionError::Io(format!("connect to {address}: {error}")),
     }
 }
 

@@ -9,7 +9,9 @@
 //! - a client of role *r* (`operator` or `application`): `<r>.cluster-<c>.allocdb`.
 //!
 //! A client checks that the replica it dialled at position *i* of its address list presents
-//! replica *i*'s certificate; a replica checks the certificate of every connection against
+//! replica *i*'s certificate (one of another replica, signed by the CA, fails the handshake
+//! just the same, and [`MisplacedReplica`] says whose it is, so a misordered list is reported
+//! as such); a replica checks the certificate of every connection against
 //! what the connection then claims to be (see the server's `tls` module). Only TLS 1.3 is
 //! offered, with the `ring` provider.
 //!
@@ -19,9 +21,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::net;
@@ -67,6 +71,19 @@ impl std::fmt::Display for ClientRole {
 /// The DNS name that proves "replica `replica` of cluster `cluster_id`".
 pub fn replica_name(cluster_id: u128, replica: u8) -> String {
     format!("replica-{replica}.cluster-{cluster_id}.allocdb")
+}
+
+/// The cluster and replica a [`replica_name`] names; `None` for any other name.
+pub fn parse_replica_name(name: &str) -> Option<(u128, u8)> {
+    let inner = name.strip_prefix("replica-")?.strip_suffix(".allocdb")?;
+    let (replica, cluster_id) = inner.split_once(".cluster-")?;
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits(replica) || !digits(cluster_id) {
+        return None;
+    }
+    let parsed = (cluster_id.parse().ok()?, replica.parse().ok()?);
+    // Only the canonical spelling (no leading zeros): the inverse of `replica_name` exactly.
+    (replica_name(parsed.0, parsed.1) == name).then_some(parsed)
 }
 
 /// The DNS name of replica `replica` of whichever cluster the CA serves (checked by a client
@@ -183,13 +200,133 @@ impl TlsCredentials {
     /// Unusable certificates or key.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
         let (chain, key) = self.chain_and_key()?;
+        let verifier = ReplicaVerifier::new(self.roots()?)?;
         let config = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| e.to_string())?
-            .with_root_certificates(self.roots()?)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_auth_cert(chain, key)
             .map_err(|e| format!("certificate and key: {e}"))?;
         Ok(Arc::new(config))
+    }
+}
+
+/// A certificate the cluster's CA signed for another replica than the one dialled: the
+/// handshake fails as it always did, but this says which replica answered, so a misordered
+/// address list is reported as such rather than as an outage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MisplacedReplica {
+    /// The cluster the certificate names.
+    pub cluster_id: u128,
+    /// The replica it names.
+    pub replica: u8,
+}
+
+impl std::fmt::Display for MisplacedReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TLS handshake: the certificate presented is replica {}'s of cluster {}",
+            self.replica, self.cluster_id
+        )
+    }
+}
+
+impl std::error::Error for MisplacedReplica {}
+
+impl MisplacedReplica {
+    /// The misplaced replica behind a failed [`Transport::connect`], if that is why it failed.
+    pub fn of(error: &std::io::Error) -> Option<MisplacedReplica> {
+        let inner = error.get_ref()?;
+        if let Some(misplaced) = inner.downcast_ref::<MisplacedReplica>() {
+            return Some(*misplaced);
+        }
+        match inner.downcast_ref::<rustls::Error>()? {
+            rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(other))) => {
+                other.downcast_ref::<MisplacedReplica>().copied()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// rustls's own server-certificate check, unchanged in what it accepts; when the only fault
+/// is the name, the error says which replica the certificate names instead.
+#[derive(Debug)]
+struct ReplicaVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+impl ReplicaVerifier {
+    fn new(roots: RootCertStore) -> Result<ReplicaVerifier, String> {
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| format!("CA certificate: {e}"))?;
+        Ok(ReplicaVerifier { webpki })
+    }
+}
+
+impl ServerCertVerifier for ReplicaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let result = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        // The webpki verifier checks the chain (to our CA, unexpired) before the name, so a
+        // name error means the certificate is genuine but names someone else. Either way the
+        // result stays an error: only its description changes.
+        let Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) = &result
+        else {
+            return result;
+        };
+        let Ok(certificate) = webpki::EndEntityCert::try_from(end_entity) else {
+            return result;
+        };
+        let named = certificate.valid_dns_names().find_map(parse_replica_name);
+        match named {
+            Some((cluster_id, replica)) => Err(rustls::Error::InvalidCertificate(
+                CertificateError::Other(OtherError(Arc::new(MisplacedReplica {
+                    cluster_id,
+                    replica,
+                }))),
+            )),
+            None => result,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }
 
@@ -252,7 +389,7 @@ impl Transport {
     ///
     /// # Errors
     /// The connection or the handshake failed (a certificate the CA did not sign, or one for
-    /// another name).
+    /// another name; [`MisplacedReplica::of`] tells when it names another replica).
     pub async fn connect(&self, address: &str, server_name: &str) -> std::io::Result<Stream> {
         let stream = net::connect(address).await?;
         match self {
@@ -262,7 +399,13 @@ impl Transport {
                     std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
                 })?;
                 let stream = connector.connect(name, stream).await.map_err(|error| {
-                    std::io::Error::new(error.kind(), format!("TLS handshake: {error}"))
+                    // Kept as a value so the session can report a misordered address list.
+                    match MisplacedReplica::of(&error) {
+                        Some(misplaced) => std::io::Error::new(error.kind(), misplaced),
+                        None => {
+                            std::io::Error::new(error.kind(), format!("TLS handshake: {error}"))
+                        }
+                    }
                 })?;
                 Ok(Box::new(stream))
             }
@@ -272,7 +415,9 @@ impl Transport {
 
 #[cfg(test)]
 mod tests {
-    use super::{ClientRole, client_name, replica_name, replica_name_any_cluster};
+    use super::{
+        ClientRole, client_name, parse_replica_name, replica_name, replica_name_any_cluster,
+    };
     use rustls::pki_types::ServerName;
 
     #[test]
@@ -291,5 +436,29 @@ mod tests {
             Some(ClientRole::Operator)
         );
         assert_eq!(ClientRole::from_name("root"), None);
+    }
+
+    #[test]
+    fn a_replica_name_reads_back_and_nothing_else_does() {
+        for (cluster_id, replica) in [(7, 2), (1, 0), (u128::MAX, 4)] {
+            let name = replica_name(cluster_id, replica);
+            assert_eq!(
+                parse_replica_name(&name),
+                Some((cluster_id, replica)),
+                "{name}"
+            );
+        }
+        for name in [
+            "replica-2.allocdb",
+            "operator.cluster-7.allocdb",
+            "replica-02.cluster-7.allocdb",
+            "replica-+2.cluster-7.allocdb",
+            "replica-2.cluster-.allocdb",
+            "replica-256.cluster-7.allocdb",
+            "replica-2.cluster-7.allocdb.evil",
+            "",
+        ] {
+            assert_eq!(parse_replica_name(name), None, "{name}");
+        }
     }
 }

@@ -6,7 +6,7 @@
 
 use allocdb_core::{
     LeaseId, LeaseView, Op, Outcome, PoolId, PoolStats, Request, ResourceId, ResourceView,
-    ResultCode, View,
+    ResultCode, Slot, View,
 };
 
 /// A client's identity: replies are routed to it.
@@ -81,10 +81,14 @@ pub enum ReplyBody {
         /// The core's outcome (`retry` set when this repeats an earlier execution).
         outcome: Outcome,
     },
-    /// The read's answer, from the state after `op`.
+    /// The read's answer, from the state after `op`, made at `slot`.
     Read {
         /// The applied op the answer reflects.
         op: Op,
+        /// The cluster's slot when the answer was made: the primary's clock as it would stamp
+        /// a prepare then, never below the slot of the state read. A lease's time left is
+        /// its `deadline_slot` minus this.
+        slot: Slot,
         /// The answer.
         result: ReadResult,
     },

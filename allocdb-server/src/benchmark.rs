@@ -118,7 +118,7 @@ pub fn run(args: &BenchmarkArgs) -> ExitCode {
     };
     match runtime.block_on(crate::local_cluster::until_interrupted(benchmark(args))) {
         Ok(line) => {
-            println!("{line}");
+            crate::outln!("{line}");
             ExitCode::SUCCESS
         }
         Err(error) => {

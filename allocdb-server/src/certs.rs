@@ -73,7 +73,7 @@ pub fn run(args: &CertsArgs) -> ExitCode {
         args.ca_days,
     ) {
         Ok(reused_ca) => {
-            println!(
+            crate::outln!(
                 "{} the CA and issued certificates for {} replicas and the operator and \
                  application roles of cluster {} in {}",
                 if reused_ca { "reused" } else { "created" },

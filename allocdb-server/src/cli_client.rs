@@ -203,7 +203,7 @@ pub fn run(args: &ClientArgs) -> ExitCode {
 }
 
 fn emit(line: &str, status: u8) -> ExitCode {
-    println!("{line}");
+    crate::outln!("{line}");
     ExitCode::from(status)
 }
 
@@ -362,7 +362,19 @@ async fn write(client: &Client, command: &Command, call: CallOptions) -> (String
             let mut line = committed_line(&committed, ttl_slots(command), client.slot_ms());
             if committed.lease.0 != 0 {
                 match client.get_lease(committed.lease, Some(committed.op)).await {
-                    Ok(read) => line = lease_extras(line, &read.value),
+                    Ok(read) => {
+                        if committed.retry {
+                            // The stored answer executed an unknown time ago, but the read
+                            // back carries the cluster's slot now: measure from there.
+                            let lease = LeaseView {
+                                deadline_slot: committed.deadline_slot,
+                                ..read.value
+                            };
+                            let left = time_left_ms(&lease, read.slot, client.slot_ms());
+                            line = line.u64_or_null("deadline_in_ms", left);
+                        }
+                        line = lease_extras(line, &read.value);
+                    }
                     Err(error) => line = line.str("lease_read_error", &error.to_string()),
                 }
             }
@@ -372,7 +384,11 @@ async fn write(client: &Client, command: &Command, call: CallOptions) -> (String
             code: ResultCode::TtlOutOfRange,
             op,
         }) => {
-            let message = ttl_message(ttl_slots(command).unwrap_or(0), client.slot_ms());
+            let message = ttl_message(
+                ttl_slots(command).unwrap_or(0),
+                client.ttl_slots_max(),
+                client.slot_ms(),
+            );
             let line = JsonLine::new()
                 .str("result", ResultCode::TtlOutOfRange.name())
                 .u64("op", op)
@@ -396,17 +412,15 @@ fn ttl_slots(command: &Command) -> Option<u64> {
 }
 
 /// Why a TTL was refused, naming the limits: at least one slot, at most the cluster's
-/// `ttl_slots_max`. The welcome does not carry that maximum, so the message gives the
-/// default at this cluster's slot length and the flag that changes it.
-fn ttl_message(ttl_slots: u64, slot_ms: u64) -> String {
-    let max_slots = crate::settings::default_core_config().ttl_slots_max;
+/// `ttl_slots_max` (told in the welcome).
+fn ttl_message(ttl_slots: u64, ttl_slots_max: u64, slot_ms: u64) -> String {
     let seconds = |slots: u64| Duration::from_millis(slots.saturating_mul(slot_ms)).as_secs_f64();
     format!(
         "--ttl is {ttl_slots} slots ({} s at {slot_ms} ms per slot): a TTL must be at least 1 \
-         slot and at most the cluster's ttl_slots_max, {max_slots} slots ({} s) unless the \
-         cluster was formatted with another --ttl-slots-max",
+         slot and at most the cluster's ttl_slots_max, {ttl_slots_max} slots ({} s; set by \
+         allocdb format --ttl-slots-max)",
         seconds(ttl_slots),
-        seconds(max_slots)
+        seconds(ttl_slots_max)
     )
 }
 
@@ -416,10 +430,12 @@ async fn read(client: &Client, command: &ClientCommand) -> (String, u8) {
             .get_resource(*id, *min_op)
             .await
             .map(|read| resource_fields(ok_line(read.op), &read.value)),
-        ClientCommand::GetLease { id, min_op } => client
-            .get_lease(LeaseId(*id), *min_op)
-            .await
-            .map(|read| lease_fields(ok_line(read.op), &read.value)),
+        ClientCommand::GetLease { id, min_op } => {
+            client.get_lease(LeaseId(*id), *min_op).await.map(|read| {
+                let left = time_left_ms(&read.value, read.slot, client.slot_ms());
+                lease_fields(ok_line(read.op), &read.value, left)
+            })
+        }
         ClientCommand::Pool { id, min_op } => client
             .pool_stats(*id, *min_op)
             .await
@@ -452,7 +468,10 @@ fn ok_line(op: Op) -> JsonLine {
 }
 
 fn committed_line(committed: &Committed, ttl_slots: Option<u64>, slot_ms: u64) -> JsonLine {
+    // One op is one batch of writes from many connections, so `op` alone does not order two
+    // writes (a release and the next grant of its resource may share one): `(op, index)` does.
     let line = ok_line(committed.op)
+        .u64("index", u64::from(committed.index))
         .id("operation_id", committed.operation_id)
         .bool("retry", committed.retry);
     if committed.lease.0 == 0 {
@@ -460,7 +479,8 @@ fn committed_line(committed: &Committed, ttl_slots: Option<u64>, slot_ms: u64) -
     }
     let deadline = deadline(committed.deadline_slot);
     // The deadline is the execution slot plus the TTL, so the TTL is the time left when the
-    // write executed. A retry's stored answer executed earlier, by an unknown amount: null.
+    // write executed. A retry's stored answer executed earlier, by an unknown amount: null
+    // here, filled in by `write` from the lease read back, which carries a current slot.
     let deadline_in_ms = match (deadline, ttl_slots) {
         (Some(_), Some(ttl_slots)) if !committed.retry => Some(ttl_slots.saturating_mul(slot_ms)),
         _ => None,
@@ -477,14 +497,24 @@ fn deadline(slot: u64) -> Option<u64> {
     (slot != DEADLINE_NONE && slot != 0).then_some(slot)
 }
 
-fn lease_fields(line: JsonLine, lease: &LeaseView) -> JsonLine {
+/// How long a live lease with a deadline has left when the cluster is at `now_slot`, in
+/// milliseconds (0 once the deadline has passed but the expiry has not committed yet); `None`
+/// for a lease without a deadline or a finished one.
+fn time_left_ms(lease: &LeaseView, now_slot: u64, slot_ms: u64) -> Option<u64> {
+    let live = matches!(
+        lease.state,
+        LeaseState::Reserved | LeaseState::Active | LeaseState::Revoking
+    );
+    let deadline = deadline(lease.deadline_slot).filter(|_| live)?;
+    Some(deadline.saturating_sub(now_slot).saturating_mul(slot_ms))
+}
+
+fn lease_fields(line: JsonLine, lease: &LeaseView, deadline_in_ms: Option<u64>) -> JsonLine {
     let line = line
         .id("lease_id", lease.id.0)
         .u64("epoch", lease.epoch)
         .u64_or_null("deadline", deadline(lease.deadline_slot))
-        // A read's answer does not carry the cluster's current slot, so the time left cannot
-        // be computed: the field is there (as on writes) but null.
-        .u64_or_null("deadline_in_ms", None);
+        .u64_or_null("deadline_in_ms", deadline_in_ms);
     lease_extras(line, lease)
 }
 
@@ -589,5 +619,44 @@ pub fn resource_state_name(state: ResourceState) -> &'static str {
         ResourceState::Reserved => "reserved",
         ResourceState::Active => "active",
         ResourceState::Revoking => "revoking",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use allocdb_core::{Bundle, DEADLINE_NONE, LeaseId, LeaseState, LeaseView};
+
+    use super::time_left_ms;
+
+    #[test]
+    fn time_left_counts_from_the_answer_slot_and_only_for_live_deadlines() {
+        // (state, deadline slot, answered at slot, expected ms at 10 ms per slot)
+        let cases = [
+            (LeaseState::Reserved, 150, 100, Some(500)),
+            (LeaseState::Active, 150, 150, Some(0)),
+            // Past the deadline, expiry not yet committed: nothing left, never negative.
+            (LeaseState::Reserved, 150, 170, Some(0)),
+            (LeaseState::Revoking, 101, 100, Some(10)),
+            (LeaseState::Active, DEADLINE_NONE, 100, None),
+            (LeaseState::Released, 0, 100, None),
+            (LeaseState::Expired, 150, 100, None),
+            (LeaseState::Revoked, 150, 100, None),
+        ];
+        for (state, deadline_slot, now_slot, expected) in cases {
+            let lease = LeaseView {
+                id: LeaseId(1),
+                holder: 2,
+                state,
+                epoch: 1,
+                resources: Bundle::from_slice(&[3]).expect("one resource"),
+                deadline_slot,
+                retire_slot: 0,
+            };
+            assert_eq!(
+                time_left_ms(&lease, now_slot, 10),
+                expected,
+                "{state:?} {deadline_slot} {now_slot}"
+            );
+        }
     }
 }

@@ -237,7 +237,7 @@ fn format_if_empty(args: &FormatArgs) -> Option<ExitCode> {
     match format_check::existing(&args.data_dir, args) {
         Ok(Existing::Empty) => None,
         Ok(Existing::Same) => {
-            println!(
+            crate::outln!(
                 "{} already holds replica {} of {} (cluster {}); nothing changed",
                 args.data_dir.display(),
                 args.replica,
@@ -324,7 +324,7 @@ pub fn format(args: &FormatArgs) -> ExitCode {
     if let Err(error) = settings.write(&args.data_dir) {
         return usage_error(&error.to_string());
     }
-    println!(
+    crate::outln!(
         "formatted replica {} of {} (cluster {}) in {}",
         args.replica,
         args.replica_count,
@@ -489,7 +489,7 @@ async fn wait_for_signal() {
 pub fn status(args: &StatusArgs) -> ExitCode {
     let usage = |result: &str, message: &str| {
         eprintln!("error: {message}");
-        println!(
+        crate::outln!(
             "{}",
             serde_json::json!({"result": result, "error": message})
         );
@@ -524,25 +524,36 @@ pub fn status(args: &StatusArgs) -> ExitCode {
     let mut misplaced = Vec::new();
     for (index, address) in options.addresses.iter().enumerate() {
         let replica = u8::try_from(index).unwrap_or(u8::MAX);
-        let answer = runtime.block_on(status::probe_over(
+        let answer = runtime.block_on(status::probe_checked(
             &transport,
             address,
             replica,
             options.cluster_id,
             timeout,
         ));
-        if let Ok(reply) = &answer {
-            // A shorter list is allowed (probing some replicas), a misplaced one is not: its
-            // lines would name the wrong replica indexes.
-            if usize::from(reply.replica_index) != index {
+        // A shorter list is allowed (probing some replicas), a misplaced one is not: its lines
+        // would name the wrong replica indexes. Over TLS the certificate check finds it first.
+        match &answer {
+            Ok(reply) if usize::from(reply.replica_index) != index => misplaced.push(format!(
+                "position {index} ({address}) is replica {} of {}",
+                reply.replica_index, reply.replica_count
+            )),
+            Err(status::ProbeError {
+                misplaced: Some(named),
+                ..
+            }) if usize::from(named.replica) != index
+                && (options.cluster_id == 0 || named.cluster_id == options.cluster_id) =>
+            {
                 misplaced.push(format!(
-                    "position {index} ({address}) is replica {} of {}",
-                    reply.replica_index, reply.replica_count
+                    "position {index} ({address}) is replica {} (its TLS certificate names it)",
+                    named.replica
                 ));
             }
+            _ => {}
         }
         all_answered &= answer.is_ok();
-        println!("{}", status::json_line(index, address, &answer));
+        let answer = answer.map_err(|error| error.message);
+        crate::outln!("{}", status::json_line(index, address, &answer));
     }
     if !misplaced.is_empty() {
         return usage(

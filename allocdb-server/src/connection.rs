@@ -43,8 +43,8 @@ pub struct ConnectionContext {
     pub identity: Identity,
     /// The cluster's slot length (told to clients).
     pub slot_ms: u64,
-    /// The session and key bounds fixed at format (told to clients in the welcome).
-    pub key_limits: KeyLimits,
+    /// The bounds fixed at format that clients are told in the welcome.
+    pub client_limits: ClientLimits,
     /// Peer messages and session events for the replica.
     pub control: mpsc::Sender<ControlInput>,
     /// Client batches for the replica.
@@ -65,10 +65,11 @@ pub struct ConnectionContext {
     pub security: ServerSecurity,
 }
 
-/// The bounds of exactly-once a client needs to know: how many sessions and numbered writes
-/// per session the cluster keeps, and how long and how many application keys it remembers.
+/// The bounds fixed at format that a client needs to know (all told in the welcome): the
+/// bounds of exactly-once (how many sessions and numbered writes per session the cluster
+/// keeps, how long and how many application keys it remembers) and the longest TTL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KeyLimits {
+pub struct ClientLimits {
     /// Sessions kept at once.
     pub clients_max: u32,
     /// Answers kept per session.
@@ -77,16 +78,19 @@ pub struct KeyLimits {
     pub operations_max: u32,
     /// How long an application key is kept, in slots.
     pub dedupe_window_slots: u64,
+    /// The longest TTL a command may ask for, in slots.
+    pub ttl_slots_max: u64,
 }
 
-impl KeyLimits {
+impl ClientLimits {
     /// The limits of a cluster with core configuration `core`.
-    pub fn of(core: &allocdb_core::Config) -> KeyLimits {
-        KeyLimits {
+    pub fn of(core: &allocdb_core::Config) -> ClientLimits {
+        ClientLimits {
             clients_max: core.clients_max,
             session_requests_max: core.session_requests_max,
             operations_max: core.operations_max,
             dedupe_window_slots: core.dedupe_window_slots,
+            ttl_slots_max: core.ttl_slots_max,
         }
     }
 }
@@ -388,10 +392,11 @@ impl<'a> Session<'a> {
             primary_index: state.primary_index,
             slot_ms: self.context.slot_ms,
             requests_per_frame_max: REQUESTS_PER_FRAME_MAX,
-            clients_max: self.context.key_limits.clients_max,
-            session_requests_max: self.context.key_limits.session_requests_max,
-            operations_max: self.context.key_limits.operations_max,
-            dedupe_window_slots: self.context.key_limits.dedupe_window_slots,
+            clients_max: self.context.client_limits.clients_max,
+            session_requests_max: self.context.client_limits.session_requests_max,
+            operations_max: self.context.client_limits.operations_max,
+            dedupe_window_slots: self.context.client_limits.dedupe_window_slots,
+            ttl_slots_max: self.context.client_limits.ttl_slots_max,
         }
     }
 

@@ -84,7 +84,7 @@ struct Shared {
 async fn demo(args: &DemoArgs) -> Result<bool, String> {
     let exe = std::env::current_exe().map_err(|error| format!("finding this binary: {error}"))?;
     let mut cluster = LocalCluster::start(&exe, 3, 0xD3_40, LocalSecurity::Tls)?;
-    println!(
+    crate::outln!(
         "allocdb demo: 3 replicas on {} (data in {}); connections: {}",
         cluster.addresses.join(", "),
         cluster.dir().display(),
@@ -93,13 +93,14 @@ async fn demo(args: &DemoArgs) -> Result<bool, String> {
     let primary = cluster.wait_for_primary(Duration::from_secs(10)).await?;
     let clients = connect_clients(&cluster, 4).await?;
     setup(&clients[0]).await?;
-    println!(
+    crate::outln!(
         "setup: {SEATS} seats, pool {POOL} with {POOL_MEMBERS} members; slot = {} ms",
         clients[0].slot_ms()
     );
-    println!(
+    crate::outln!(
         "running {} clients for {:?}; the primary (replica {primary}) is killed halfway",
-        args.clients, args.duration
+        args.clients,
+        args.duration
     );
     let shared = Arc::new(Shared {
         tally: Mutex::new(Tally::default()),
@@ -300,7 +301,7 @@ async fn kill_primary(
     cluster.kill(primary);
     let killed_at = Instant::now();
     *shared.killed_at.lock().expect("no panics hold it") = Some(killed_at);
-    println!(
+    crate::outln!(
         "  {:>5.2}s  killed the primary, replica {primary} (view {old_view}), with SIGKILL",
         killed_at.duration_since(started).as_secs_f64()
     );
@@ -319,7 +320,7 @@ async fn kill_primary(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if let Some((replica, view, after)) = new_primary {
-        println!(
+        crate::outln!(
             "  {:>5.2}s  replica {replica} is primary of view {view}, {} ms after the kill",
             (killed_at + after).duration_since(started).as_secs_f64(),
             after.as_millis()
@@ -386,20 +387,20 @@ async fn report(
     client: &Client,
 ) -> Result<bool, String> {
     match &catch_up {
-        Ok(CatchUp { op, after }) => println!(
+        Ok(CatchUp { op, after }) => crate::outln!(
             "  restarted replica {}: caught up in {} ms (its op and applied reached the \
              primary's commit, {op})",
             failover.killed,
             after.as_millis()
         ),
-        Err(error) => println!("  restarted replica {}: {error}", failover.killed),
+        Err(error) => crate::outln!("  restarted replica {}: {error}", failover.killed),
     }
     let audit = std::mem::take(&mut *shared.audit.lock().expect("no panics hold it"));
     let findings = audit.check(client).await?;
     let tally = shared.tally.lock().expect("no panics hold it");
     print_tally(&tally);
     match (failover.new_primary, tally.first_ack_after_kill) {
-        (Some((replica, view, elected)), first_ack) => println!(
+        (Some((replica, view, elected)), first_ack) => crate::outln!(
             "  failover:          replica {} (view {}) -> replica {replica} (view {view}): \
              new primary after {} ms, first acknowledged write {} ms after the kill",
             failover.killed,
@@ -413,9 +414,9 @@ async fn report(
                     .to_string()
             )
         ),
-        (None, _) => println!("  failover:          no new primary was seen within 10 s"),
+        (None, _) => crate::outln!("  failover:          no new primary was seen within 10 s"),
     }
-    println!(
+    crate::outln!(
         "  indefinite outcomes: {}{}",
         tally.indefinite,
         if tally.other_errors.is_empty() {
@@ -424,7 +425,7 @@ async fn report(
             format!("; other errors: {:?}", tally.other_errors)
         }
     );
-    println!(
+    crate::outln!(
         "  double allocations found: {} (audited {} leases on {} resources, all read at op {}{})",
         findings.violations.len(),
         findings.leases_checked,
@@ -436,31 +437,33 @@ async fn report(
         }
     );
     for violation in findings.violations.iter().take(10) {
-        println!("    VIOLATION: {violation}");
+        crate::outln!("    VIOLATION: {violation}");
     }
-    println!("cleaning up: stopping the replicas and removing the data directory");
+    crate::outln!("cleaning up: stopping the replicas and removing the data directory");
     Ok(findings.violations.is_empty() && failover.new_primary.is_some() && catch_up.is_ok())
 }
 
 /// The counts of what the clients got.
 fn print_tally(tally: &Tally) {
-    println!("tally:");
-    println!(
+    crate::outln!("tally:");
+    crate::outln!(
         "  grants:            {} ({} seats, {} bundles of 3 seats, {} pool members)",
         tally.grants_seat + tally.grants_bundle + tally.grants_pool,
         tally.grants_seat,
         tally.grants_bundle,
         tally.grants_pool
     );
-    println!(
+    crate::outln!(
         "  busy answers:      {} (resource_busy {}, pool_exhausted {})",
         tally.busy + tally.exhausted,
         tally.busy,
         tally.exhausted
     );
-    println!(
+    crate::outln!(
         "  activated {}, released {}, left to expire {}",
-        tally.activated, tally.released, tally.abandoned
+        tally.activated,
+        tally.released,
+        tally.abandoned
     );
 }
 

@@ -133,7 +133,7 @@ pub fn run(args: &HealthArgs) -> ExitCode {
     let answer = runtime.block_on(get(&args.address, &args.path, args.timeout));
     match &answer {
         Ok(http) => {
-            println!("{}", http.body.trim_end());
+            crate::outln!("{}", http.body.trim_end());
             if http.status != 200 {
                 eprintln!("unhealthy: HTTP {} from {}", http.status, args.address);
             }

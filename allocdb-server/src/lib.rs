@@ -39,6 +39,7 @@ pub mod security_args;
 pub mod server;
 pub mod settings;
 pub mod status;
+pub mod stdout;
 pub mod table_watch;
 pub mod tls;
 

@@ -60,12 +60,11 @@ fn main() -> ExitCode {
         Command::Demo(args) => allocdb_server::demo::run(args),
         Command::Benchmark(args) => allocdb_server::benchmark::run(args),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "allocdb",
-                &mut std::io::stdout(),
-            );
+            // Into memory first: `generate` panics on a failed write, and a reader that
+            // stops early (`allocdb completions bash | head`) is not a failure.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "allocdb", &mut script);
+            allocdb_server::stdout::write_bytes(&script);
             ExitCode::SUCCESS
         }
     }
@@ -94,7 +93,7 @@ fn usage_error(error: &clap::Error) -> ExitCode {
             .trim_start_matches("error: ")
             .to_string();
         let line = serde_json::json!({"result": "usage", "error": message, "usage": text.trim()});
-        println!("{line}");
+        allocdb_server::outln!("{line}");
     }
     ExitCode::from(EXIT_USAGE)
 }

@@ -186,7 +186,7 @@ pub async fn run<S: Storage>(
     let context = Arc::new(ConnectionContext {
         identity,
         slot_ms: settings.slot_ms,
-        key_limits: crate::connection::KeyLimits::of(&core),
+        client_limits: crate::connection::ClientLimits::of(&core),
         control: control_tx,
         requests: requests_tx,
         state: state.clone(),

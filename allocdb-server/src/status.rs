@@ -31,6 +31,36 @@ pub async fn probe_over(
     cluster_id: u128,
     timeout: Duration,
 ) -> Result<StatusReply, String> {
+    probe_checked(transport, address, index, cluster_id, timeout)
+        .await
+        .map_err(|error| error.message)
+}
+
+/// Why a probe got no status, and, when the TLS handshake failed on a certificate of another
+/// replica of the CA, which replica that is (a misordered address list).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeError {
+    /// What failed.
+    pub message: String,
+    /// The replica the certificate presented names instead of the one dialled.
+    pub misplaced: Option<tls::MisplacedReplica>,
+}
+
+/// [`probe_over`], telling a misplaced replica's certificate apart from other failures.
+///
+/// # Errors
+/// As [`probe_over`].
+pub async fn probe_checked(
+    transport: &Transport,
+    address: &str,
+    index: u8,
+    cluster_id: u128,
+    timeout: Duration,
+) -> Result<StatusReply, ProbeError> {
+    let failed = |message: String| ProbeError {
+        message,
+        misplaced: None,
+    };
     let server_name = if cluster_id == 0 {
         tls::replica_name_any_cluster(index)
     } else {
@@ -40,30 +70,33 @@ pub async fn probe_over(
         let stream = transport
             .connect(address, &server_name)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(|e| ProbeError {
+                message: format!("connect: {e}"),
+                misplaced: tls::MisplacedReplica::of(&e),
+            })?;
         let (mut read, mut write) = tokio::io::split(stream);
         let mut bytes = Vec::new();
         frame::write_frame(&mut bytes, FrameKind::StatusRequest, cluster_id, |_| {});
         frame_io::write_all(&mut write, &bytes)
             .await
-            .map_err(|e| format!("send: {e}"))?;
+            .map_err(|e| failed(format!("send: {e}")))?;
         let mut reader = FrameReader::new(FrameLimits::client(cluster_id));
         let (header, body) = reader
             .read_frame(&mut read)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(e.to_string()))?;
         match header.kind {
-            FrameKind::StatusReply => StatusReply::decode(&body).map_err(|e| e.to_string()),
-            FrameKind::Error => Err(ErrorBody::decode(&body).map_or_else(
+            FrameKind::StatusReply => StatusReply::decode(&body).map_err(|e| failed(e.to_string())),
+            FrameKind::Error => Err(failed(ErrorBody::decode(&body).map_or_else(
                 |e| e.to_string(),
                 |b| format!("{}: {}", b.code.name(), b.message),
-            )),
-            kind => Err(format!("unexpected {} frame", kind.name())),
+            ))),
+            kind => Err(failed(format!("unexpected {} frame", kind.name()))),
         }
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+        .unwrap_or_else(|_| Err(failed(format!("no answer within {timeout:?}"))))
 }
 
 /// One JSON line describing replica `index` at `address`.

@@ -366,6 +366,7 @@ async fn a_silent_replica_yields_an_indefinite_outcome() {
                         session_requests_max: 64,
                         operations_max: 4096,
                         dedupe_window_slots: 10_000,
+                        ttl_slots_max: 1_000_000,
                     }
                     .encode(body);
                 });
@@ -397,4 +398,158 @@ async fn a_silent_replica_yields_an_indefinite_outcome() {
     assert_eq!(output.status.code(), Some(3), "{line}");
     assert_eq!(field(&line, "result"), "indefinite", "{line}");
     assert_eq!(field(&line, "operation_id"), "777", "{line}");
+}
+
+/// Runs the binary with stdout a pipe whose reader is already gone (`| head -c0` without the
+/// race): (exit status, stderr).
+fn with_closed_stdout(args: &[String]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let output = Command::new(binary())
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
+/// A reader that stops reading (`allocdb status | head -1`) is not a failure: no panic, and
+/// the exit status is the command's own (docs in `src/stdout.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_is_not_a_panic() {
+    let (_cluster, a) = single_replica(0xB9).await;
+    let cases: [(&[&str], i32); 5] = [
+        (&["status", "--insecure", "--addresses", &a], 0),
+        (
+            &[
+                "client",
+                "--insecure",
+                "--addresses",
+                &a,
+                "create-resource",
+                "1",
+            ],
+            0,
+        ),
+        (
+            &[
+                "client",
+                "--insecure",
+                "--addresses",
+                &a,
+                "get-resource",
+                "404",
+            ],
+            1,
+        ),
+        (&["client", "--insecure", "--no-such-flag"], 2),
+        (&["completions", "bash"], 0),
+    ];
+    for (args, status) in cases {
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_string()).collect();
+        let (code, stderr) = tokio::task::spawn_blocking({
+            let args = args.clone();
+            move || with_closed_stdout(&args)
+        })
+        .await
+        .unwrap();
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(code, Some(status), "{args:?}: {stderr}");
+    }
+}
+
+/// The welcome tells the cluster's `ttl_slots_max`: the library exposes it and the CLI's
+/// `ttl_out_of_range` message names it, not the default maximum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_out_of_range_names_the_clusters_own_maximum() {
+    use allocdb_client::{Client, ClientOptions, Security};
+
+    let cluster = LocalCluster::start_with(
+        binary(),
+        1,
+        0x771,
+        &["--ttl-slots-max", "500"],
+        LocalSecurity::Insecure,
+    )
+    .expect("replica starts");
+    cluster
+        .wait_for_primary(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let mut options = ClientOptions::new(cluster.addresses.clone(), 0);
+    options.security = Some(Security::Insecure);
+    let client = Client::connect(options).await.expect("connects");
+    assert_eq!(client.ttl_slots_max(), 500);
+    let slot_ms = client.slot_ms();
+
+    let a = cluster.addresses.join(",");
+    let (status, line) = tokio::task::spawn_blocking(move || {
+        cli(&a, &["create-resource", "1"]);
+        // 501 slots: one over this cluster's maximum, far under the default's.
+        let ttl = format!("{}ms", 501 * slot_ms);
+        cli(&a, &["reserve", "1", "--holder", "7", "--ttl", &ttl])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, field(&line, "result").as_str()),
+        (1, "ttl_out_of_range"),
+        "{line}"
+    );
+    assert!(line.contains("ttl_slots_max, 500 slots"), "{line}");
+}
+
+/// A read answers at the cluster's slot, so `get-lease` prints the time a lease has left, and
+/// so does a retried write (from the lease it reads back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_retries_print_the_time_left() {
+    let (_cluster, a) = single_replica(0xD1).await;
+    let lines = tokio::task::spawn_blocking(move || {
+        cli(&a, &["create-resource", "1"]);
+        let reserve = [
+            "--operation-id",
+            "99",
+            "reserve",
+            "1",
+            "--holder",
+            "7",
+            "--ttl",
+            "30s",
+        ];
+        let (_, first) = cli(&a, &reserve);
+        let lease = field(&first, "lease_id");
+        let (_, read) = cli(&a, &["get-lease", &lease]);
+        let (_, retry) = cli(&a, &reserve);
+        let (_, held) = cli(&a, &["activate", &lease, "--holder", "7", "--epoch", "1"]);
+        let (_, unbounded) = cli(&a, &["get-lease", &lease]);
+        [first, read, retry, held, unbounded]
+    })
+    .await
+    .unwrap();
+    let [first, read, retry, held, unbounded] = &lines;
+    assert_eq!(field(first, "deadline_in_ms"), "30000", "{first}");
+    assert_eq!(field(retry, "retry"), "true", "{retry}");
+    // Every committed write names its position (op, index); a lease id is that position of
+    // its grant, and a retry names the original one.
+    let position = |line: &str| -> (u128, u128) {
+        let op = field(line, "op").parse().expect("op");
+        (op, field(line, "index").parse().expect("index"))
+    };
+    let (op, index) = position(first);
+    assert_eq!(
+        field(first, "lease_id"),
+        ((op << 32) | index).to_string(),
+        "{first}"
+    );
+    assert_eq!(position(retry), (op, index), "{retry}");
+    assert!(position(held) > (op, index), "{held}");
+    for line in [read, retry] {
+        let left: u64 = field(line, "deadline_in_ms").parse().expect("a number");
+        // Measured at the answer, a few slots after the reserve; never more than the TTL.
+        assert!((20_000..=30_000).contains(&left), "{line}");
+        assert_eq!(field(line, "deadline"), field(first, "deadline"), "{line}");
+    }
+    assert_eq!(field(unbounded, "deadline_in_ms"), "null", "{unbounded}");
 }

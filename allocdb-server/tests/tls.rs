@@ -364,3 +364,73 @@ async fn forged_peer_messages_over_plaintext_or_an_application_certificate_chang
         .await
         .expect("still serving");
 }
+
+/// With TLS a misordered list fails at the certificate check, before any welcome: the
+/// certificate still says which replica answered, so the error is `AddressList` (CLI:
+/// `address_list`, exit 2) naming it, at once, not `unavailable` at the deadline; a
+/// certificate of the right replica of another cluster id is `wrong cluster`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misordered_list_over_tls_is_an_address_list_error() {
+    let cluster = tls_cluster().await;
+    let good = &cluster.addresses;
+    let swapped = vec![good[1].clone(), good[0].clone(), good[2].clone()];
+    let security = cluster.client_security(ClientRole::Operator).unwrap();
+    for cluster_id in [CLUSTER, 0] {
+        let mut options = ClientOptions::new(swapped.clone(), cluster_id);
+        options.security = Some(security.clone());
+        let started = std::time::Instant::now();
+        match Client::connect(options).await {
+            Err(ClientError::AddressList { reason }) => {
+                assert!(
+                    reason.contains("out of order: position 0") && reason.contains("replica 1"),
+                    "{reason}"
+                );
+            }
+            Err(other) => panic!("cluster {cluster_id}: expected AddressList, got {other:?}"),
+            Ok(_) => panic!("cluster {cluster_id}: connected with a misordered list"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "fails fast");
+    }
+    let mut options = ClientOptions::new(good.clone(), CLUSTER + 1);
+    options.security = Some(security);
+    match Client::connect(options).await {
+        Err(ClientError::Invalid { reason }) => {
+            assert!(reason.contains("wrong cluster"), "{reason}");
+        }
+        other => panic!("expected a wrong-cluster error, got {:?}", other.err()),
+    }
+
+    let certs = cluster.certs_dir().display().to_string();
+    let list = swapped.join(",");
+    let outputs = tokio::task::spawn_blocking(move || {
+        let client = Command::new(binary())
+            .args(["client", "--certs", &certs, "--role", "operator"])
+            .args([
+                "--addresses",
+                &list,
+                "--timeout",
+                "10s",
+                "get-resource",
+                "1",
+            ])
+            .output()
+            .unwrap();
+        let status = Command::new(binary())
+            .args(["status", "--certs", &certs, "--addresses", &list])
+            .output()
+            .unwrap();
+        [client, status]
+    })
+    .await
+    .unwrap();
+    for output in outputs {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(2), "{stdout}");
+        let final_line = stdout.lines().last().unwrap_or_default();
+        assert!(
+            final_line.contains("\"result\":\"address_list\""),
+            "{stdout}"
+        );
+        assert!(final_line.contains("position 0"), "{stdout}");
+    }
+}

@@ -49,19 +49,27 @@ impl PrimaryClock {
 
     /// The slot for a prepare built when the driver's clock reads `clock_slot`.
     pub fn stamp(&mut self, clock_slot: Slot) -> Slot {
+        let stamp = self.reading(clock_slot);
+        self.last_stamp = stamp;
+        stamp
+    }
+
+    /// The slot [`PrimaryClock::stamp`] would give at `clock_slot`, without taking it: the
+    /// cluster's "now" for telling a reader how long a lease has left, measured on the clock
+    /// that expires it.
+    pub fn reading(&self, clock_slot: Slot) -> Slot {
         let elapsed = clock_slot.saturating_sub(self.anchor_clock_slot);
         let stepped = step_down(elapsed, self.drift_ppm_max);
-        let stamp = self
+        let slot = self
             .anchor_slot
             .saturating_add(stepped)
             .max(self.last_stamp);
-        assert!(stamp >= self.last_stamp, "slots never go backwards");
+        assert!(slot >= self.last_stamp, "slots never go backwards");
         assert!(
-            stamp >= self.anchor_slot,
+            slot >= self.anchor_slot,
             "never below the adopted log's slots"
         );
-        self.last_stamp = stamp;
-        stamp
+        slot
     }
 }
 
@@ -99,7 +107,17 @@ mod tests {
         ];
         for (anchor, at_election, readings, expected) in cases {
             let mut clock = PrimaryClock::start(anchor, at_election, 0);
-            let stamps: Vec<u64> = readings.iter().map(|&r| clock.stamp(r)).collect();
+            let stamps: Vec<u64> = readings
+                .iter()
+                .map(|&r| {
+                    // A reading is the stamp to come, and taking it changes nothing.
+                    let reading = clock.reading(r);
+                    assert_eq!(clock.reading(r), reading);
+                    let stamp = clock.stamp(r);
+                    assert_eq!(stamp, reading);
+                    stamp
+                })
+                .collect();
             assert_eq!(stamps, expected, "anchor {anchor} clock {at_election}");
         }
     }

@@ -536,6 +536,12 @@ impl<S: Storage> Replica<S> {
         let quorum = self.quorum();
         let (tick, commit_min) = (self.tick, self.commit_min);
         let state = self.primary.as_mut().expect("primary");
+        // The slot answers are made at: the clock that stamps prepares (so expiry), not the
+        // applied state's slot, which stands still while nothing commits.
+        let slot = state
+            .clock
+            .reading(self.clock_slot)
+            .max(self.core.last_slot());
         let confirmed_round = quorum_op(&state.heartbeat_acked[..count], quorum);
         let view_started = state.view_first_op > 0 && commit_min >= state.view_first_op;
         let mut index = 0;
@@ -552,6 +558,7 @@ impl<S: Storage> Replica<S> {
                 };
                 ReplyBody::Read {
                     op: commit_min,
+                    slot,
                     result,
                 }
             } else if tick > read.deadline_tick {

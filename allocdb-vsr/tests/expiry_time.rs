@@ -6,7 +6,9 @@
 #![allow(clippy::large_types_passed_by_value)]
 
 use allocdb_core::{Bundle, Command, Config, LeaseId, LeaseState, Request};
-use allocdb_vsr::{ClientOperation, ClientRequest, Outbox, Replica, ReplicaConfig, ReplyBody};
+use allocdb_vsr::{
+    ClientOperation, ClientRequest, Outbox, Query, Replica, ReplicaConfig, ReplyBody,
+};
 use allocdb_wal::{SimConfig, SimStorage};
 
 struct Primary {
@@ -73,6 +75,39 @@ impl Primary {
             self.tick(clock_slot);
         }
         panic!("request {request_id} never committed");
+    }
+
+    /// Reads a lease with the clock at `clock_slot`: (the slot the answer was made at, the
+    /// applied state's last slot).
+    fn read_slot(&mut self, clock_slot: u64, lease: LeaseId) -> (u64, u64) {
+        let request_id = self.next_request;
+        self.next_request += 1;
+        self.outbox.replies.clear();
+        self.replica.observe_clock(clock_slot);
+        let request = ClientRequest {
+            client_id: 9,
+            request_id,
+            operation: ClientOperation::Read {
+                query: Query::Lease(lease),
+                min_op: 0,
+            },
+        };
+        self.replica.on_requests(&[request], &mut self.outbox);
+        for _ in 0..8 {
+            self.tick(clock_slot);
+            if let Some(reply) = self
+                .outbox
+                .replies
+                .iter()
+                .find(|r| r.request_id == request_id)
+            {
+                let ReplyBody::Read { slot, .. } = reply.body else {
+                    panic!("not answered: {reply:?}");
+                };
+                return (slot, self.replica.allocator().last_slot());
+            }
+        }
+        panic!("read {request_id} never answered");
     }
 
     fn state(&self, lease: LeaseId) -> LeaseState {
@@ -146,6 +181,26 @@ fn the_stamp_is_read_when_requests_arrive_not_at_the_last_tick() {
     primary.tick(9);
     primary.tick(9);
     assert_eq!(primary.state(granted.lease), LeaseState::Expired);
+}
+
+/// A read is answered at the clock that expires leases, not at the applied state's slot,
+/// which stands still while nothing commits: `deadline - slot` is the time a lease has left.
+#[test]
+fn a_read_answers_at_the_clock_slot_even_when_nothing_commits() {
+    let mut primary = Primary::start(0, 0);
+    let create = Command::CreateResource {
+        resource: 1,
+        pool: None,
+    };
+    primary.write(2, create);
+    let granted = primary.write(2, reserve(1, 100));
+    assert_eq!(granted.deadline_slot, 102);
+    // (clock slot at the read, slots left): nothing commits in between (no expiry is due).
+    for (clock_slot, left) in [(2, 100), (30, 72), (101, 1)] {
+        let (slot, applied_slot) = primary.read_slot(clock_slot, granted.lease);
+        assert_eq!(applied_slot, 2, "nothing committed since the reserve");
+        assert_eq!(granted.deadline_slot - slot, left, "clock {clock_slot}");
+    }
 }
 
 #[test]

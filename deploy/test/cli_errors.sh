@@ -144,6 +144,29 @@ else
     pass "status --timeout-ms: hidden from help, still accepted"
 fi
 
+echo "== a reader that stops early: no panic, the command's own exit status"
+# The reader may exit before or after the write; either way stderr must hold no panic.
+closed_stdout() {
+    local name=$1 reader=$2
+    shift 2
+    local statuses
+    set +o pipefail
+    "$@" 2>"$work/stderr" </dev/null | $reader >/dev/null
+    statuses=("${PIPESTATUS[@]}")
+    set -o pipefail
+    if grep -q "panicked" "$work/stderr"; then
+        fail "$name: panicked: $(head -c 600 "$work/stderr")"
+    elif [[ ${statuses[0]} -ne 0 ]]; then
+        fail "$name: exit ${statuses[0]}: $(head -c 600 "$work/stderr")"
+    else
+        pass "$name"
+    fi
+}
+closed_stdout "status | head -1" "head -1" "$bin" status --insecure --addresses "$addresses" --timeout 2s
+closed_stdout "status | head -c0" "head -c0" "$bin" status --insecure --addresses "$addresses" --timeout 2s
+closed_stdout "client | head -c0" "head -c0" "${client[@]}" get-resource 1
+closed_stdout "completions | head -1" "head -1" "$bin" completions bash
+
 echo "== refusals by the cluster: exit 1, naming the limit"
 check "ttl out of range names the maximum" 1 ttl_out_of_range "8640000 slots" -- \
     "${client[@]}" reserve 3 --holder 5 --ttl 25h
@@ -155,6 +178,8 @@ check "a read of a missing resource" 1 resource_not_found "" -- \
 echo "== configuration errors: exit 2, fast"
 check "wrong cluster id names the served cluster" 2 config "serves cluster 7" -- \
     "${client[@]}" --cluster 8 get-resource 1
+# This cluster is plaintext, so the welcome finds the misplacement; over TLS the certificate
+# check does (allocdb-server/tests/tls.rs: a_misordered_list_over_tls_is_an_address_list_error).
 check "a misordered address list" 2 address_list "position 0" -- \
     "$bin" client --insecure --addresses "$a1,$a0,$a2" --timeout 10s get-resource 1
 check "an incomplete address list" 2 address_list "has 3 replicas" -- \

@@ -192,15 +192,25 @@ def load_history(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def position(reply):
+    """(op, index) of a committed write's reply: where it sits in the log. One op is one batch
+    of writes from many connections, and a batch applies in index order."""
+    if "index" not in reply:
+        raise CheckFailed(f"a committed write's reply has no index (allocdb too old?): {reply}")
+    return int(reply["op"]), int(reply["index"])
+
+
 def lease_fields(reply):
-    """(lease_id, epoch, grant op) of a reserve reply, as ints. A reply with `retry: true` is
-    the stored outcome of an earlier execution and its `op` is the retry's, so the grant op is
-    taken from the lease id, which is derived from the committed position (op << 32 | index)."""
+    """(lease_id, epoch, grant position (op, index)) of a reserve reply, as ints. For a reply
+    with `retry: true` (the stored outcome of an earlier execution) the position is taken from
+    the lease id, which is the committed position itself (op << 32 | index), so it does not
+    depend on which op the retry's reply names."""
     lease_id = int(reply["lease_id"])
-    op = int(reply["op"])
     if reply.get("retry"):
-        op = lease_id >> 32
-    return lease_id, int(reply.get("epoch", 0)), op
+        granted_at = (lease_id >> 32, lease_id & 0xFFFF_FFFF)
+    else:
+        granted_at = position(reply)
+    return lease_id, int(reply.get("epoch", 0)), granted_at
 
 
 def cmd_setup(cli, args):
@@ -436,31 +446,31 @@ def check_history(history):
         if record["kind"] != "release":
             continue
         if record["status"] == "ok":
-            # Every answer, a retried one included, reports the op at which the release executed.
-            released[int(record["lease_id"])] = int(record["reply"]["op"])
+            # Every answer, a retried one included, reports the op and index at which the
+            # release executed.
+            released[int(record["lease_id"])] = position(record["reply"])
         elif record["status"] == "unknown":
             maybe_released.add(int(record["lease_id"]))
     grants = {}
     for record in reserves:
-        lease_id, _, op = lease_fields(record["reply"])
+        lease_id, _, granted_at = lease_fields(record["reply"])
         for resource in record["resources"]:
-            grants.setdefault(resource, []).append((op, lease_id))
+            grants.setdefault(resource, []).append((granted_at, lease_id))
     violations = []
     for resource, leases in grants.items():
         leases.sort()
-        for (op_a, lease_a), (op_b, lease_b) in zip(leases, leases[1:]):
-            release_op = released.get(lease_a)
+        for (at_a, lease_a), (at_b, lease_b) in zip(leases, leases[1:]):
+            released_at = released.get(lease_a)
             # A release and the next grant may share one committed batch (the primary batches
-            # writes from many connections); commands of a batch apply in index order, so the
-            # grant came after the release. The CLI prints a release's op but not its index,
-            # so a same-op pair is accepted here; the lease's final state is checked in verify.
-            if release_op is not None and release_op <= op_b:
+            # writes from many connections); a batch applies in index order, so (op, index)
+            # orders them exactly: the release must come first.
+            if released_at is not None and released_at < at_b:
                 continue
             if lease_a in maybe_released:
                 continue  # checked against the lease's final state in verify
             violations.append(
-                f"resource {resource}: lease {lease_b} granted at op {op_b} while lease {lease_a} "
-                f"(granted at op {op_a}) was live (release op {release_op})"
+                f"resource {resource}: lease {lease_b} granted at (op, index) {at_b} while lease "
+                f"{lease_a} (granted at {at_a}) was live (released at {released_at})"
             )
     if violations:
         raise CheckFailed("double allocation:\n  " + "\n  ".join(violations[:20]))

@@ -28,18 +28,18 @@ class FakeCli:
         return (0 if reply["result"] == "ok" else 1), reply, ""
 
 
-def reserve(resources, lease, op, holder=1000):
+def reserve(resources, lease, op, holder=1000, index=0):
     return {
         "kind": "reserve",
         "resources": resources,
         "holder": holder,
         "status": "ok",
-        "reply": {"result": "ok", "op": op, "lease_id": str(lease), "epoch": 1},
+        "reply": {"result": "ok", "op": op, "index": index, "lease_id": str(lease), "epoch": 1},
     }
 
 
-def release(lease, op):
-    return {"kind": "release", "lease_id": lease, "status": "ok", "reply": {"result": "ok", "op": op}}
+def release(lease, op, index=0):
+    return {"kind": "release", "lease_id": lease, "status": "ok", "reply": {"result": "ok", "op": op, "index": index}}
 
 
 def lease_view(lease, resources, state, holder=1000):
@@ -84,6 +84,18 @@ def main():
             "double allocation (granted before the release)",
             True,
             [reserve([1], 10, 5), reserve([1, 2], 20, 6), release(10, 7)],
+            good_cli,
+        ),
+        expect(
+            "release and the next grant in one batch, release first",
+            False,
+            [reserve([1], 10, 5), release(10, 6, index=0), reserve([1, 2], 20, 6, index=1)],
+            good_cli,
+        ),
+        expect(
+            "double allocation inside one batch (grant before the release)",
+            True,
+            [reserve([1], 10, 5), reserve([1, 2], 20, 6, index=0), release(10, 6, index=1)],
             good_cli,
         ),
         expect(

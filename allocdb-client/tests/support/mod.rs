@@ -154,6 +154,7 @@ async fn serve(replica: usize, mut stream: TcpStream, state: Arc<Mutex<State>>) 
         session_requests_max: 64,
         operations_max: 4096,
         dedupe_window_slots: 10_000,
+        ttl_slots_max: 1_000_000,
     };
     let mut out = Vec::new();
     frame::write_frame(&mut out, FrameKind::ClientWelcome, CLUSTER_ID, |b| {
@@ -296,6 +297,7 @@ fn execute(requests: &[FrameRequest], s: &mut State) -> Vec<FrameReply> {
                 }
                 ClientOperation::Read { query, .. } => ReplyBody::Read {
                     op: s.op,
+                    slot: s.allocator.last_slot(),
                     result: match query {
                         Query::Resource(id) => ReadResult::Resource(s.allocator.get_resource(id)),
                         Query::Lease(id) => ReadResult::Lease(s.allocator.get_lease(id)),

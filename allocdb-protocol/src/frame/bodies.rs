@@ -292,6 +292,9 @@ pub struct Welcome {
     pub operations_max: u32,
     /// How long an application key is remembered, in slots, unless the table fills first.
     pub dedupe_window_slots: u64,
+    /// The longest TTL a command may ask for, in slots (longer ones are refused
+    /// `ttl_out_of_range`); fixed when the cluster was formatted.
+    pub ttl_slots_max: u64,
 }
 
 impl Welcome {
@@ -309,6 +312,7 @@ impl Welcome {
         writer.u32(self.session_requests_max);
         writer.u32(self.operations_max);
         writer.u64(self.dedupe_window_slots);
+        writer.u64(self.ttl_slots_max);
     }
 
     /// Reads a body.
@@ -329,6 +333,7 @@ impl Welcome {
                 session_requests_max: r.u32("session_requests_max")?,
                 operations_max: r.u32("operations_max")?,
                 dedupe_window_slots: r.u64("dedupe_window_slots")?,
+                ttl_slots_max: r.u64("ttl_slots_max")?,
             })
         })
     }

@@ -48,8 +48,10 @@ const REPLY_ENTRY_BYTES_MIN: usize = ENTRY_HEADER_BYTES;
 /// The largest request entry (a write with a full bundle).
 pub const REQUEST_ENTRY_BYTES_MAX: usize = ENTRY_HEADER_BYTES + REQUEST_ENCODED_BYTES_MAX;
 const LEASE_VIEW_BYTES_MAX: usize = 16 + 16 + 1 + 8 + 1 + BUNDLE_SIZE_LIMIT * 16 + 8 + 8;
-/// The largest reply entry (a lease read with a full bundle).
-pub const REPLY_ENCODED_BYTES_MAX: usize = ENTRY_HEADER_BYTES + 8 + 1 + 1 + LEASE_VIEW_BYTES_MAX;
+/// The largest reply entry (a lease read with a full bundle): header, `op`, `slot`, query,
+/// code and the view.
+pub const REPLY_ENCODED_BYTES_MAX: usize =
+    ENTRY_HEADER_BYTES + 8 + 8 + 1 + 1 + LEASE_VIEW_BYTES_MAX;
 
 const ENTRY_BYTES_MAX: usize = if REQUEST_ENTRY_BYTES_MAX > REPLY_ENCODED_BYTES_MAX {
     REQUEST_ENTRY_BYTES_MAX
@@ -218,9 +220,10 @@ pub fn encode_replies(replies: &[FrameReply], out: &mut Vec<u8>) {
                 writer.u32(index);
                 codec::encode_outcome(&outcome, &mut writer);
             }
-            ReplyBody::Read { op, result } => {
+            ReplyBody::Read { op, slot, result } => {
                 writer.u8(TAG_READ_RESULT);
                 writer.u64(op);
+                writer.u64(slot);
                 encode_read_result(&mut writer, &result);
             }
             ReplyBody::NotPrimary { view, primary } => {
@@ -265,6 +268,7 @@ fn decode_replies_into(body: &[u8], out: &mut Vec<FrameReply>) -> Result<(), Dec
             },
             TAG_READ_RESULT => ReplyBody::Read {
                 op: reader.u64("read op")?,
+                slot: reader.u64("read slot")?,
                 result: decode_read_result(&mut reader)?,
             },
             TAG_NOT_PRIMARY => ReplyBody::NotPrimary {

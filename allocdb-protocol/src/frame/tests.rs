@@ -189,6 +189,7 @@ fn small_bodies_round_trip_and_refuse_trailing_bytes() {
         session_requests_max: 64,
         operations_max: 4096,
         dedupe_window_slots: 10_000,
+        ttl_slots_max: 1_000_000,
     };
     let status = StatusReply {
         replica_index: 0,
@@ -211,7 +212,14 @@ fn small_bodies_round_trip_and_refuse_trailing_bytes() {
     );
     bytes.clear();
     welcome.encode(&mut bytes);
+    // docs/protocol.md gives the layout: 52 bytes, `ttl_slots_max` last.
+    assert_eq!(bytes.len(), 52);
+    assert_eq!(bytes[44..], 1_000_000u64.to_le_bytes());
     assert_eq!(Welcome::decode(&bytes), Ok(welcome));
+    assert_eq!(
+        Welcome::decode(&bytes[..44]).unwrap_err().code(),
+        ErrorCode::Malformed
+    );
     bytes.clear();
     status.encode(&mut bytes);
     assert_eq!(StatusReply::decode(&bytes), Ok(status.clone()));
@@ -395,6 +403,7 @@ fn the_largest_entries_fit_the_client_body_limit() {
         request_id: 1,
         body: ReplyBody::Read {
             op: 1,
+            slot: 2,
             result: ReadResult::Lease(Ok(view)),
         },
     };
@@ -568,7 +577,8 @@ fn arb_reply() -> impl Strategy<Value = FrameReply> {
     let body = prop_oneof![
         (any::<u64>(), any::<u32>(), outcome)
             .prop_map(|(op, index, outcome)| ReplyBody::Committed { op, index, outcome }),
-        (any::<u64>(), arb_read_result()).prop_map(|(op, result)| ReplyBody::Read { op, result }),
+        (any::<u64>(), any::<u64>(), arb_read_result())
+            .prop_map(|(op, slot, result)| ReplyBody::Read { op, slot, result }),
         (any::<u64>(), any::<u8>())
             .prop_map(|(view, primary)| ReplyBody::NotPrimary { view, primary }),
         Just(ReplyBody::Overloaded),

@@ -301,6 +301,7 @@ pub fn client_frame(trace: &Trace) -> Seeds {
         session_requests_max: 64,
         operations_max: 4096,
         dedupe_window_slots: 10_000,
+        ttl_slots_max: 1_000_000,
     }
     .encode(&mut body);
     bodies.push((

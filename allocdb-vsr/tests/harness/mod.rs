@@ -371,7 +371,7 @@ impl Cluster {
     /// Registers read checks at the moment the replica produced the reply (the model may
     /// move past its op before delivery).
     fn observe_reply_sent(&mut self, client: usize, reply: &Reply) {
-        if let ReplyBody::Read { op, result } = reply.body {
+        if let ReplyBody::Read { op, result, .. } = reply.body {
             let pending = self.clients[client].current;
             if let Some(pending) = pending.filter(|p| p.request_id == reply.request_id) {
                 if let ClientOperation::Read { query, .. } = pending.operation {
