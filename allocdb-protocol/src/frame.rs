@@ -42,7 +42,7 @@ pub use client_codec::{
 /// The first four bytes of every frame: "ALDB" on the wire.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ALDB");
 /// The protocol version this build speaks; a frame with another is refused (`wrong_version`).
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Bytes of a frame header.
 pub const HEADER_BYTES: usize = 36;
 /// Bytes of the header covered by `header_crc32c`.

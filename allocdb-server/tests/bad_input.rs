@@ -93,7 +93,7 @@ async fn client_connections_get_an_error_frame_for_each_kind_of_bad_input() {
     oversized[24..28].copy_from_slice(&(CLIENT_BODY_BYTES_MAX + 1).to_le_bytes());
     reseal(&mut oversized);
     let mut wrong_version = valid.clone();
-    wrong_version[4] = 2;
+    wrong_version[4] = 1; // the previous protocol version
     reseal(&mut wrong_version);
     let mut bad_body = valid.clone();
     *bad_body.last_mut().unwrap() ^= 0x40;

@@ -135,8 +135,8 @@ fn a_foreign_prefix_is_refused_before_the_header_is_complete() {
         })
     );
     assert_eq!(
-        check_header_prefix(b"ALDB\x02\x00"),
-        Err(FrameError::WrongVersion { found: 2 })
+        check_header_prefix(b"ALDB\x01\x00"),
+        Err(FrameError::WrongVersion { found: 1 })
     );
     assert_eq!(check_header_prefix(b"AL"), Ok(()));
 }
