@@ -17,7 +17,7 @@ use allocdb_vsr::{ClientRequest, Message, Outbox, Replica, Status};
 use allocdb_wal::Storage;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, MissedTickBehavior};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::clock::SlotClock;
 use crate::log_sync::{LogSyncMode, LogSyncer};
@@ -59,6 +59,14 @@ pub struct ClientBatch {
     pub requests: Vec<FrameRequest>,
     /// Where the connection receives its replies.
     pub replies: mpsc::Sender<Vec<FrameReply>>,
+}
+
+/// The input that starts a round.
+enum Input<F: allocdb_wal::FileSyncer> {
+    Synced(allocdb_wal::TailSync<F>),
+    Tick,
+    Control(ControlInput),
+    Batch(ClientBatch),
 }
 
 /// What the replica looks like from outside, published after every round.
@@ -184,22 +192,31 @@ impl<S: Storage> Driver<S> {
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let first = tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() { break; }
+                    None
                 }
-                sync = self.syncer.finished() => self.on_synced(sync),
-                _ = ticker.tick() => {
+                sync = self.syncer.finished() => Some(Input::Synced(sync)),
+                _ = ticker.tick() => Some(Input::Tick),
+                Some(input) = control.recv() => Some(Input::Control(input)),
+                Some(batch) = requests.recv() => Some(Input::Batch(batch)),
+            };
+            // Timed from the first input on, so a checkpoint it causes is counted.
+            let round_start = self.clock.now();
+            let checkpoint_before = self.replica.checkpoint_op();
+            match first {
+                Some(Input::Synced(sync)) => self.on_synced(sync),
+                Some(Input::Tick) => {
                     let slot = self.clock.slot();
                     self.replica.on_tick(slot, &mut self.outbox);
                     self.drain_outbox();
                 }
-                Some(input) = control.recv() => self.on_control(input),
-                Some(batch) = requests.recv() => self.on_batch(batch),
+                Some(Input::Control(input)) => self.on_control(input),
+                Some(Input::Batch(batch)) => self.on_batch(batch),
+                None => {}
             }
-            let round_start = self.clock.now();
-            let checkpoint_before = self.replica.checkpoint_op();
             // More inputs already waiting join this round, so their outputs go out together.
             for _ in 0..INPUTS_PER_ROUND_MAX {
                 if let Some(sync) = self.syncer.try_finished() {
@@ -252,13 +269,15 @@ impl<S: Storage> Driver<S> {
     /// write the replica task still makes on the hot path, every `checkpoint_interval_ops`.
     fn report_slow_round(&mut self, round_start: tokio::time::Instant, checkpoint_before: u64) {
         let took = self.clock.now().saturating_duration_since(round_start);
+        let checkpoint_op = self.replica.checkpoint_op();
+        let checkpoint = (checkpoint_op != checkpoint_before).then_some(checkpoint_op);
         if took > ROUND_SLOW {
-            let checkpoint_op = self.replica.checkpoint_op();
             warn!(
                 took_ms = took.as_millis(),
-                checkpoint = (checkpoint_op != checkpoint_before).then_some(checkpoint_op),
-                "a replica round stalled requests and peers"
+                checkpoint, "a replica round stalled requests and peers"
             );
+        } else if let Some(op) = checkpoint {
+            info!(op, round_ms = took.as_millis(), "checkpoint taken");
         }
     }
 
