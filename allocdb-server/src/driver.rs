@@ -248,6 +248,12 @@ impl<S: Storage> Driver<S> {
         self.replica.sync_log(&mut self.outbox);
         self.drain_outbox();
         self.dispatch();
+        // A sync that failed while stopping is a halt like any other: the process exits 1.
+        if let Some(reason) = self.replica.halted() {
+            return Err(Halted {
+                reason: reason.to_string(),
+            });
+        }
         Ok(self.replica)
     }
 

@@ -285,6 +285,49 @@ fn a_primary_that_crashes_before_syncing_what_it_sent_loses_nothing_acknowledged
     }
 }
 
+/// A primary whose disk is slow commits on its backups' copies while its own sync is out, so
+/// what it applied is always ahead of what its syncs covered: it must still checkpoint (its
+/// log is bounded by two intervals), not wait for a quiet moment. Segments are large here, so
+/// no segment roll-over syncs the log on the side.
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_primary_with_a_slow_disk_still_checkpoints() {
+    fn large_segments(config: &mut allocdb_vsr::ReplicaConfig) {
+        config.wal.segment_bytes_max = 64 << 20;
+        config.wal.log_ops_max = 1 << 20;
+    }
+    let mut options = Options::calm(13, 3);
+    options.replica_tweak = Some(large_segments);
+    // Steady load: many clients and a fast network, so ops are appended while each sync is out.
+    options.clients = 64;
+    options.delay_ticks_max = 1;
+    let mut cluster = Cluster::new(options);
+    steps(&mut cluster, 100);
+    assert!(replica(&cluster, 0).is_primary());
+    cluster.sync_delay_ticks[0] = 10;
+    steps(&mut cluster, 2_000);
+    let primary = replica(&cluster, 0);
+    let interval = primary.config().checkpoint_interval_ops;
+    assert!(
+        primary.is_primary(),
+        "no view change: the backups kept committing"
+    );
+    assert!(
+        primary.commit_min() > 10 * interval,
+        "the cluster kept committing: {}",
+        cluster.describe()
+    );
+    assert!(
+        primary.commit_min() - primary.checkpoint_op() < 2 * interval,
+        "the primary checkpointed as it went: applied {}, checkpoint {}",
+        primary.commit_min(),
+        primary.checkpoint_op()
+    );
+}
+
 /// Where record `op` of a live replica's log lies on its disk: (segment file, byte offset).
 fn record_location(cluster: &Cluster, index: usize, op: Op) -> (String, u64) {
     let replica = replica(cluster, index);

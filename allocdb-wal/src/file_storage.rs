@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::storage::{
     FileSyncer, Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp,
@@ -16,6 +17,7 @@ pub const FILES_OPEN_MAX: usize = 1024;
 struct OpenFile {
     name: String,
     file: File,
+    syncs: Arc<SyncGate>,
     // Cached so `append` needs no `fstat`; every write through this handle updates it.
     len: u64,
 }
@@ -71,6 +73,7 @@ impl FileStorage {
             OpenFile {
                 name: name.to_owned(),
                 file,
+                syncs: Arc::default(),
                 len,
             },
         );
@@ -86,21 +89,55 @@ impl FileStorage {
 }
 
 /// A segment's sync on another thread: a duplicate of its descriptor (`fdatasync` through
-/// either makes the same file durable).
+/// either makes the same file durable) and the file's [`SyncGate`].
 pub struct FileStorageSyncer {
     name: String,
     file: File,
+    syncs: Arc<SyncGate>,
 }
 
 impl FileSyncer for FileStorageSyncer {
     fn sync(&self) -> Result<(), StorageError> {
-        sync_file(&self.file, &self.name)
+        self.syncs.sync(&self.file, &self.name)
     }
 }
 
-fn sync_file(file: &File, name: &str) -> Result<(), StorageError> {
-    file.sync_data()
-        .map_err(|error| StorageError::io(StorageOp::Sync, name, &error))
+/// Every `fdatasync` of one file, through any of its descriptors, passes here. Linux reports a
+/// writeback error once per open file description, and a duplicated descriptor shares it: if
+/// the sync thread's `fdatasync` failed and the replica's own sync ran next, the second would
+/// succeed and count pages that never reached the disk as durable. So syncs of a file take
+/// turns, and a failure sticks: every later sync of that file fails with it.
+#[derive(Default)]
+struct SyncGate {
+    failed: Mutex<Option<StorageError>>,
+}
+
+impl SyncGate {
+    fn sync(&self, file: &File, name: &str) -> Result<(), StorageError> {
+        self.pass(name, || file.sync_data())
+    }
+
+    /// Runs `sync` unless an earlier sync of this file failed; remembers its failure.
+    fn pass(
+        &self,
+        name: &str,
+        sync: impl FnOnce() -> std::io::Result<()>,
+    ) -> Result<(), StorageError> {
+        // A panic while syncing leaves nothing half-done here: the error (if any) is recorded
+        // before the lock is released.
+        let mut failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(error) = failed.as_ref() {
+            return Err(error.clone());
+        }
+        sync().map_err(|error| {
+            let error = StorageError::io(StorageOp::Sync, name, &error);
+            *failed = Some(error.clone());
+            error
+        })
+    }
 }
 
 fn sync_path(path: &Path) -> std::io::Result<()> {
@@ -176,7 +213,7 @@ impl Storage for FileStorage {
 
     fn sync(&mut self, handle: Handle) -> Result<(), StorageError> {
         let open = self.get(StorageOp::Sync, handle)?;
-        sync_file(&open.file, &open.name)
+        open.syncs.sync(&open.file, &open.name)
     }
 
     fn syncer(&mut self, handle: Handle) -> Result<FileStorageSyncer, StorageError> {
@@ -188,6 +225,7 @@ impl Storage for FileStorage {
         Ok(FileStorageSyncer {
             name: open.name.clone(),
             file,
+            syncs: Arc::clone(&open.syncs),
         })
     }
 
@@ -252,5 +290,24 @@ impl Storage for FileStorage {
                 Err(StorageError::io(StorageOp::Lock, &label, &error))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod sync_gate_tests {
+    use super::SyncGate;
+
+    #[test]
+    fn a_failed_sync_fails_every_later_sync_of_the_file() {
+        let gate = SyncGate::default();
+        assert!(gate.pass("log-1", || Ok(())).is_ok());
+        let eio = || Err(std::io::Error::from_raw_os_error(5));
+        let first = gate.pass("log-1", eio).expect_err("the kernel said EIO");
+        // The kernel reports a writeback error once: the next fdatasync would succeed.
+        let second = gate
+            .pass("log-1", || Ok(()))
+            .expect_err("the failure sticks");
+        assert_eq!(first, second);
+        assert_eq!(second.name, "log-1");
     }
 }

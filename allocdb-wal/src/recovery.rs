@@ -114,6 +114,7 @@ impl<S: Storage> Wal<S> {
             checkpoint: root_checkpoint(config.cluster_id),
             durable_op: 0,
             rewrites: 0,
+            instance: crate::wal::next_instance(),
             poisoned: false,
             recovery: Recovery {
                 first_op: 1,
@@ -200,6 +201,7 @@ impl<S: Storage> Wal<S> {
             checkpoint,
             durable_op: 0,
             rewrites: 0,
+            instance: crate::wal::next_instance(),
             poisoned: false,
             recovery: Recovery::default(),
             buffer: Vec::new(),

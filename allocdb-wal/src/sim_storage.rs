@@ -307,11 +307,11 @@ impl SimDisk {
         );
     }
 
-    /// One sync, whether through the storage or a [`SimSyncer`] (same faults, same lies).
-    fn sync_handle(&mut self, handle: Handle) -> Result<(), StorageError> {
-        let (inode, name) = self.handle(StorageOp::Sync, handle)?;
-        self.mutate(StorageOp::Sync, &name)?;
-        if !self.config.lie_about_sync {
+    /// One sync of an open file, whether through the storage or a [`SimSyncer`] (same
+    /// faults, same lies). A file removed and closed since has nothing left to sync.
+    fn sync_file(&mut self, inode: u64, name: &str) -> Result<(), StorageError> {
+        self.mutate(StorageOp::Sync, name)?;
+        if !self.config.lie_about_sync && self.inodes.contains_key(&inode) {
             self.sync_inode(inode);
         }
         Ok(())
@@ -378,16 +378,28 @@ fn crash_inode(inode: &mut Inode, rng: &mut SplitMix64, sector: u64) {
     inode.dirty.clear();
 }
 
-/// A file's sync detached from its [`SimStorage`]: it acts on the disk's state when it runs
-/// (what was written until then), and fails with `BadHandle` after a crash.
+/// A file's sync detached from its [`SimStorage`], like a duplicated descriptor: it acts on
+/// the disk's state when it runs (what was written until then), keeps working after the
+/// storage closed or removed the file, and fails with `BadHandle` only after a crash (the
+/// process that held it is gone).
 pub struct SimSyncer {
     disk: SimStorage,
-    handle: Handle,
+    inode: u64,
+    name: String,
+    crashes: u64,
 }
 
 impl FileSyncer for SimSyncer {
     fn sync(&self) -> Result<(), StorageError> {
-        self.disk.lock().sync_handle(self.handle)
+        let mut disk = self.disk.lock();
+        if disk.crashes != self.crashes {
+            return Err(StorageError::new(
+                StorageOp::Sync,
+                &self.name,
+                StorageErrorKind::BadHandle,
+            ));
+        }
+        disk.sync_file(self.inode, &self.name)
     }
 }
 
@@ -488,14 +500,21 @@ impl Storage for SimStorage {
     }
 
     fn sync(&mut self, handle: Handle) -> Result<(), StorageError> {
-        self.lock().sync_handle(handle)
+        let mut disk = self.lock();
+        let (inode, name) = disk.handle(StorageOp::Sync, handle)?;
+        disk.sync_file(inode, &name)
     }
 
     fn syncer(&mut self, handle: Handle) -> Result<SimSyncer, StorageError> {
-        self.lock().handle(StorageOp::Sync, handle)?;
+        let disk = self.lock();
+        let (inode, name) = disk.handle(StorageOp::Sync, handle)?;
+        let crashes = disk.crashes;
+        drop(disk);
         Ok(SimSyncer {
             disk: self.clone(),
-            handle,
+            inode,
+            name,
+            crashes,
         })
     }
 

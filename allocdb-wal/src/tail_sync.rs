@@ -20,6 +20,7 @@ use allocdb_core::Op;
 pub struct TailSync<F> {
     target: Op,
     rewrites: u64,
+    instance: u64,
     file: F,
     ran: Option<Result<(), StorageError>>,
 }
@@ -60,6 +61,7 @@ impl<S: Storage> Wal<S> {
         Ok(Some(TailSync {
             target: self.last_op(),
             rewrites: self.rewrites,
+            instance: self.instance,
             file,
             ran: None,
         }))
@@ -73,10 +75,16 @@ impl<S: Storage> Wal<S> {
     /// `Poisoned`; the sync's own storage error (poisons: what reached the disk is unknown).
     ///
     /// # Panics
-    /// If the sync was not run.
+    /// If the sync was not run, or another log (another opening) began it.
     pub fn sync_end(&mut self, sync: TailSync<S::Syncer>) -> Result<Op, WalError> {
+        assert_eq!(
+            sync.instance, self.instance,
+            "a tail sync is ended on the log that began it"
+        );
         self.check_usable()?;
         let outcome = sync.ran.expect("a tail sync is run before it is ended");
+        // Even the error of an outdated sync poisons: a sync of the same file on this side
+        // may not have seen it (an error is reported once per open file).
         self.poison_on_error(outcome.map_err(WalError::from))?;
         if sync.rewrites == self.rewrites && sync.target > self.durable_op {
             // No op was taken off since `sync_begin`, so ops up to the target are the same
@@ -202,5 +210,111 @@ mod tests {
         assert_eq!(wal.sync().unwrap(), 2);
         sync.run();
         assert_eq!(wal.sync_end(sync).unwrap(), 2, "durable_op never goes back");
+    }
+
+    /// A log of 4 KiB segments, so a few 1,000-byte records roll over.
+    fn small_segments(disk: &SimStorage) -> Wal<SimStorage> {
+        let identity = ReplicaIdentity {
+            replica_index: 0,
+            replica_count: 1,
+        };
+        let mut config = WalConfig::new(7);
+        config.segment_bytes_max = 4096;
+        config.body_bytes_max = 2048;
+        Wal::format(disk.clone(), config, identity).unwrap()
+    }
+
+    /// Appends 1,000-byte records until the log has `segments` segments; the next op.
+    fn fill(wal: &mut Wal<SimStorage>, mut op: u64, segments: usize) -> u64 {
+        while wal.segments.len() < segments {
+            wal.append(0, op, 10, &[7; 1000]).unwrap();
+            op += 1;
+        }
+        op
+    }
+
+    // A sync outstanding while its segment is closed (and removed) behaves as a duplicated
+    // descriptor does: it still runs, and its outcome is ignored, not an error.
+
+    #[test]
+    fn an_outcome_for_a_segment_a_truncation_removed_is_ignored() {
+        let disk = SimStorage::new(SimConfig::new(11));
+        let mut wal = small_segments(&disk);
+        fill(&mut wal, 1, 2);
+        let mut sync = wal
+            .sync_begin()
+            .unwrap()
+            .expect("the last segment is unsynced");
+        wal.sync().unwrap();
+        let cut = wal.segments[1].first_op - 2;
+        wal.truncate_after(cut).unwrap();
+        assert_eq!(
+            wal.segments.len(),
+            1,
+            "the truncation removed the second segment"
+        );
+        sync.run();
+        assert_eq!(wal.sync_end(sync).unwrap(), cut);
+        wal.append(1, cut + 1, 11, b"next")
+            .expect("the log is not poisoned");
+    }
+
+    #[test]
+    fn an_outcome_for_a_segment_a_checkpoint_dropped_is_ignored() {
+        let disk = SimStorage::new(SimConfig::new(14));
+        let mut wal = small_segments(&disk);
+        wal.append(0, 1, 10, &[7; 1000]).unwrap();
+        let mut sync = wal.sync_begin().unwrap().unwrap();
+        fill(&mut wal, 2, 2);
+        let second = wal.segments[1].first_op;
+        wal.sync().unwrap();
+        wal.checkpoint(second, b"snapshot").unwrap();
+        assert_eq!(
+            wal.segments.len(),
+            1,
+            "the checkpoint dropped the first segment"
+        );
+        sync.run();
+        assert_eq!(wal.sync_end(sync).unwrap(), second);
+        wal.append(0, second + 1, 11, b"next")
+            .expect("the log is not poisoned");
+    }
+
+    #[test]
+    fn an_outcome_from_before_a_state_transfer_is_ignored() {
+        let disk = SimStorage::new(SimConfig::new(12));
+        let mut wal = small_segments(&disk);
+        wal.append(0, 1, 10, b"one").unwrap();
+        let mut sync = wal.sync_begin().unwrap().unwrap();
+        wal.sync().unwrap();
+        let peer_disk = SimStorage::new(SimConfig::new(13));
+        let mut peer = small_segments(&peer_disk);
+        for op in 1..=5 {
+            peer.append(0, op, 10, b"peer").unwrap();
+        }
+        peer.sync().unwrap();
+        let info = peer.checkpoint(5, b"snapshot").unwrap();
+        wal.install_checkpoint(&info, b"snapshot").unwrap();
+        wal.append(0, 6, 11, b"six").unwrap();
+        sync.run();
+        assert_eq!(
+            wal.sync_end(sync).unwrap(),
+            5,
+            "op 6 came after the sync began"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "ended on the log that began it")]
+    fn a_sync_is_ended_only_on_the_log_that_began_it() {
+        let disk = SimStorage::new(SimConfig::new(15));
+        let mut wal = formatted(&disk);
+        wal.append(0, 1, 10, b"one").unwrap();
+        let mut sync = wal.sync_begin().unwrap().unwrap();
+        sync.run();
+        wal.sync().unwrap();
+        drop(wal);
+        let mut reopened = reopened(&disk);
+        let _ = reopened.sync_end(sync);
     }
 }

@@ -122,9 +122,18 @@ pub struct Wal<S: Storage> {
     /// transfer): a [`crate::TailSync`] begun before one of them proves nothing about the
     /// ops appended since under the same numbers.
     pub(crate) rewrites: u64,
+    /// Which opening of a log this is (unique in the process): a [`crate::TailSync`] is
+    /// ended only on the log that began it.
+    pub(crate) instance: u64,
     pub(crate) poisoned: bool,
     pub(crate) recovery: Recovery,
     pub(crate) buffer: Vec<u8>,
+}
+
+/// A number no other log opened by this process has.
+pub(crate) fn next_instance() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The anchor of an empty history: "op 0" of the cluster.

@@ -184,6 +184,8 @@ pub struct Node_ {
     /// A log sync its driver began and has not handed back yet (it may have run already):
     /// the replica goes on meanwhile, as with the server's sync thread.
     sync: Option<TailSync<SimSyncer>>,
+    /// The tick that sync began.
+    sync_began: u64,
 }
 
 pub struct Cluster {
@@ -223,6 +225,9 @@ pub struct Cluster {
     /// Replicas whose driver never calls `sync_log` (a test holds a primary's own sync back
     /// to crash it between sending a prepare and syncing it).
     pub sync_held: [bool; 5],
+    /// Ticks a begun sync of replica i stays out before it runs and is handed back (a slow
+    /// disk; 0: the usual random schedule).
+    pub sync_delay_ticks: [u64; 5],
     /// Highest view any replica has entered.
     view_seen: u64,
     /// A failover in progress: (first new view, tick it appeared).
@@ -262,6 +267,7 @@ impl Cluster {
                     applied_cursor: 0,
                     digest_op: 0,
                     sync: None,
+                    sync_began: 0,
                 }
             })
             .collect();
@@ -296,6 +302,7 @@ impl Cluster {
             tracing: std::env::var("VSR_TRACE").is_ok(),
             hold_halted: false,
             sync_held: [false; 5],
+            sync_delay_ticks: [0; 5],
             view_seen: 0,
             failover_start: None,
             failover_ticks: Vec::new(),
@@ -909,6 +916,22 @@ impl Cluster {
     fn maybe_sync(&mut self, index: u8) {
         let i = usize::from(index);
         if self.nodes[i].replica.is_none() || self.sync_held[i] {
+            return;
+        }
+        let delay = self.sync_delay_ticks[i];
+        if delay > 0 {
+            if self.nodes[i].sync.is_some() {
+                if self.tick < self.nodes[i].sync_began + delay {
+                    return;
+                }
+                let mut sync = self.nodes[i].sync.take().unwrap();
+                sync.run();
+                self.end_sync(index, sync);
+            }
+            if let Some(sync) = self.nodes[i].replica.as_mut().unwrap().sync_log_begin() {
+                self.nodes[i].sync = Some(sync);
+                self.nodes[i].sync_began = self.tick;
+            }
             return;
         }
         if self.nodes[i].sync.is_some() {
