@@ -986,6 +986,13 @@ impl Cluster {
                     // Equal logs must give equal states: a digest halt is a real divergence.
                     self.checker.violations.push(format!("(c) {text}"));
                 }
+                if text.contains("closed or stale handle") {
+                    // A live replica never uses a handle it closed, and a sync begun before a
+                    // crash dies with it: a stale handle is a bug in the log, not a fault.
+                    self.checker
+                        .violations
+                        .push(format!("(storage) replica {index}: {text}"));
+                }
                 self.halts.push((index, text));
                 self.crash(index);
                 let downtime = 1 + self.prng.up_to(40);
