@@ -63,6 +63,7 @@ pub use client::{Client, ClientStats, slots_for};
 pub use error::ClientError;
 pub use options::{
     CallOptions, ClientOptions, ENV_ADDRESSES, ENV_CERTS, ENV_CLUSTER, ENV_INSECURE,
+    FRAMES_IN_FLIGHT_DEFAULT,
 };
 pub use results::{Committed, Read};
 pub use tls::{ClientRole, Security, TlsCredentials};

@@ -20,6 +20,10 @@ pub const ENV_CERTS: &str = "ALLOCDB_CERTS";
 /// `deploy/local/cluster.sh` does for its replicas); `0` or unset: TLS.
 pub const ENV_INSECURE: &str = "ALLOCDB_INSECURE";
 
+/// The default of [`ClientOptions::frames_in_flight_max`] (and of `allocdb benchmark
+/// --frames-in-flight`).
+pub const FRAMES_IN_FLIGHT_DEFAULT: u32 = 4;
+
 /// The client's configuration. Start from [`ClientOptions::new`] and override fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientOptions {
@@ -42,9 +46,10 @@ pub struct ClientOptions {
     pub batch_requests_max: u32,
     /// Frames sent and not yet fully answered. Calls arriving while this many are out wait
     /// and then leave together in one frame: the busier the client, the bigger its batches.
-    /// 1 (as `TigerBeetle`'s clients do) gives the largest batches, and the primary prepares
-    /// a frame's writes together; measured best (see `docs/performance.md`). A frame holding
-    /// a linearizable read is done only when the read is, which can delay the next frame.
+    /// 1 gives the largest batches, but a call made while the frame is out waits a whole
+    /// round; since the replicas sync their logs off their own tasks they pipeline frames,
+    /// and 4 measured best with three replicas (see `docs/performance.md`). A frame holding a
+    /// linearizable read is done only when the read is, which can delay the next frame.
     pub frames_in_flight_max: u32,
     /// The first pause before resending after `overloaded`, or after every replica failed;
     /// doubles per consecutive failure up to [`ClientOptions::backoff_max`].
@@ -70,7 +75,7 @@ impl ClientOptions {
             connect_timeout: Duration::from_millis(500),
             in_flight_max: 1024,
             batch_requests_max: 1024,
-            frames_in_flight_max: 1,
+            frames_in_flight_max: FRAMES_IN_FLIGHT_DEFAULT,
             backoff_min: Duration::from_millis(2),
             backoff_max: Duration::from_millis(200),
             identity_seed: None,

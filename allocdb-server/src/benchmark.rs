@@ -81,8 +81,9 @@ pub struct BenchmarkArgs {
     #[arg(long, default_value_t = 1)]
     pub connections: u32,
     /// Frames each connection may have unanswered; calls made meanwhile wait and leave
-    /// together (fewer frames in flight = bigger batches, more queueing).
-    #[arg(long, default_value_t = 1)]
+    /// together (fewer frames in flight = bigger batches, more queueing). The client
+    /// library's default.
+    #[arg(long, default_value_t = allocdb_client::FRAMES_IN_FLIGHT_DEFAULT)]
     pub frames_in_flight: u32,
     /// What the clients do.
     #[arg(long, value_enum, default_value_t = Workload::Uncontended)]
