@@ -16,7 +16,9 @@ pub const FILES_OPEN_MAX: usize = 1024;
 
 struct OpenFile {
     name: String,
-    file: File,
+    // Shared with the syncers of this file, which may outlive its handle (closed or removed
+    // while a sync is out): no descriptor is duplicated per sync.
+    file: Arc<File>,
     syncs: Arc<SyncGate>,
     // Cached so `append` needs no `fstat`; every write through this handle updates it.
     len: u64,
@@ -72,7 +74,7 @@ impl FileStorage {
             number,
             OpenFile {
                 name: name.to_owned(),
-                file,
+                file: Arc::new(file),
                 syncs: Arc::default(),
                 len,
             },
@@ -88,11 +90,11 @@ impl FileStorage {
     }
 }
 
-/// A segment's sync on another thread: a duplicate of its descriptor (`fdatasync` through
-/// either makes the same file durable) and the file's [`SyncGate`].
+/// A segment's sync on another thread: the file's own descriptor, shared (it stays open while
+/// the syncer lives, whatever the storage does with its handle), and the file's [`SyncGate`].
 pub struct FileStorageSyncer {
     name: String,
-    file: File,
+    file: Arc<File>,
     syncs: Arc<SyncGate>,
 }
 
@@ -102,9 +104,9 @@ impl FileSyncer for FileStorageSyncer {
     }
 }
 
-/// Every `fdatasync` of one file, through any of its descriptors, passes here. Linux reports a
-/// writeback error once per open file description, and a duplicated descriptor shares it: if
-/// the sync thread's `fdatasync` failed and the replica's own sync ran next, the second would
+/// Every `fdatasync` of one file, from the storage or a syncer, passes here. Linux reports a
+/// writeback error once per open file description, and both sync the same one: if the sync
+/// thread's `fdatasync` failed and the replica's own sync ran next, the second would
 /// succeed and count pages that never reached the disk as durable. So syncs of a file take
 /// turns, and a failure sticks: every later sync of that file fails with it.
 #[derive(Default)]
@@ -218,13 +220,9 @@ impl Storage for FileStorage {
 
     fn syncer(&mut self, handle: Handle) -> Result<FileStorageSyncer, StorageError> {
         let open = self.get(StorageOp::Sync, handle)?;
-        let file = open
-            .file
-            .try_clone()
-            .map_err(|error| StorageError::io(StorageOp::Sync, &open.name, &error))?;
         Ok(FileStorageSyncer {
             name: open.name.clone(),
-            file,
+            file: Arc::clone(&open.file),
             syncs: Arc::clone(&open.syncs),
         })
     }

@@ -378,7 +378,7 @@ fn crash_inode(inode: &mut Inode, rng: &mut SplitMix64, sector: u64) {
     inode.dirty.clear();
 }
 
-/// A file's sync detached from its [`SimStorage`], like a duplicated descriptor: it acts on
+/// A file's sync detached from its [`SimStorage`], like a descriptor kept open: it acts on
 /// the disk's state when it runs (what was written until then), keeps working after the
 /// storage closed or removed the file, and fails with `BadHandle` only after a crash (the
 /// process that held it is gone).

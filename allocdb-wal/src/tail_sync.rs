@@ -233,7 +233,7 @@ mod tests {
         op
     }
 
-    // A sync outstanding while its segment is closed (and removed) behaves as a duplicated
+    // A sync outstanding while its segment is closed (and removed) behaves as a kept-open
     // descriptor does: it still runs, and its outcome is ignored, not an error.
 
     #[test]
