@@ -14,13 +14,13 @@ use std::sync::Arc;
 use allocdb_core::{Request, TableUsage};
 use allocdb_vsr::frame::{FrameReply, FrameRequest, REQUESTS_PER_FRAME_MAX, Role};
 use allocdb_vsr::{ClientRequest, Message, Outbox, Replica, Status};
-use allocdb_wal::Storage;
+use allocdb_wal::{CheckpointWrite, Storage, TailSync};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, MissedTickBehavior};
 use tracing::{info, warn};
 
 use crate::clock::SlotClock;
-use crate::log_sync::{LogSyncMode, LogSyncer};
+use crate::disk_jobs::{DiskJobMode, DiskWorker};
 use crate::metrics::Metrics;
 use crate::table_watch::TableWatch;
 
@@ -62,8 +62,9 @@ pub struct ClientBatch {
 }
 
 /// The input that starts a round.
-enum Input<F: allocdb_wal::FileSyncer> {
-    Synced(allocdb_wal::TailSync<F>),
+enum Input<S: Storage> {
+    Synced(TailSync<S::Syncer>),
+    Checkpointed(CheckpointWrite<S::Writer>),
     Tick,
     Control(ControlInput),
     Batch(ClientBatch),
@@ -103,8 +104,8 @@ pub struct DriverOptions {
     pub slot_ms: u64,
     /// The clock's rate error in ppm (see [`SlotClock::with_rate`]); 0 in production.
     pub clock_rate_ppm: i32,
-    /// Where the log's syncs run.
-    pub log_sync: LogSyncMode,
+    /// Where the log's syncs and the checkpoints' writes run.
+    pub disk_jobs: DiskJobMode,
 }
 
 /// Why the replica task stopped on its own.
@@ -131,14 +132,17 @@ pub struct Driver<S: Storage> {
     metrics: Arc<Metrics>,
     expirations: Vec<Request>,
     table_watch: TableWatch,
-    syncer: LogSyncer<S::Syncer>,
+    syncer: DiskWorker<TailSync<S::Syncer>>,
+    checkpointer: DiskWorker<CheckpointWrite<S::Writer>>,
+    /// When the checkpoint being written was begun, and its op (for the log lines).
+    checkpoint_began: Option<(tokio::time::Instant, u64)>,
 }
 
 impl<S: Storage> Driver<S> {
     /// A driver for `replica`; `peers[i]` is the outbound queue of replica `i` (`None` for
     /// itself).
     pub fn new(
-        replica: Replica<S>,
+        mut replica: Replica<S>,
         options: DriverOptions,
         peers: Vec<Option<mpsc::Sender<Vec<Message>>>>,
         metrics: Arc<Metrics>,
@@ -156,6 +160,8 @@ impl<S: Storage> Driver<S> {
                 lease: allocdb_core::LeaseId(0),
             },
         };
+        // Checkpoints are written by `checkpointer`, never on this task.
+        replica.detach_checkpoints();
         let initial = observe(&replica, &mut vec![filler; expirations_max]);
         let (state, state_rx) = watch::channel(initial);
         let driver = Driver {
@@ -171,7 +177,9 @@ impl<S: Storage> Driver<S> {
             metrics,
             expirations: vec![filler; expirations_max],
             table_watch: TableWatch::new(&replica.config().core),
-            syncer: LogSyncer::new(options.log_sync),
+            syncer: DiskWorker::new(options.disk_jobs, "allocdb-log-sync"),
+            checkpointer: DiskWorker::new(options.disk_jobs, "allocdb-checkpoint"),
+            checkpoint_began: None,
             replica,
         };
         (driver, state_rx)
@@ -192,13 +200,14 @@ impl<S: Storage> Driver<S> {
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let first = tokio::select! {
+            let first: Option<Input<S>> = tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() { break; }
                     None
                 }
                 sync = self.syncer.finished() => Some(Input::Synced(sync)),
+                write = self.checkpointer.finished() => Some(Input::Checkpointed(write)),
                 _ = ticker.tick() => Some(Input::Tick),
                 Some(input) = control.recv() => Some(Input::Control(input)),
                 Some(batch) = requests.recv() => Some(Input::Batch(batch)),
@@ -208,6 +217,7 @@ impl<S: Storage> Driver<S> {
             let checkpoint_before = self.replica.checkpoint_op();
             match first {
                 Some(Input::Synced(sync)) => self.on_synced(sync),
+                Some(Input::Checkpointed(write)) => self.on_checkpointed(write),
                 Some(Input::Tick) => {
                     let slot = self.clock.slot();
                     self.replica.on_tick(slot, &mut self.outbox);
@@ -221,6 +231,8 @@ impl<S: Storage> Driver<S> {
             for _ in 0..INPUTS_PER_ROUND_MAX {
                 if let Some(sync) = self.syncer.try_finished() {
                     self.on_synced(sync);
+                } else if let Some(write) = self.checkpointer.try_finished() {
+                    self.on_checkpointed(write);
                 } else if let Ok(input) = control.try_recv() {
                     self.on_control(input);
                 } else if let Ok(batch) = requests.try_recv() {
@@ -232,6 +244,7 @@ impl<S: Storage> Driver<S> {
             self.hand_over_requests();
             self.dispatch();
             self.start_sync();
+            self.start_checkpoint();
             self.report_slow_round(round_start, checkpoint_before);
             if let Some(reason) = self.replica.halted() {
                 return Err(Halted {
@@ -244,6 +257,12 @@ impl<S: Storage> Driver<S> {
         if self.syncer.in_flight() {
             let sync = self.syncer.finished().await;
             self.on_synced(sync);
+        }
+        // A checkpoint being written is finished too, so the next start need not replay
+        // what it covers (dropping it would be safe: recovery removes the half-made file).
+        if self.checkpointer.in_flight() {
+            let write = self.checkpointer.finished().await;
+            self.on_checkpointed(write);
         }
         self.replica.sync_log(&mut self.outbox);
         self.drain_outbox();
@@ -271,24 +290,56 @@ impl<S: Storage> Driver<S> {
     }
 
     /// Logs a round (from its first input's handling to its dispatch) that stalled everyone
-    /// for longer than [`ROUND_SLOW`], and whether a checkpoint was taken in it: the one disk
-    /// write the replica task still makes on the hot path, every `checkpoint_interval_ops`.
+    /// for longer than [`ROUND_SLOW`], and the checkpoint begun or made current in it, if any
+    /// (encoding the snapshot is the one part of a checkpoint left on this task).
     fn report_slow_round(&mut self, round_start: tokio::time::Instant, checkpoint_before: u64) {
         let took = self.clock.now().saturating_duration_since(round_start);
+        if took <= ROUND_SLOW {
+            return;
+        }
         let checkpoint_op = self.replica.checkpoint_op();
-        let checkpoint = (checkpoint_op != checkpoint_before).then_some(checkpoint_op);
-        if took > ROUND_SLOW {
-            warn!(
-                took_ms = took.as_millis(),
-                checkpoint, "a replica round stalled requests and peers"
-            );
-        } else if let Some(op) = checkpoint {
-            info!(op, round_ms = took.as_millis(), "checkpoint taken");
+        let checkpoint = if checkpoint_op == checkpoint_before {
+            self.checkpoint_began
+                .and_then(|(began, op)| (began >= round_start).then_some(op))
+        } else {
+            Some(checkpoint_op)
+        };
+        warn!(
+            took_ms = took.as_millis(),
+            checkpoint, "a replica round stalled requests and peers"
+        );
+    }
+
+    /// A due checkpoint's snapshot is encoded here (the state is this task's) and its file
+    /// written and synced by the checkpoint thread, while this task goes on taking inputs.
+    fn start_checkpoint(&mut self) {
+        if self.checkpointer.in_flight() {
+            return;
+        }
+        if let Some(write) = self.replica.checkpoint_begin() {
+            self.checkpoint_began = Some((self.clock.now(), write.op()));
+            self.checkpointer.start(write);
+        }
+    }
+
+    /// A checkpoint's file is written: it becomes current and the log before it goes.
+    fn on_checkpointed(&mut self, write: CheckpointWrite<S::Writer>) {
+        let (op, bytes) = (write.op(), write.snapshot_len());
+        self.replica.checkpoint_end(write);
+        let began = self.checkpoint_began.take();
+        if self.replica.checkpoint_op() == op {
+            let write_ms = began.map(|(began, _)| {
+                self.clock
+                    .now()
+                    .saturating_duration_since(began)
+                    .as_millis()
+            });
+            info!(op, bytes, write_ms, "checkpoint written");
         }
     }
 
     /// A sync is back: what it made durable counts (commits, replies, acknowledgements).
-    fn on_synced(&mut self, sync: allocdb_wal::TailSync<S::Syncer>) {
+    fn on_synced(&mut self, sync: TailSync<S::Syncer>) {
         self.replica.sync_log_end(sync, &mut self.outbox);
         self.drain_outbox();
     }

@@ -19,10 +19,10 @@ use tracing::{error, info, warn};
 
 use crate::admission::{Admission, ConnectionLimits};
 use crate::connection::{self, ConnectionContext};
+use crate::disk_jobs::DiskJobMode;
 use crate::driver::{Driver, DriverOptions, ReplicaState};
 use crate::fingerprint::Fingerprint;
 use crate::frame_io;
-use crate::log_sync::LogSyncMode;
 use crate::metrics::{self, Metrics, MetricsContext};
 use crate::net;
 use crate::peer::{self, BusOptions, Identity};
@@ -59,9 +59,9 @@ pub struct RuntimeOptions {
     /// TLS with the cluster's certificates, or plaintext asked for explicitly. `None` (the
     /// default) is refused by [`run`]: a replica never falls back to plaintext by itself.
     pub security: Option<ServerSecurity>,
-    /// Where the log's syncs run: a thread of their own in production, a task of the
-    /// runtime in the simulator (deterministic).
-    pub log_sync: LogSyncMode,
+    /// Where the log's syncs and the checkpoints' writes run: threads of their own in
+    /// production, tasks of the runtime in the simulator (deterministic).
+    pub disk_jobs: DiskJobMode,
 }
 
 /// A slot [`run`] fills with a receiver of the replica's published [`ReplicaState`].
@@ -82,7 +82,7 @@ impl RuntimeOptions {
             state_observer: None,
             clock_rate_ppm: 0,
             security: None,
-            log_sync: LogSyncMode::Thread,
+            disk_jobs: DiskJobMode::Thread,
         }
     }
 }
@@ -170,7 +170,7 @@ pub async fn run<S: Storage>(
         tick: Duration::from_millis(settings.tick_ms),
         slot_ms: settings.slot_ms,
         clock_rate_ppm: options.clock_rate_ppm,
-        log_sync: options.log_sync,
+        disk_jobs: options.disk_jobs,
     };
     let core = replica.config().core;
     let health_lag_ops_max = u64::from(replica.config().pipeline_prepares_max);

@@ -40,6 +40,7 @@ pub mod quorum;
 mod recovery_probe;
 mod replica;
 mod replica_backup;
+mod replica_checkpoint;
 mod replica_primary;
 mod replica_recovery;
 mod replica_view_change;

@@ -139,6 +139,9 @@ pub struct Replica<S: Storage> {
     pub(crate) primary: Option<PrimaryState>,
     pub(crate) view_change: ViewChangeState,
     pub(crate) halted: Option<String>,
+    /// The driver writes checkpoints away from this replica's task
+    /// ([`Replica::checkpoint_begin`]); otherwise they are written inline as they fall due.
+    pub(crate) checkpoints_detached: bool,
     pub(crate) applied: VecDeque<AppliedOp>,
     pub(crate) scratch_requests: Vec<Request>,
     pub(crate) scratch_outcomes: Vec<Outcome>,
@@ -315,6 +318,7 @@ impl<S: Storage> Replica<S> {
             primary: None,
             view_change: ViewChangeState::new(0),
             halted: None,
+            checkpoints_detached: false,
             applied: VecDeque::with_capacity(trace_max),
             scratch_requests: Vec::with_capacity(requests_max),
             scratch_outcomes: Vec::with_capacity(requests_max),
@@ -608,7 +612,7 @@ impl<S: Storage> Replica<S> {
 
     /// A storage error leaves the log's state unknown: halt (fail-stop). The driver drops
     /// the replica and reopens it from disk, exactly as after a crash.
-    fn check_storage(&mut self, result: Result<(), WalError>) {
+    pub(crate) fn check_storage(&mut self, result: Result<(), WalError>) {
         if let Err(error) = result {
             self.halted = Some(format!(
                 "replica {} halted on a storage error: {error}",
@@ -829,41 +833,6 @@ impl<S: Storage> Replica<S> {
                 self.config.replica_index
             ));
         }
-    }
-
-    fn maybe_checkpoint(&mut self) -> Result<(), WalError> {
-        let due = self.commit_min >= self.wal.checkpoint_op() + self.config.checkpoint_interval_ops;
-        if due {
-            // A primary commits on its backups' copies while its own sync is out, so under
-            // steady load what it applied is always ahead of what its last sync covered; a
-            // checkpoint covers only durable ops, so sync here (once per interval) rather than
-            // put it off until a quiet moment that may never come.
-            if self.commit_min > self.wal.durable_op() {
-                self.settle_log()?;
-            }
-            self.checkpoint_now(None)?;
-        }
-        Ok(())
-    }
-
-    /// Checkpoints the applied state now (when its ops are durable, it is newer than the
-    /// last checkpoint and its snapshot is at most `snapshot_bytes_max`); whether it did.
-    pub(crate) fn checkpoint_now(
-        &mut self,
-        snapshot_bytes_max: Option<u32>,
-    ) -> Result<bool, WalError> {
-        if self.commit_min > self.wal.durable_op() || self.commit_min <= self.wal.checkpoint_op() {
-            return Ok(false);
-        }
-        let mut snapshot = Vec::new();
-        self.core.encode_snapshot(&mut snapshot);
-        if snapshot_bytes_max.is_some_and(|max| snapshot.len() as u64 > u64::from(max)) {
-            return Ok(false);
-        }
-        let info = self.wal.checkpoint(self.commit_min, &snapshot)?;
-        assert_eq!(info.op, self.commit_min);
-        assert_eq!(self.wal.checkpoint_op(), self.commit_min);
-        Ok(true)
     }
 
     /// The chain checksum of the local log's last op.

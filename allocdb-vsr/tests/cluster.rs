@@ -36,6 +36,7 @@ fn many_seeds() {
     let (mut corruptions, mut reformats, mut storms) = (0, 0, 0);
     let mut recovery: Vec<u64> = Vec::new();
     let mut failovers: Vec<u64> = Vec::new();
+    let (mut writes_begun, mut writes_crashed, mut writes_outdated) = (0, 0, 0);
     // `VSR_FETCH_OPS_MAX=0` turns off a lagging new primary's fetch (to compare failovers).
     let fetch_ops_max = u32::try_from(env_u64("VSR_FETCH_OPS_MAX", 1024)).expect("u32");
     for seed in start..start + count {
@@ -55,6 +56,9 @@ fn many_seeds() {
                 reads += report.reads_checked;
                 recovery.push(report.ticks_to_recovery);
                 failovers.extend(&report.failover_ticks);
+                writes_begun += report.checkpoint_writes.begun;
+                writes_crashed += report.checkpoint_writes.crashed;
+                writes_outdated += report.checkpoint_writes.outdated;
             }
             Err(error) => {
                 eprintln!(
@@ -99,11 +103,21 @@ fn many_seeds() {
         percentile_of(&failovers, 99),
         percentile_of(&failovers, 100)
     );
+    println!(
+        "many_seeds: {writes_begun} checkpoints written off the replica task, {writes_crashed} lost to a crash while out, {writes_outdated} outdated by a state transfer or truncation"
+    );
     assert!(
         failures.is_empty(),
         "failing seeds: {failures:?}; replay one with: {}",
         replay_command(failures[0])
     );
+    if count >= 1_000 {
+        // The runs must keep reaching the cases the detached checkpoint is built for.
+        assert!(
+            writes_begun > 0 && writes_crashed > 0,
+            "no checkpoint write was out at a crash"
+        );
+    }
 }
 
 /// Replays one seed: `VSR_SEED=<n>` (add `VSR_TRACE=1` for a message trace).

@@ -8,17 +8,21 @@
 //!  6 u16 reserved       40 u64  slot        72 u128 snapshot checksum (checksum128)
 //!  8 u128 cluster id                        88 u32  snapshot crc32c   92 u32 crc32c of 0..92
 //! ```
-//! Written as `checkpoint.tmp`, synced, renamed, and the directory synced: a crash leaves
-//! either no new checkpoint or a complete one. Only the superblock makes it current.
+//! Written under a temporary name, synced, renamed, and the directory synced: a crash leaves
+//! either no new checkpoint or a complete one. Only the superblock makes it current. A
+//! replica's own checkpoint is written as `checkpoint-<op>.tmp`, away from its task
+//! ([`crate::CheckpointWrite`]); a peer's, installed by a state transfer, as `checkpoint.tmp`:
+//! the two never share a name, so a transfer can land while a write is out.
 
 use allocdb_core::{DecodeError, Op, Reader, Slot, Writer};
 
 use crate::checksum::{Checksum, checksum128};
 use crate::error::WalError;
 use crate::record::View;
-use crate::storage::{Storage, StorageErrorKind};
+use crate::storage::{FileWriter, Storage, StorageErrorKind};
+use crate::wal::remove_if_present;
 
-/// The temporary name a checkpoint is written under before the rename.
+/// The temporary name a transferred checkpoint is written under before the rename.
 pub const CHECKPOINT_TEMP_FILE: &str = "checkpoint.tmp";
 /// Bytes in a checkpoint header.
 pub const CHECKPOINT_HEADER_SIZE: u32 = 96;
@@ -27,6 +31,7 @@ const CHECKPOINT_MAGIC: u32 = u32::from_le_bytes(*b"ADBC");
 const CHECKPOINT_VERSION: u16 = 1;
 const CRC_OFFSET: usize = 92;
 const NAME_PREFIX: &str = "checkpoint-";
+const TEMP_SUFFIX: &str = ".tmp";
 
 /// What a checkpoint covers and how to verify it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +62,20 @@ pub struct Checkpoint {
 /// The file name of the checkpoint at `op`.
 pub fn checkpoint_file_name(op: Op) -> String {
     format!("{NAME_PREFIX}{op:020}")
+}
+
+/// The name the replica's own checkpoint at `op` is written under before its rename.
+pub(crate) fn checkpoint_temp_file_name(op: Op) -> String {
+    format!("{NAME_PREFIX}{op:020}{TEMP_SUFFIX}")
+}
+
+/// Whether `name` is a checkpoint left half-made: written, maybe, but never renamed.
+pub(crate) fn is_checkpoint_temp_file(name: &str) -> bool {
+    name == CHECKPOINT_TEMP_FILE
+        || name
+            .strip_suffix(TEMP_SUFFIX)
+            .and_then(parse_checkpoint_file_name)
+            .is_some()
 }
 
 /// The op of a checkpoint file name, or `None` for any other name.
@@ -126,39 +145,38 @@ fn unreadable(_: DecodeError) -> &'static str {
     "field unreadable"
 }
 
-/// Writes the checkpoint file for `info` atomically: temp file, sync, rename, directory sync.
+/// Writes the checkpoint file for `info` atomically: temp file `temp` (written and synced by
+/// `writer`), rename, directory sync.
 ///
 /// # Errors
 /// Storage errors (the caller poisons its state).
-pub fn write_checkpoint_file<S: Storage>(
+pub(crate) fn write_checkpoint_file<S: Storage>(
     storage: &mut S,
     cluster_id: u128,
     info: &CheckpointInfo,
     snapshot: &[u8],
 ) -> Result<(), WalError> {
+    remove_if_present(storage, CHECKPOINT_TEMP_FILE)?;
+    let header = encode_header(cluster_id, info, snapshot);
+    storage
+        .writer()
+        .write_new(CHECKPOINT_TEMP_FILE, &[&header, snapshot])?;
+    storage.rename(CHECKPOINT_TEMP_FILE, &checkpoint_file_name(info.op))?;
+    storage.sync_directory()?;
+    Ok(())
+}
+
+/// The header of a checkpoint file holding `snapshot`, as `info` describes it.
+pub(crate) fn encode_header(cluster_id: u128, info: &CheckpointInfo, snapshot: &[u8]) -> Vec<u8> {
     assert_eq!(info.snapshot_len, snapshot.len() as u64, "snapshot length");
     assert_eq!(
         info.snapshot_checksum,
         checksum128(snapshot),
         "snapshot checksum"
     );
-    match storage.remove(CHECKPOINT_TEMP_FILE) {
-        Ok(()) => {}
-        Err(error) if error.kind == StorageErrorKind::NotFound => {}
-        Err(error) => return Err(error.into()),
-    }
     let mut header = Vec::with_capacity(CHECKPOINT_HEADER_SIZE as usize);
     info.encode(cluster_id, crc32c::crc32c(snapshot), &mut header);
-    let handle = storage.create(CHECKPOINT_TEMP_FILE)?;
-    let written = storage
-        .append(handle, &header)
-        .and_then(|_| storage.append(handle, snapshot))
-        .and_then(|_| storage.sync(handle));
-    storage.close(handle);
-    written?;
-    storage.rename(CHECKPOINT_TEMP_FILE, &checkpoint_file_name(info.op))?;
-    storage.sync_directory()?;
-    Ok(())
+    header
 }
 
 /// Reads and fully verifies the checkpoint at `op`, whose snapshot must hash to `checksum`

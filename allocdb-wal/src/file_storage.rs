@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::storage::{
-    FileSyncer, Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp,
-    validate_name,
+    FileSyncer, FileWriter, Handle, Storage, StorageError, StorageErrorKind, StorageLock,
+    StorageOp, validate_name,
 };
 
 /// How many files one `FileStorage` keeps open at once (segments, superblock, checkpoint).
@@ -142,12 +143,37 @@ impl SyncGate {
     }
 }
 
+/// Whole new files written on another thread: only the directory's path is shared.
+pub struct FileStorageWriter {
+    dir: PathBuf,
+}
+
+impl FileWriter for FileStorageWriter {
+    fn write_new(&self, name: &str, parts: &[&[u8]]) -> Result<(), StorageError> {
+        validate_name(StorageOp::Create, name)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.dir.join(name))
+            .map_err(|error| StorageError::io(StorageOp::Create, name, &error))?;
+        for part in parts {
+            file.write_all(part)
+                .map_err(|error| StorageError::io(StorageOp::Append, name, &error))?;
+        }
+        // No gate as for the log's syncs: nothing else syncs this file, and after a failure
+        // its writer's caller abandons it.
+        file.sync_data()
+            .map_err(|error| StorageError::io(StorageOp::Sync, name, &error))
+    }
+}
+
 fn sync_path(path: &Path) -> std::io::Result<()> {
     File::open(path)?.sync_all()
 }
 
 impl Storage for FileStorage {
     type Syncer = FileStorageSyncer;
+    type Writer = FileStorageWriter;
 
     fn create(&mut self, name: &str) -> Result<Handle, StorageError> {
         validate_name(StorageOp::Create, name)?;
@@ -225,6 +251,12 @@ impl Storage for FileStorage {
             file: Arc::clone(&open.file),
             syncs: Arc::clone(&open.syncs),
         })
+    }
+
+    fn writer(&mut self) -> FileStorageWriter {
+        FileStorageWriter {
+            dir: self.dir.clone(),
+        }
     }
 
     fn truncate(&mut self, handle: Handle, len: u64) -> Result<(), StorageError> {

@@ -10,6 +10,7 @@
 //! and snapshots are opaque bytes produced by `allocdb-core`. Formats: `docs/storage.md`.
 
 mod checkpoint;
+mod checkpoint_write;
 mod checksum;
 mod config;
 mod error;
@@ -25,17 +26,18 @@ mod tail_sync;
 mod wal;
 
 pub use checkpoint::{CHECKPOINT_HEADER_SIZE, Checkpoint, CheckpointInfo, checkpoint_file_name};
+pub use checkpoint_write::CheckpointWrite;
 pub use checksum::{Checksum, checksum128, root_checksum};
 pub use config::{ReplicaIdentity, WalConfig};
 pub use error::WalError;
-pub use file_storage::{FileStorage, FileStorageSyncer};
+pub use file_storage::{FileStorage, FileStorageSyncer, FileStorageWriter};
 pub use prng::SplitMix64;
 pub use record::{RECORD_BODY_LIMIT, RECORD_HEADER_SIZE, RecordHeader, View};
 pub use segment::segment_file_name;
-pub use sim_storage::{SimConfig, SimStorage, SimSyncer};
+pub use sim_storage::{SimConfig, SimStorage, SimSyncer, SimWriter};
 pub use storage::{
-    FileSyncer, Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp,
-    validate_name,
+    FileSyncer, FileWriter, Handle, Storage, StorageError, StorageErrorKind, StorageLock,
+    StorageOp, validate_name,
 };
 pub use superblock::{SUPERBLOCK_FILE, Superblock};
 pub use tail_sync::TailSync;

@@ -13,7 +13,9 @@ use std::collections::VecDeque;
 
 use allocdb_core::Op;
 
-use crate::checkpoint::{CHECKPOINT_TEMP_FILE, parse_checkpoint_file_name, read_checkpoint_file};
+use crate::checkpoint::{
+    is_checkpoint_temp_file, parse_checkpoint_file_name, read_checkpoint_file,
+};
 use crate::checksum::Checksum;
 use crate::config::{ReplicaIdentity, WalConfig};
 use crate::error::WalError;
@@ -67,7 +69,7 @@ impl<S: Storage> Wal<S> {
         }
         for name in &names {
             let ours = name == SUPERBLOCK_TEMP_FILE
-                || name == CHECKPOINT_TEMP_FILE
+                || is_checkpoint_temp_file(name)
                 || parse_segment_file_name(name).is_some()
                 || parse_checkpoint_file_name(name).is_some();
             if ours {
@@ -115,6 +117,7 @@ impl<S: Storage> Wal<S> {
             durable_op: 0,
             rewrites: 0,
             instance: crate::wal::next_instance(),
+            checkpoint_writing: false,
             poisoned: false,
             recovery: Recovery {
                 first_op: 1,
@@ -202,6 +205,7 @@ impl<S: Storage> Wal<S> {
             durable_op: 0,
             rewrites: 0,
             instance: crate::wal::next_instance(),
+            checkpoint_writing: false,
             poisoned: false,
             recovery: Recovery::default(),
             buffer: Vec::new(),
@@ -238,7 +242,7 @@ impl<S: Storage> Wal<S> {
         for name in names {
             let stale_checkpoint =
                 parse_checkpoint_file_name(name).is_some_and(|op| op != self.checkpoint.op);
-            if stale_checkpoint || name == CHECKPOINT_TEMP_FILE || name == SUPERBLOCK_TEMP_FILE {
+            if stale_checkpoint || is_checkpoint_temp_file(name) || name == SUPERBLOCK_TEMP_FILE {
                 remove_if_present(&mut self.storage, name)?;
             }
         }

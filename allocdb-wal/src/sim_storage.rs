@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::prng::SplitMix64;
 use crate::storage::{
-    FileSyncer, Handle, Storage, StorageError, StorageErrorKind, StorageLock, StorageOp,
-    validate_name,
+    FileSyncer, FileWriter, Handle, Storage, StorageError, StorageErrorKind, StorageLock,
+    StorageOp, validate_name,
 };
 
 /// Faults and geometry of a [`SimStorage`].
@@ -403,28 +403,67 @@ impl FileSyncer for SimSyncer {
     }
 }
 
-impl Storage for SimStorage {
-    type Syncer = SimSyncer;
+/// Whole new files written detached from their [`SimStorage`]: through the same faults as the
+/// storage's own `create`, `append` and `sync`, and failing with `BadHandle` after a crash
+/// (the process that would have written them is gone).
+pub struct SimWriter {
+    disk: SimStorage,
+    crashes: u64,
+}
 
-    fn create(&mut self, name: &str) -> Result<Handle, StorageError> {
+impl FileWriter for SimWriter {
+    fn write_new(&self, name: &str, parts: &[&[u8]]) -> Result<(), StorageError> {
         validate_name(StorageOp::Create, name)?;
-        let mut disk = self.lock();
-        if disk.names.contains_key(name) {
+        // One lock for the whole file: no crash can fall between the check and the writes.
+        let mut disk = self.disk.lock();
+        if disk.crashes != self.crashes {
+            return Err(StorageError::new(
+                StorageOp::Create,
+                name,
+                StorageErrorKind::BadHandle,
+            ));
+        }
+        let inode = disk.create(name)?;
+        for part in parts {
+            disk.mutate(StorageOp::Append, name)?;
+            let offset = disk.inodes[&inode].data.len() as u64;
+            disk.write(inode, offset, part);
+        }
+        disk.sync_file(inode, name)
+    }
+}
+
+impl SimDisk {
+    /// A new, empty file named `name` (its name durable after a directory sync).
+    fn create(&mut self, name: &str) -> Result<u64, StorageError> {
+        if self.names.contains_key(name) {
             return Err(StorageError::new(
                 StorageOp::Create,
                 name,
                 StorageErrorKind::AlreadyExists,
             ));
         }
-        disk.mutate(StorageOp::Create, name)?;
-        let inode = disk.inode_next;
-        disk.inode_next += 1;
-        disk.inodes.insert(inode, Inode::default());
-        disk.names.insert(name.to_owned(), inode);
-        disk.dir_pending.push(DirOp::Create {
+        self.mutate(StorageOp::Create, name)?;
+        let inode = self.inode_next;
+        self.inode_next += 1;
+        self.inodes.insert(inode, Inode::default());
+        self.names.insert(name.to_owned(), inode);
+        self.dir_pending.push(DirOp::Create {
             name: name.to_owned(),
             inode,
         });
+        Ok(inode)
+    }
+}
+
+impl Storage for SimStorage {
+    type Syncer = SimSyncer;
+    type Writer = SimWriter;
+
+    fn create(&mut self, name: &str) -> Result<Handle, StorageError> {
+        validate_name(StorageOp::Create, name)?;
+        let mut disk = self.lock();
+        let inode = disk.create(name)?;
         Ok(disk.issue(inode, name))
     }
 
@@ -503,6 +542,13 @@ impl Storage for SimStorage {
         let mut disk = self.lock();
         let (inode, name) = disk.handle(StorageOp::Sync, handle)?;
         disk.sync_file(inode, &name)
+    }
+
+    fn writer(&mut self) -> SimWriter {
+        SimWriter {
+            crashes: self.lock().crashes,
+            disk: self.clone(),
+        }
     }
 
     fn syncer(&mut self, handle: Handle) -> Result<SimSyncer, StorageError> {

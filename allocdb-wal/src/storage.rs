@@ -31,6 +31,8 @@ impl Handle {
 pub trait Storage {
     /// Syncs one file later, from any thread (see [`Storage::syncer`]).
     type Syncer: FileSyncer;
+    /// Writes whole new files later, from any thread (see [`Storage::writer`]).
+    type Writer: FileWriter;
 
     /// Creates a new empty file. Fails with `AlreadyExists` if `name` exists.
     ///
@@ -77,6 +79,11 @@ pub trait Storage {
     /// # Errors
     /// `BadHandle`, or any other [`StorageError`].
     fn syncer(&mut self, handle: Handle) -> Result<Self::Syncer, StorageError>;
+    /// Something that writes whole new files into this storage's directory later, from any
+    /// thread, without borrowing the storage: a checkpoint's megabytes are written and synced
+    /// elsewhere while the log's owner goes on (see [`crate::Wal::checkpoint_begin`]). A crash
+    /// meanwhile makes it fail (`BadHandle`).
+    fn writer(&mut self) -> Self::Writer;
     /// Sets the file's length.
     ///
     /// # Errors
@@ -119,6 +126,17 @@ pub trait FileSyncer: Send + 'static {
     /// # Errors
     /// Any [`StorageError`]; after a failed sync the file's durable content is unknown.
     fn sync(&self) -> Result<(), StorageError>;
+}
+
+/// Whole-file writes detached from their [`Storage`] (see [`Storage::writer`]).
+pub trait FileWriter: Send + 'static {
+    /// Creates `name` (failing with `AlreadyExists` if it exists), writes `parts` one after
+    /// another and syncs the file's data, as `create`, `append` and `sync` would. Like a
+    /// `create`, the new name is durable only after the storage's `sync_directory`.
+    ///
+    /// # Errors
+    /// Any [`StorageError`]; the file may then exist with any part of `parts`.
+    fn write_new(&self, name: &str, parts: &[&[u8]]) -> Result<(), StorageError>;
 }
 
 /// Proof of a storage's exclusive lock (see [`Storage::lock_exclusive`]); dropping it releases

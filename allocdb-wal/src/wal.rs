@@ -125,6 +125,8 @@ pub struct Wal<S: Storage> {
     /// Which opening of a log this is (unique in the process): a [`crate::TailSync`] is
     /// ended only on the log that began it.
     pub(crate) instance: u64,
+    /// A [`crate::CheckpointWrite`] is out (one at a time; no other checkpoint meanwhile).
+    pub(crate) checkpoint_writing: bool,
     pub(crate) poisoned: bool,
     pub(crate) recovery: Recovery,
     pub(crate) buffer: Vec<u8>,
@@ -612,44 +614,24 @@ impl<S: Storage> Wal<S> {
         Ok(())
     }
 
-    /// Records `snapshot` as the state after `op` (`checkpoint_op() < op <= durable_op()`):
-    /// checkpoint file (temp, sync, rename, directory sync), then the superblock, then deletes
-    /// the previous checkpoint and every segment wholly covered by `op`.
+    /// Records `snapshot` as the state after `op` (`checkpoint_op() < op <= durable_op()`)
+    /// and waits for it: [`Wal::checkpoint_begin`], the write, and [`Wal::checkpoint_end`].
     ///
     /// # Errors
     /// `InvalidArgument`, `Poisoned`, or a storage error (poisons).
+    ///
+    /// # Panics
+    /// If a [`crate::CheckpointWrite`] is out.
     pub fn checkpoint(&mut self, op: Op, snapshot: &[u8]) -> Result<CheckpointInfo, WalError> {
-        self.check_usable()?;
-        if op <= self.checkpoint.op || op > self.durable_op {
-            return Err(WalError::InvalidArgument(
-                "checkpoint op must be above the current checkpoint and durable",
-            ));
-        }
-        let header = self.entry(op).header;
-        let info = CheckpointInfo {
-            op,
-            view: header.view,
-            slot: header.slot,
-            record_checksum: header.checksum,
-            snapshot_checksum: checksum128(snapshot),
-            snapshot_len: snapshot.len() as u64,
-        };
-        let result = self.install_checkpoint_file(&info, snapshot);
-        self.poison_on_error(result)?;
-        let result = self.drop_covered_segments();
-        self.poison_on_error(result)?;
-        assert_eq!(self.checkpoint.op, op);
-        assert!(self.first_op() <= op + 1);
-        Ok(info)
+        let mut write = self.checkpoint_begin(op, snapshot.to_vec())?;
+        write.run();
+        let info = self.checkpoint_end(write)?;
+        Ok(info.expect("nothing changed the log between the begin and the end"))
     }
 
-    /// Writes the checkpoint file and points the superblock at it; removes the old file.
-    fn install_checkpoint_file(
-        &mut self,
-        info: &CheckpointInfo,
-        snapshot: &[u8],
-    ) -> Result<(), WalError> {
-        write_checkpoint_file(&mut self.storage, self.config.cluster_id, info, snapshot)?;
+    /// Points the superblock at the checkpoint file of `info` (complete, synced and named
+    /// durably) and removes the previous one.
+    pub(crate) fn adopt_checkpoint_file(&mut self, info: &CheckpointInfo) -> Result<(), WalError> {
         let next = Superblock {
             sequence: self.superblock.sequence + 1,
             commit_op: self.superblock.commit_op.max(info.op),
@@ -666,7 +648,7 @@ impl<S: Storage> Wal<S> {
         Ok(())
     }
 
-    fn drop_covered_segments(&mut self) -> Result<(), WalError> {
+    pub(crate) fn drop_covered_segments(&mut self) -> Result<(), WalError> {
         while self.segments.len() > 1 && self.segments[1].first_op <= self.checkpoint.op + 1 {
             let segment = self.segments.pop_front().expect("checked length");
             while self
@@ -730,7 +712,9 @@ impl<S: Storage> Wal<S> {
                 "snapshot does not match its checksum",
             ));
         }
-        let result = self.install_checkpoint_file(info, snapshot);
+        let result =
+            write_checkpoint_file(&mut self.storage, self.config.cluster_id, info, snapshot)
+                .and_then(|()| self.adopt_checkpoint_file(info));
         self.poison_on_error(result)?;
         let result = self.reset_log();
         self.poison_on_error(result)?;

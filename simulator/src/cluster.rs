@@ -247,7 +247,7 @@ pub fn simulate(seed: u64, knobs: &Knobs) -> Observation {
         options.security = Some(allocdb_server::tls::ServerSecurity::Insecure);
         options.clock_rate_ppm = scenario.clock_rates_ppm[usize::from(index)];
         // A sync thread would run outside turmoil's schedule; a task keeps the run replayable.
-        options.log_sync = allocdb_server::log_sync::LogSyncMode::Task;
+        options.disk_jobs = allocdb_server::disk_jobs::DiskJobMode::Task;
         options.state_observer = Some(
             shared.borrow().replicas[usize::from(index)]
                 .observer

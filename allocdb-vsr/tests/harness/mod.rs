@@ -12,7 +12,9 @@ use allocdb_vsr::{
     ClientOperation, ClientRequest, Message, Outbox, Replica, ReplicaConfig, Reply, ReplyBody,
     Status, decode_message, encode_message,
 };
-use allocdb_wal::{SimConfig, SimStorage, SimSyncer, SplitMix64, TailSync};
+use allocdb_wal::{
+    CheckpointWrite, SimConfig, SimStorage, SimSyncer, SimWriter, SplitMix64, TailSync,
+};
 
 use checker::Checker;
 use workload::Client;
@@ -186,6 +188,9 @@ pub struct Node_ {
     sync: Option<TailSync<SimSyncer>>,
     /// The tick that sync began.
     sync_began: u64,
+    /// A checkpoint its driver began writing and has not handed back yet (it may have been
+    /// written already), as with the server's checkpoint thread.
+    checkpoint: Option<CheckpointWrite<SimWriter>>,
 }
 
 pub struct Cluster {
@@ -235,6 +240,23 @@ pub struct Cluster {
     /// Ticks from a replica first entering a new view to the first commit of an op prepared
     /// in that view or a later one (view-change-to-first-commit), one entry per failover.
     pub failover_ticks: Vec<u64>,
+    /// What became of the detached checkpoint writes.
+    pub checkpoint_writes: CheckpointWrites,
+}
+
+/// What became of a run's detached checkpoint writes: begun, lost with a crash while out, and
+/// ended without effect (a state transfer or truncation came first).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointWrites {
+    pub begun: u64,
+    pub crashed: u64,
+    pub outdated: u64,
+}
+
+/// Whether replica `index` of the run with `seed` writes its checkpoints off its task (as the
+/// server does) rather than inline: three replicas in four, so runs mix both.
+fn checkpoints_detached(seed: u64, index: u8) -> bool {
+    (seed + u64::from(index)) % 4 != 0
 }
 
 fn mix(digest: u64, value: u64) -> u64 {
@@ -251,11 +273,14 @@ impl Cluster {
             .map(|index| {
                 let storage =
                     SimStorage::new(SimConfig::new(options.seed ^ 0x5EED ^ u64::from(index)));
-                let replica = Replica::format(
+                let mut replica = Replica::format(
                     storage.clone(),
                     options_config(&options, index, options.seed),
                 )
                 .expect("format");
+                if checkpoints_detached(options.seed, index) {
+                    replica.detach_checkpoints();
+                }
                 Node_ {
                     replica: Some(replica),
                     storage,
@@ -268,6 +293,7 @@ impl Cluster {
                     digest_op: 0,
                     sync: None,
                     sync_began: 0,
+                    checkpoint: None,
                 }
             })
             .collect();
@@ -306,6 +332,7 @@ impl Cluster {
             view_seen: 0,
             failover_start: None,
             failover_ticks: Vec::new(),
+            checkpoint_writes: CheckpointWrites::default(),
             options,
         }
     }
@@ -622,8 +649,12 @@ impl Cluster {
     pub fn crash(&mut self, index: u8) {
         self.observe_applied(index);
         let node = &mut self.nodes[usize::from(index)];
-        // A sync in flight dies with its process (if it ran, its data is on the disk anyway).
+        // A sync or checkpoint write in flight dies with its process (if it ran, its data is
+        // on the disk anyway).
         node.sync = None;
+        if node.checkpoint.take().is_some() {
+            self.checkpoint_writes.crashed += 1;
+        }
         if node.replica.take().is_some() {
             if self.tracing {
                 println!("t{} crash {index}", self.tick);
@@ -667,7 +698,10 @@ impl Cluster {
             Replica::open(node.storage.clone(), config)
         };
         match opened {
-            Ok(replica) => {
+            Ok(mut replica) => {
+                if checkpoints_detached(self.options.seed, index) {
+                    replica.detach_checkpoints();
+                }
                 if self.tracing {
                     println!(
                         "t{} restart {index}: v{} lv{} {:?} commit {} op {}",
@@ -899,10 +933,65 @@ impl Cluster {
         self.check();
     }
 
-    /// Plays the driver's part after every step: a replica's unsynced appends are synced.
+    /// Plays the driver's part after every step: a replica's unsynced appends are synced and
+    /// a due checkpoint is written.
     fn sync_logs(&mut self) {
         for index in 0..self.count() {
             self.maybe_sync(index);
+            self.maybe_write_checkpoint(index);
+        }
+    }
+
+    /// Plays the checkpoint thread's part for a replica whose checkpoints are detached: one
+    /// write out at a time, begun after a round. With faults on, a write often stays out
+    /// across later steps — begun but not written, or written but not handed back — so
+    /// crashes, state transfers, truncations and more commits land while it is out.
+    fn maybe_write_checkpoint(&mut self, index: u8) {
+        let i = usize::from(index);
+        if self.nodes[i].replica.is_none() {
+            return;
+        }
+        if self.nodes[i].checkpoint.is_some() {
+            if self.faults_on && self.prng.up_to(15) != 0 {
+                return;
+            }
+            if !self.nodes[i]
+                .checkpoint
+                .as_ref()
+                .is_some_and(CheckpointWrite::has_run)
+            {
+                self.maybe_arm_mid_write_crash(index);
+                self.nodes[i].checkpoint.as_mut().unwrap().run();
+                if self.faults_on && self.prng.up_to(1) == 0 {
+                    return;
+                }
+            }
+            let write = self.nodes[i].checkpoint.take().unwrap();
+            self.nodes[i]
+                .replica
+                .as_mut()
+                .unwrap()
+                .checkpoint_end(write);
+        }
+        let Some(mut write) = self.nodes[i].replica.as_mut().unwrap().checkpoint_begin() else {
+            return;
+        };
+        self.checkpoint_writes.begun += 1;
+        if self.faults_on && self.prng.up_to(15) != 0 {
+            self.nodes[i].checkpoint = Some(write);
+            return;
+        }
+        self.maybe_arm_mid_write_crash(index);
+        write.run();
+        self.end_checkpoint(index, write);
+    }
+
+    fn end_checkpoint(&mut self, index: u8, write: CheckpointWrite<SimWriter>) {
+        let op = write.op();
+        let replica = self.nodes[usize::from(index)].replica.as_mut().unwrap();
+        replica.checkpoint_end(write);
+        if replica.halted().is_none() && replica.checkpoint_op() != op {
+            self.checkpoint_writes.outdated += 1;
         }
     }
 
@@ -1135,6 +1224,7 @@ impl Cluster {
             writes_checked: self.checker.writes_checked,
             reads_checked: self.checker.reads_checked,
             failover_ticks: self.failover_ticks.clone(),
+            checkpoint_writes: self.checkpoint_writes,
         })
     }
 
@@ -1196,6 +1286,7 @@ pub struct Report {
     pub writes_checked: u64,
     pub reads_checked: u64,
     pub failover_ticks: Vec<u64>,
+    pub checkpoint_writes: CheckpointWrites,
 }
 
 /// Runs one seed, converting a replica panic (an assertion catching a broken invariant)

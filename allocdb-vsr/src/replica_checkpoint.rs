@@ -1,0 +1,117 @@
+//! Checkpoints: every `checkpoint_interval_ops` applied ops the state is snapshotted so the
+//! log before it can go. Written inline by default; a driver that calls
+//! [`Replica::detach_checkpoints`] writes them away from the replica's task instead
+//! ([`Replica::checkpoint_begin`], a thread, [`Replica::checkpoint_end`]), so a checkpoint's
+//! megabytes and fsyncs never stall requests and peers (docs/replication.md, "Checkpoints
+//! are written off the replica task").
+
+use allocdb_wal::{CheckpointWrite, Storage, WalError};
+
+use crate::replica::Replica;
+
+impl<S: Storage> Replica<S> {
+    /// From now on checkpoints are not written inline as they fall due: the driver asks for
+    /// each with [`Replica::checkpoint_begin`] after every round, runs it elsewhere, and hands
+    /// it back with [`Replica::checkpoint_end`]. A driver that does not ask lets the log grow.
+    pub fn detach_checkpoints(&mut self) {
+        self.checkpoints_detached = true;
+    }
+
+    /// Whether a checkpoint is due: `checkpoint_interval_ops` ops applied since the last.
+    pub fn checkpoint_due(&self) -> bool {
+        self.commit_min >= self.wal.checkpoint_op() + self.config.checkpoint_interval_ops
+    }
+
+    /// Starts a due checkpoint for the driver to write elsewhere ([`CheckpointWrite::run`]);
+    /// `None` when none is due, one is out already, or the replica halted. Encoding the
+    /// snapshot happens here (the state is this task's); the file's write and sync do not.
+    /// Until [`Replica::checkpoint_end`] the previous checkpoint and the whole log stay, so a
+    /// crash meanwhile recovers as if this had not begun.
+    pub fn checkpoint_begin(&mut self) -> Option<CheckpointWrite<S::Writer>> {
+        if self.halted.is_some() || self.wal.checkpoint_writing() || !self.checkpoint_due() {
+            return None;
+        }
+        let result = self.snapshot_checkpoint();
+        match result {
+            Ok(write) => Some(write),
+            Err(error) => {
+                self.check_storage(Err(error));
+                None
+            }
+        }
+    }
+
+    /// The outcome of a write begun by [`Replica::checkpoint_begin`] and run since: the
+    /// checkpoint becomes current and the log before it goes (or, after a state transfer or
+    /// truncation meanwhile, nothing changes); a failed write halts the replica.
+    pub fn checkpoint_end(&mut self, write: CheckpointWrite<S::Writer>) {
+        if self.halted.is_some() {
+            return;
+        }
+        let op = write.op();
+        let result = self.wal.checkpoint_end(write).map(|info| {
+            if let Some(info) = info {
+                assert_eq!(info.op, op);
+                assert!(self.wal.checkpoint_op() <= self.commit_min);
+            }
+        });
+        self.check_storage(result);
+    }
+
+    /// A due checkpoint, written inline (unless the driver writes them: see
+    /// [`Replica::detach_checkpoints`]).
+    pub(crate) fn maybe_checkpoint(&mut self) -> Result<(), WalError> {
+        if self.checkpoints_detached || !self.checkpoint_due() {
+            return Ok(());
+        }
+        assert!(
+            !self.wal.checkpoint_writing(),
+            "inline checkpoints are never out"
+        );
+        let mut write = self.snapshot_checkpoint()?;
+        write.run();
+        let info = self.wal.checkpoint_end(write)?;
+        assert!(info.is_some(), "nothing changed the log in between");
+        Ok(())
+    }
+
+    /// Encodes the applied state and begins its checkpoint at `commit_min`.
+    fn snapshot_checkpoint(&mut self) -> Result<CheckpointWrite<S::Writer>, WalError> {
+        // A primary commits on its backups' copies while its own sync is out, so under
+        // steady load what it applied is always ahead of what its last sync covered; a
+        // checkpoint covers only durable ops, so sync here (once per interval) rather than
+        // put it off until a quiet moment that may never come.
+        if self.commit_min > self.wal.durable_op() {
+            self.settle_log()?;
+        }
+        let mut snapshot = Vec::new();
+        self.core.encode_snapshot(&mut snapshot);
+        self.wal.checkpoint_begin(self.commit_min, snapshot)
+    }
+
+    /// Checkpoints the applied state now (when its ops are durable, it is newer than the
+    /// last checkpoint, no write is out and its snapshot is at most `snapshot_bytes_max`);
+    /// whether it did.
+    pub(crate) fn checkpoint_now(
+        &mut self,
+        snapshot_bytes_max: Option<u32>,
+    ) -> Result<bool, WalError> {
+        if self.commit_min > self.wal.durable_op()
+            || self.commit_min <= self.wal.checkpoint_op()
+            || self.wal.checkpoint_writing()
+        {
+            return Ok(false);
+        }
+        let mut snapshot = Vec::new();
+        self.core.encode_snapshot(&mut snapshot);
+        if snapshot_bytes_max.is_some_and(|max| snapshot.len() as u64 > u64::from(max)) {
+            return Ok(false);
+        }
+        let mut write = self.wal.checkpoint_begin(self.commit_min, snapshot)?;
+        write.run();
+        let info = self.wal.checkpoint_end(write)?;
+        assert_eq!(info.map(|info| info.op), Some(self.commit_min));
+        assert_eq!(self.wal.checkpoint_op(), self.commit_min);
+        Ok(true)
+    }
+}

@@ -1,0 +1,344 @@
+//! A checkpoint written without stopping: the snapshot's file is written and synced by
+//! someone else (another thread) while the log's owner goes on, and the owner makes it current
+//! when it is back.
+//!
+//! [`Wal::checkpoint_begin`] takes the snapshot and hands out a [`CheckpointWrite`] holding a
+//! detached [`FileWriter`]; whoever runs it calls [`CheckpointWrite::run`], which writes and
+//! syncs `checkpoint-<op>.tmp`; [`Wal::checkpoint_end`] then renames the file, syncs the
+//! directory, points the superblock at it and drops the segments it covers. Until the end the
+//! previous checkpoint and every segment stay as they were, so a crash at any point recovers
+//! from the previous checkpoint (and removes the temporary file). A state transfer or a
+//! truncation meanwhile makes the write outdated: its end removes the file and changes
+//! nothing else.
+
+use crate::checkpoint::{
+    CheckpointInfo, checkpoint_file_name, checkpoint_temp_file_name, encode_header,
+};
+use crate::checksum::checksum128;
+use crate::error::WalError;
+use crate::storage::{FileWriter, Storage, StorageError};
+use crate::wal::{Wal, remove_if_present};
+use allocdb_core::Op;
+
+/// A checkpoint file being written, begun by [`Wal::checkpoint_begin`] and finished by
+/// [`Wal::checkpoint_end`].
+#[must_use = "a begun checkpoint counts only once it is run and ended"]
+pub struct CheckpointWrite<W> {
+    info: CheckpointInfo,
+    header: Vec<u8>,
+    snapshot: Vec<u8>,
+    temp: String,
+    rewrites: u64,
+    instance: u64,
+    writer: W,
+    ran: Option<Result<(), StorageError>>,
+}
+
+impl<W: FileWriter> CheckpointWrite<W> {
+    /// The op whose state the snapshot holds.
+    pub fn op(&self) -> Op {
+        self.info.op
+    }
+
+    /// The snapshot's length in bytes.
+    pub fn snapshot_len(&self) -> u64 {
+        self.info.snapshot_len
+    }
+
+    /// Writes and syncs the file (blocking, on any thread); the outcome is kept for
+    /// `checkpoint_end`.
+    pub fn run(&mut self) {
+        assert!(self.ran.is_none(), "a checkpoint write runs once");
+        let parts: [&[u8]; 2] = [&self.header, &self.snapshot];
+        self.ran = Some(self.writer.write_new(&self.temp, &parts));
+        // The bytes are on the disk (or never will be): free them before the hand-back.
+        self.snapshot = Vec::new();
+    }
+
+    /// Whether [`CheckpointWrite::run`] was called.
+    pub fn has_run(&self) -> bool {
+        self.ran.is_some()
+    }
+}
+
+impl<S: Storage> Wal<S> {
+    /// Starts a checkpoint of `snapshot`, the state after `op` (`checkpoint_op() < op <=
+    /// durable_op()`), to be written elsewhere ([`CheckpointWrite::run`]) while this log goes
+    /// on. One at a time: no other checkpoint is taken until it is ended.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an `op` outside those bounds, `Poisoned`, or a storage error
+    /// (poisons).
+    ///
+    /// # Panics
+    /// If a write is out already.
+    pub fn checkpoint_begin(
+        &mut self,
+        op: Op,
+        snapshot: Vec<u8>,
+    ) -> Result<CheckpointWrite<S::Writer>, WalError> {
+        assert!(!self.checkpoint_writing, "one checkpoint write at a time");
+        self.check_usable()?;
+        if op <= self.checkpoint.op || op > self.durable_op {
+            return Err(WalError::InvalidArgument(
+                "checkpoint op must be above the current checkpoint and durable",
+            ));
+        }
+        let header = self.entry(op).header;
+        let info = CheckpointInfo {
+            op,
+            view: header.view,
+            slot: header.slot,
+            record_checksum: header.checksum,
+            snapshot_checksum: checksum128(&snapshot),
+            snapshot_len: snapshot.len() as u64,
+        };
+        let temp = checkpoint_temp_file_name(op);
+        // Left by a write that died with an earlier process, or was abandoned.
+        let result = remove_if_present(&mut self.storage, &temp);
+        self.poison_on_error(result)?;
+        self.checkpoint_writing = true;
+        Ok(CheckpointWrite {
+            header: encode_header(self.config.cluster_id, &info, &snapshot),
+            info,
+            snapshot,
+            temp,
+            rewrites: self.rewrites,
+            instance: self.instance,
+            writer: self.storage.writer(),
+            ran: None,
+        })
+    }
+
+    /// Whether a [`CheckpointWrite`] is out (begun and not ended).
+    pub fn checkpoint_writing(&self) -> bool {
+        self.checkpoint_writing
+    }
+
+    /// Finishes a write begun by [`Wal::checkpoint_begin`] and run since: makes it the
+    /// current checkpoint and drops the segments it covers. Returns its info, or `None` when
+    /// ops were taken off the log meanwhile (a state transfer, a truncation): then the file
+    /// is removed and nothing else changes.
+    ///
+    /// # Errors
+    /// `Poisoned`; the write's own storage error or one of the end's (poisons).
+    ///
+    /// # Panics
+    /// If the write was not run, or another log (another opening) began it.
+    pub fn checkpoint_end(
+        &mut self,
+        write: CheckpointWrite<S::Writer>,
+    ) -> Result<Option<CheckpointInfo>, WalError> {
+        assert_eq!(
+            write.instance, self.instance,
+            "a checkpoint write is ended on the log that began it"
+        );
+        assert!(self.checkpoint_writing, "the write ended is the one out");
+        self.checkpoint_writing = false;
+        self.check_usable()?;
+        let outcome = write
+            .ran
+            .expect("a checkpoint write is run before it is ended");
+        self.poison_on_error(outcome.map_err(WalError::from))?;
+        let info = write.info;
+        if write.rewrites != self.rewrites || info.op <= self.checkpoint.op {
+            let result = remove_if_present(&mut self.storage, &write.temp);
+            self.poison_on_error(result)?;
+            return Ok(None);
+        }
+        // Nothing was taken off the log since the begin: op is still durable, same record.
+        assert!(
+            info.op <= self.durable_op,
+            "a checkpoint's op stays durable"
+        );
+        assert_eq!(
+            self.entry(info.op).header.checksum,
+            info.record_checksum,
+            "the checkpointed record is unchanged"
+        );
+        let result = self
+            .storage
+            .rename(&write.temp, &checkpoint_file_name(info.op))
+            .and_then(|()| self.storage.sync_directory())
+            .map_err(WalError::from)
+            .and_then(|()| self.adopt_checkpoint_file(&info));
+        self.poison_on_error(result)?;
+        let result = self.drop_covered_segments();
+        self.poison_on_error(result)?;
+        assert_eq!(self.checkpoint.op, info.op);
+        assert!(self.first_op() <= info.op + 1);
+        Ok(Some(info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::checkpoint::checkpoint_temp_file_name;
+    use crate::{
+        ReplicaIdentity, SimConfig, SimStorage, StorageErrorKind, Wal, WalConfig, WalError,
+    };
+
+    /// A log of 4 KiB segments whose ops 1..=`ops` (1,000 bytes each) are durable.
+    fn durable_log(disk: &SimStorage, ops: u64) -> Wal<SimStorage> {
+        let identity = ReplicaIdentity {
+            replica_index: 0,
+            replica_count: 1,
+        };
+        let mut config = WalConfig::new(7);
+        config.segment_bytes_max = 4096;
+        config.body_bytes_max = 2048;
+        let mut wal = Wal::format(disk.clone(), config, identity).unwrap();
+        for op in 1..=ops {
+            wal.append(0, op, 10, &[7; 1000]).unwrap();
+        }
+        wal.sync().unwrap();
+        wal
+    }
+
+    fn reopened(disk: &SimStorage) -> Wal<SimStorage> {
+        let mut config = WalConfig::new(7);
+        config.segment_bytes_max = 4096;
+        config.body_bytes_max = 2048;
+        Wal::open(disk.clone(), config).unwrap()
+    }
+
+    #[test]
+    fn the_log_goes_on_while_the_file_is_written_and_the_end_makes_it_current() {
+        let disk = SimStorage::new(SimConfig::new(21));
+        let mut wal = durable_log(&disk, 8);
+        let mut write = wal.checkpoint_begin(6, b"state after 6".to_vec()).unwrap();
+        assert_eq!(write.op(), 6);
+        wal.append(0, 9, 11, &[8; 1000]).unwrap();
+        wal.sync().unwrap();
+        let segments_before = wal.segments.len();
+        assert!(segments_before >= 3);
+        write.run();
+        assert_eq!(wal.checkpoint_op(), 0, "current only once ended");
+        assert_eq!(wal.first_op(), 1, "nothing dropped yet");
+        let info = wal
+            .checkpoint_end(write)
+            .unwrap()
+            .expect("nothing intervened");
+        assert_eq!((info.op, wal.checkpoint_op()), (6, 6));
+        assert!(wal.first_op() <= 7, "ops after the checkpoint stay");
+        assert!(
+            wal.segments.len() < segments_before,
+            "covered segments dropped"
+        );
+        assert!(disk.file_len(&checkpoint_temp_file_name(6)).is_none());
+        drop(wal);
+        let mut wal = reopened(&disk);
+        assert_eq!((wal.checkpoint_op(), wal.last_op()), (6, 9));
+        let checkpoint = wal.read_checkpoint().unwrap().unwrap();
+        assert_eq!(checkpoint.snapshot, b"state after 6");
+    }
+
+    #[test]
+    fn a_crash_before_the_end_recovers_from_the_previous_checkpoint() {
+        for seed in 0..32 {
+            let disk = SimStorage::new(SimConfig::new(100 + seed));
+            let mut wal = durable_log(&disk, 8);
+            wal.checkpoint(3, b"state after 3").unwrap();
+            let mut write = wal.checkpoint_begin(7, b"state after 7".to_vec()).unwrap();
+            if seed % 2 == 0 {
+                write.run();
+            }
+            disk.crash();
+            drop(write);
+            drop(wal);
+            let mut wal = reopened(&disk);
+            assert_eq!(wal.checkpoint_op(), 3, "seed {seed}");
+            assert_eq!(wal.last_op(), 8, "seed {seed}: durable ops survive");
+            let snapshot = wal.read_checkpoint().unwrap().unwrap().snapshot;
+            assert_eq!(snapshot, b"state after 3", "seed {seed}");
+            assert!(
+                disk.file_len(&checkpoint_temp_file_name(7)).is_none(),
+                "seed {seed}: recovery removes the half-made file"
+            );
+        }
+    }
+
+    #[test]
+    fn a_write_run_after_a_crash_fails_and_leaves_no_file() {
+        let disk = SimStorage::new(SimConfig::new(22));
+        let mut wal = durable_log(&disk, 4);
+        let mut write = wal.checkpoint_begin(4, b"state".to_vec()).unwrap();
+        disk.crash();
+        write.run();
+        assert!(disk.file_len(&checkpoint_temp_file_name(4)).is_none());
+        match write.ran {
+            Some(Err(error)) => assert_eq!(error.kind, StorageErrorKind::BadHandle),
+            _ => panic!("the writer of a crashed process must fail"),
+        }
+    }
+
+    #[test]
+    fn a_failed_write_poisons_the_log() {
+        let disk = SimStorage::new(SimConfig::new(23));
+        let mut wal = durable_log(&disk, 4);
+        let mut write = wal.checkpoint_begin(4, b"state".to_vec()).unwrap();
+        disk.fail_mutations_after(Some(0));
+        write.run();
+        disk.fail_mutations_after(None);
+        match wal.checkpoint_end(write) {
+            Err(WalError::Storage(error)) => assert_eq!(error.kind, StorageErrorKind::Injected),
+            other => panic!("expected the write's storage error, got {other:?}"),
+        }
+        assert!(matches!(
+            wal.append(0, 5, 10, b"five"),
+            Err(WalError::Poisoned)
+        ));
+    }
+
+    #[test]
+    fn a_state_transfer_meanwhile_makes_the_write_a_no_op() {
+        let disk = SimStorage::new(SimConfig::new(24));
+        let mut wal = durable_log(&disk, 4);
+        let mut write = wal.checkpoint_begin(4, b"ours".to_vec()).unwrap();
+        let peer_disk = SimStorage::new(SimConfig::new(25));
+        let mut peer = durable_log(&peer_disk, 10);
+        let info = peer.checkpoint(10, b"theirs").unwrap();
+        wal.install_checkpoint(&info, b"theirs").unwrap();
+        write.run();
+        assert_eq!(wal.checkpoint_end(write).unwrap(), None);
+        assert_eq!(wal.checkpoint_op(), 10);
+        assert!(disk.file_len(&checkpoint_temp_file_name(4)).is_none());
+        assert_eq!(wal.read_checkpoint().unwrap().unwrap().snapshot, b"theirs");
+        drop(wal);
+        assert_eq!(reopened(&disk).checkpoint_op(), 10);
+    }
+
+    #[test]
+    fn a_truncation_meanwhile_makes_the_write_a_no_op() {
+        let disk = SimStorage::new(SimConfig::new(26));
+        let mut wal = durable_log(&disk, 6);
+        let mut write = wal.checkpoint_begin(3, b"state after 3".to_vec()).unwrap();
+        wal.truncate_after(5).unwrap();
+        write.run();
+        assert_eq!(wal.checkpoint_end(write).unwrap(), None);
+        assert_eq!(wal.checkpoint_op(), 0);
+        // Not lost for good: the next attempt takes it.
+        wal.checkpoint(3, b"state after 3").unwrap();
+        assert_eq!(wal.checkpoint_op(), 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "one checkpoint write at a time")]
+    fn one_write_at_a_time() {
+        let disk = SimStorage::new(SimConfig::new(27));
+        let mut wal = durable_log(&disk, 4);
+        let _first = wal.checkpoint_begin(3, b"three".to_vec()).unwrap();
+        let _ = wal.checkpoint(4, b"four");
+    }
+
+    #[test]
+    #[should_panic(expected = "ended on the log that began it")]
+    fn a_write_is_ended_only_on_the_log_that_began_it() {
+        let disk = SimStorage::new(SimConfig::new(28));
+        let mut wal = durable_log(&disk, 4);
+        let mut write = wal.checkpoint_begin(4, b"state".to_vec()).unwrap();
+        write.run();
+        drop(wal);
+        let _ = reopened(&disk).checkpoint_end(write);
+    }
+}
