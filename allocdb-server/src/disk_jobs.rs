@@ -38,7 +38,25 @@ pub enum DiskJobMode {
     Thread,
     /// On a task of the driver's own runtime: the simulator's choice, where storage is in
     /// memory and the schedule must stay deterministic (no thread outside the simulation).
-    Task,
+    /// A checkpoint's parts start after `checkpoint_delay` of (simulated) time, so view
+    /// changes, state transfers and crashes land while one is out, as on a slow disk.
+    Task {
+        /// How long each checkpoint part waits before it runs.
+        checkpoint_delay: std::time::Duration,
+    },
+}
+
+impl DiskJobMode {
+    /// The mode for the log's syncs: the same, never delayed.
+    #[must_use]
+    pub fn for_syncs(self) -> DiskJobMode {
+        match self {
+            DiskJobMode::Thread => DiskJobMode::Thread,
+            DiskJobMode::Task { .. } => DiskJobMode::Task {
+                checkpoint_delay: std::time::Duration::ZERO,
+            },
+        }
+    }
 }
 
 /// Runs one kind of disk job away from the replica task and returns each, finished, through
@@ -51,11 +69,11 @@ pub struct DiskWorker<J: DiskJob> {
 
 enum Starter<J> {
     Thread(std::sync::mpsc::SyncSender<J>),
-    Task(mpsc::Sender<J>),
+    Task(mpsc::Sender<J>, std::time::Duration),
 }
 
 impl<J: DiskJob> DiskWorker<J> {
-    /// A worker running in `mode`. `Thread` starts its thread, named `name`, here; it ends
+    /// A worker running in `mode` (a `Task` delays each job by its `checkpoint_delay`). `Thread` starts its thread, named `name`, here; it ends
     /// when the worker is dropped (after the job it is running, if any).
     ///
     /// # Panics
@@ -79,7 +97,7 @@ impl<J: DiskJob> DiskWorker<J> {
                     .unwrap_or_else(|error| panic!("the {name} thread must start: {error}"));
                 Starter::Thread(jobs_tx)
             }
-            DiskJobMode::Task => Starter::Task(done_tx),
+            DiskJobMode::Task { checkpoint_delay } => Starter::Task(done_tx, checkpoint_delay),
         };
         DiskWorker {
             start,
@@ -105,9 +123,12 @@ impl<J: DiskJob> DiskWorker<J> {
             Starter::Thread(jobs) => jobs
                 .try_send(job)
                 .unwrap_or_else(|_| panic!("the disk worker's thread is idle and alive")),
-            Starter::Task(done) => {
-                let done = done.clone();
+            Starter::Task(done, delay) => {
+                let (done, delay) = (done.clone(), *delay);
                 tokio::spawn(async move {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                     job.run();
                     // The driver may have stopped meanwhile; then nobody needs the outcome.
                     let _ = done.send(job).await;

@@ -177,7 +177,7 @@ impl<S: Storage> Driver<S> {
             metrics,
             expirations: vec![filler; expirations_max],
             table_watch: TableWatch::new(&replica.config().core),
-            syncer: DiskWorker::new(options.disk_jobs, "allocdb-log-sync"),
+            syncer: DiskWorker::new(options.disk_jobs.for_syncs(), "allocdb-log-sync"),
             checkpointer: DiskWorker::new(options.disk_jobs, "allocdb-checkpoint"),
             checkpoint_began: None,
             replica,
@@ -200,6 +200,13 @@ impl<S: Storage> Driver<S> {
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            // A checkpoint so slow that the log nears its bound: wait for it rather than fill
+            // the log (in practice never: the file takes milliseconds, the bound a minute).
+            while self.replica.checkpoint_overdue() && self.checkpointer.in_flight() {
+                warn!("the checkpoint being written holds the log back; waiting for it");
+                let write = self.checkpointer.finished().await;
+                self.on_checkpointed(write);
+            }
             let first: Option<Input<S>> = tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
@@ -260,7 +267,7 @@ impl<S: Storage> Driver<S> {
         }
         // A checkpoint being written is finished too, so the next start need not replay
         // what it covers (dropping it would be safe: recovery removes the half-made file).
-        if self.checkpointer.in_flight() {
+        while self.checkpointer.in_flight() {
             let write = self.checkpointer.finished().await;
             self.on_checkpointed(write);
         }
@@ -322,19 +329,23 @@ impl<S: Storage> Driver<S> {
         }
     }
 
-    /// A checkpoint's file is written: it becomes current and the log before it goes.
+    /// A part of a checkpoint is done. After its file it becomes current and the log before
+    /// it goes: the segments' files are removed by the checkpoint thread too (the second part).
     fn on_checkpointed(&mut self, write: CheckpointWrite<S::Writer>) {
-        let (op, bytes) = (write.op(), write.snapshot_len());
-        self.replica.checkpoint_end(write);
-        let began = self.checkpoint_began.take();
-        if self.replica.checkpoint_op() == op {
-            let write_ms = began.map(|(began, _)| {
+        let (op, bytes, file) = (write.op(), write.snapshot_len(), !write.is_reclaim());
+        let next = self.replica.checkpoint_end(write);
+        if file && self.replica.checkpoint_op() == op {
+            let write_ms = self.checkpoint_began.map(|(began, _)| {
                 self.clock
                     .now()
                     .saturating_duration_since(began)
                     .as_millis()
             });
             info!(op, bytes, write_ms, "checkpoint written");
+        }
+        match next {
+            Some(next) => self.checkpointer.start(next),
+            None => self.checkpoint_began = None,
         }
     }
 

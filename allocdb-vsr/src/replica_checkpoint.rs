@@ -1,8 +1,9 @@
 //! Checkpoints: every `checkpoint_interval_ops` applied ops the state is snapshotted so the
 //! log before it can go. Written inline by default; a driver that calls
 //! [`Replica::detach_checkpoints`] writes them away from the replica's task instead
-//! ([`Replica::checkpoint_begin`], a thread, [`Replica::checkpoint_end`]), so a checkpoint's
-//! megabytes and fsyncs never stall requests and peers (docs/replication.md, "Checkpoints
+//! ([`Replica::checkpoint_begin`], a thread, [`Replica::checkpoint_end`], then the same for the
+//! removal of the covered segments), so a checkpoint's megabytes and fsyncs never stall
+//! requests and peers (docs/replication.md, "Checkpoints
 //! are written off the replica task").
 
 use allocdb_wal::{CheckpointWrite, Storage, WalError};
@@ -20,6 +21,20 @@ impl<S: Storage> Replica<S> {
     /// Whether a checkpoint is due: `checkpoint_interval_ops` ops applied since the last.
     pub fn checkpoint_due(&self) -> bool {
         self.commit_min >= self.wal.checkpoint_op() + self.config.checkpoint_interval_ops
+    }
+
+    /// Whether the checkpoint being written holds the log back: its file is still out while
+    /// the ops applied since the last checkpoint reach `checkpoint_interval_ops` plus half of
+    /// the log's remaining room (at most a second interval). The log then nears the bound
+    /// `ReplicaConfig::validate` sizes it for, so the driver must wait for the write (and end
+    /// it) before it hands this replica more work: backpressure, not a full log.
+    pub fn checkpoint_overdue(&self) -> bool {
+        if !self.wal.checkpoint_writing() {
+            return false;
+        }
+        let interval = self.config.checkpoint_interval_ops;
+        let room = self.config.wal.log_ops_max.saturating_sub(interval) / 2;
+        self.commit_min >= self.wal.checkpoint_op() + interval + room.min(interval)
     }
 
     /// Starts a due checkpoint for the driver to write elsewhere ([`CheckpointWrite::run`]);
@@ -41,21 +56,27 @@ impl<S: Storage> Replica<S> {
         }
     }
 
-    /// The outcome of a write begun by [`Replica::checkpoint_begin`] and run since: the
-    /// checkpoint becomes current and the log before it goes (or, after a state transfer or
-    /// truncation meanwhile, nothing changes); a failed write halts the replica.
-    pub fn checkpoint_end(&mut self, write: CheckpointWrite<S::Writer>) {
+    /// The outcome of a part of a checkpoint begun by [`Replica::checkpoint_begin`] and run
+    /// since. After the file: the checkpoint becomes current and the log before it leaves the
+    /// log (or, after a state transfer or truncation meanwhile, nothing changes), and the
+    /// second part, removing the covered segments' files, is returned for the driver to run
+    /// and hand back the same way. A failed part halts the replica.
+    pub fn checkpoint_end(
+        &mut self,
+        write: CheckpointWrite<S::Writer>,
+    ) -> Option<CheckpointWrite<S::Writer>> {
         if self.halted.is_some() {
-            return;
+            return None;
         }
-        let op = write.op();
-        let result = self.wal.checkpoint_end(write).map(|info| {
-            if let Some(info) = info {
-                assert_eq!(info.op, op);
-                assert!(self.wal.checkpoint_op() <= self.commit_min);
+        let result = self.wal.checkpoint_end(write);
+        assert!(self.wal.checkpoint_op() <= self.commit_min);
+        match result {
+            Ok(next) => next,
+            Err(error) => {
+                self.check_storage(Err(error));
+                None
             }
-        });
-        self.check_storage(result);
+        }
     }
 
     /// A due checkpoint, written inline (unless the driver writes them: see
@@ -68,10 +89,24 @@ impl<S: Storage> Replica<S> {
             !self.wal.checkpoint_writing(),
             "inline checkpoints are never out"
         );
-        let mut write = self.snapshot_checkpoint()?;
-        write.run();
-        let info = self.wal.checkpoint_end(write)?;
-        assert!(info.is_some(), "nothing changed the log in between");
+        let op = self.commit_min;
+        let write = self.snapshot_checkpoint()?;
+        self.write_inline(write)?;
+        assert_eq!(
+            self.wal.checkpoint_op(),
+            op,
+            "nothing changed the log in between"
+        );
+        Ok(())
+    }
+
+    /// Runs and ends every part of a checkpoint here.
+    fn write_inline(&mut self, write: CheckpointWrite<S::Writer>) -> Result<(), WalError> {
+        let mut next = Some(write);
+        while let Some(mut part) = next {
+            part.run();
+            next = self.wal.checkpoint_end(part)?;
+        }
         Ok(())
     }
 
@@ -107,10 +142,8 @@ impl<S: Storage> Replica<S> {
         if snapshot_bytes_max.is_some_and(|max| snapshot.len() as u64 > u64::from(max)) {
             return Ok(false);
         }
-        let mut write = self.wal.checkpoint_begin(self.commit_min, snapshot)?;
-        write.run();
-        let info = self.wal.checkpoint_end(write)?;
-        assert_eq!(info.map(|info| info.op), Some(self.commit_min));
+        let write = self.wal.checkpoint_begin(self.commit_min, snapshot)?;
+        self.write_inline(write)?;
         assert_eq!(self.wal.checkpoint_op(), self.commit_min);
         Ok(true)
     }

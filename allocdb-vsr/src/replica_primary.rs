@@ -627,8 +627,11 @@ impl<S: Storage> Replica<S> {
         let checkpoint_op = self.wal.checkpoint_op();
         let state = self.primary.as_mut().expect("primary");
         let last = checkpoint_op.max(state.transfer_checkpoint_op);
+        // While a checkpoint is being written none can be taken; the attempt (and its budget)
+        // waits for the next request.
         if checkpoint_op < op_min.saturating_add(transfer_min)
             && self.commit_min - last.min(self.commit_min) >= transfer_min
+            && !self.wal.checkpoint_writing()
         {
             state.transfer_checkpoint_op = self.commit_min;
             // Only a snapshot that can be sent: a checkpoint drops the ops below it, and a

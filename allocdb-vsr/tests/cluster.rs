@@ -114,8 +114,8 @@ fn many_seeds() {
     if count >= 1_000 {
         // The runs must keep reaching the cases the detached checkpoint is built for.
         assert!(
-            writes_begun > 0 && writes_crashed > 0,
-            "no checkpoint write was out at a crash"
+            writes_begun > 0 && writes_crashed > 0 && writes_outdated > 0,
+            "no checkpoint write was out at a crash, or none outdated"
         );
     }
 }
@@ -340,6 +340,41 @@ fn a_primary_with_a_slow_disk_still_checkpoints() {
         primary.commit_min(),
         primary.checkpoint_op()
     );
+}
+
+/// A checkpoint whose file takes forever (it stays out until the replica says the log is
+/// held back) must slow the replica down, not fill its log: with the log full a primary
+/// halted and, alone, could not even reopen (found by review: `the log retains its limit of
+/// 512 ops; checkpoint first`, at tick 594, when the driver did not wait).
+#[test]
+#[cfg_attr(
+    any(feature = "broken-view-change", feature = "broken-commit-quorum"),
+    ignore = "the planted bug breaks safety on purpose"
+)]
+fn a_checkpoint_that_takes_forever_holds_the_log_back_instead_of_filling_it() {
+    for replicas in [1, 3] {
+        // Replica 0 of seed 13 writes its checkpoints off its task.
+        let mut cluster = Cluster::new(Options::calm(13, replicas));
+        cluster.checkpoint_slow[0] = true;
+        steps(&mut cluster, 4_000);
+        assert!(
+            cluster.halts.is_empty() && cluster.violations().is_empty(),
+            "{replicas} replicas: halts {:?}, violations {:?}",
+            cluster.halts,
+            cluster.violations()
+        );
+        let slow = replica(&cluster, 0);
+        let log_ops_max = slow.config().wal.log_ops_max;
+        assert!(
+            slow.commit_min() > 2 * log_ops_max,
+            "{replicas} replicas: it kept committing: {}",
+            cluster.describe()
+        );
+        assert!(
+            slow.last_op() - slow.checkpoint_op() < log_ops_max,
+            "{replicas} replicas: the log stayed within its bound"
+        );
+    }
 }
 
 /// Where record `op` of a live replica's log lies on its disk: (segment file, byte offset).

@@ -5,11 +5,16 @@
 //! [`Wal::checkpoint_begin`] takes the snapshot and hands out a [`CheckpointWrite`] holding a
 //! detached [`FileWriter`]; whoever runs it calls [`CheckpointWrite::run`], which writes and
 //! syncs `checkpoint-<op>.tmp`; [`Wal::checkpoint_end`] then renames the file, syncs the
-//! directory, points the superblock at it and drops the segments it covers. Until the end the
-//! previous checkpoint and every segment stay as they were, so a crash at any point recovers
-//! from the previous checkpoint (and removes the temporary file). A state transfer or a
-//! truncation meanwhile makes the write outdated: its end removes the file and changes
-//! nothing else.
+//! directory, points the superblock at it and takes the segments it covers out of the log.
+//! Until that end the previous checkpoint and every segment stay as they were, so a crash at
+//! any point recovers from the previous checkpoint (and removes the temporary file). A state
+//! transfer or a truncation meanwhile makes the write outdated: its end removes the file and
+//! changes nothing else.
+//!
+//! Removing the covered segments (tens of megabytes each: freeing their blocks took the test
+//! machine's file system 300 ms) is the checkpoint's second part: `checkpoint_end` hands it
+//! back as another [`CheckpointWrite`], run and ended the same way. A crash before it is done
+//! leaves files recovery removes anyway.
 
 use crate::checkpoint::{
     CheckpointInfo, checkpoint_file_name, checkpoint_temp_file_name, encode_header,
@@ -20,18 +25,28 @@ use crate::storage::{FileWriter, Storage, StorageError};
 use crate::wal::{Wal, remove_if_present};
 use allocdb_core::Op;
 
-/// A checkpoint file being written, begun by [`Wal::checkpoint_begin`] and finished by
-/// [`Wal::checkpoint_end`].
+/// A part of a checkpoint for someone else to run: writing its file (from
+/// [`Wal::checkpoint_begin`]), then removing the segments it covers (from
+/// [`Wal::checkpoint_end`]); each is finished by [`Wal::checkpoint_end`].
 #[must_use = "a begun checkpoint counts only once it is run and ended"]
 pub struct CheckpointWrite<W> {
     info: CheckpointInfo,
-    header: Vec<u8>,
-    snapshot: Vec<u8>,
-    temp: String,
+    work: Work,
     rewrites: u64,
     instance: u64,
     writer: W,
     ran: Option<Result<(), StorageError>>,
+}
+
+enum Work {
+    /// Write `header` and `snapshot` to `temp` and sync it.
+    File {
+        header: Vec<u8>,
+        snapshot: Vec<u8>,
+        temp: String,
+    },
+    /// Remove the segments the (now current) checkpoint covers.
+    Reclaim { segments: Vec<String> },
 }
 
 impl<W: FileWriter> CheckpointWrite<W> {
@@ -45,14 +60,29 @@ impl<W: FileWriter> CheckpointWrite<W> {
         self.info.snapshot_len
     }
 
-    /// Writes and syncs the file (blocking, on any thread); the outcome is kept for
+    /// Whether this is the second part, removing covered segments (the checkpoint is current).
+    pub fn is_reclaim(&self) -> bool {
+        matches!(self.work, Work::Reclaim { .. })
+    }
+
+    /// Does this part's disk work (blocking, on any thread); the outcome is kept for
     /// `checkpoint_end`.
     pub fn run(&mut self) {
-        assert!(self.ran.is_none(), "a checkpoint write runs once");
-        let parts: [&[u8]; 2] = [&self.header, &self.snapshot];
-        self.ran = Some(self.writer.write_new(&self.temp, &parts));
-        // The bytes are on the disk (or never will be): free them before the hand-back.
-        self.snapshot = Vec::new();
+        assert!(self.ran.is_none(), "a checkpoint part runs once");
+        let outcome = match &mut self.work {
+            Work::File {
+                header,
+                snapshot,
+                temp,
+            } => {
+                let outcome = self.writer.write_new(temp, &[header, snapshot]);
+                // The bytes are on the disk (or never will be): free them before the hand-back.
+                *snapshot = Vec::new();
+                outcome
+            }
+            Work::Reclaim { segments } => self.writer.remove_files(segments),
+        };
+        self.ran = Some(outcome);
     }
 
     /// Whether [`CheckpointWrite::run`] was called.
@@ -99,10 +129,12 @@ impl<S: Storage> Wal<S> {
         self.poison_on_error(result)?;
         self.checkpoint_writing = true;
         Ok(CheckpointWrite {
-            header: encode_header(self.config.cluster_id, &info, &snapshot),
+            work: Work::File {
+                header: encode_header(self.config.cluster_id, &info, &snapshot),
+                snapshot,
+                temp,
+            },
             info,
-            snapshot,
-            temp,
             rewrites: self.rewrites,
             instance: self.instance,
             writer: self.storage.writer(),
@@ -110,25 +142,26 @@ impl<S: Storage> Wal<S> {
         })
     }
 
-    /// Whether a [`CheckpointWrite`] is out (begun and not ended).
+    /// Whether a [`CheckpointWrite`] is out (begun, and its last part not ended).
     pub fn checkpoint_writing(&self) -> bool {
         self.checkpoint_writing
     }
 
-    /// Finishes a write begun by [`Wal::checkpoint_begin`] and run since: makes it the
-    /// current checkpoint and drops the segments it covers. Returns its info, or `None` when
-    /// ops were taken off the log meanwhile (a state transfer, a truncation): then the file
-    /// is removed and nothing else changes.
+    /// Finishes a part of a checkpoint, run since. For the file: makes it the current
+    /// checkpoint, takes the segments it covers out of the log, and returns the second part
+    /// that removes them (`None` when it covers none). When ops were taken off the log
+    /// meanwhile (a state transfer, a truncation) the file is removed instead and nothing else
+    /// changes (`checkpoint_op()` tells). For the removal: `None`, and the checkpoint is done.
     ///
     /// # Errors
-    /// `Poisoned`; the write's own storage error or one of the end's (poisons).
+    /// `Poisoned`; the part's own storage error or one of the end's (poisons).
     ///
     /// # Panics
-    /// If the write was not run, or another log (another opening) began it.
+    /// If the part was not run, or another log (another opening) began it.
     pub fn checkpoint_end(
         &mut self,
         write: CheckpointWrite<S::Writer>,
-    ) -> Result<Option<CheckpointInfo>, WalError> {
+    ) -> Result<Option<CheckpointWrite<S::Writer>>, WalError> {
         assert_eq!(
             write.instance, self.instance,
             "a checkpoint write is ended on the log that began it"
@@ -141,8 +174,11 @@ impl<S: Storage> Wal<S> {
             .expect("a checkpoint write is run before it is ended");
         self.poison_on_error(outcome.map_err(WalError::from))?;
         let info = write.info;
+        let Work::File { temp, .. } = write.work else {
+            return Ok(None);
+        };
         if write.rewrites != self.rewrites || info.op <= self.checkpoint.op {
-            let result = remove_if_present(&mut self.storage, &write.temp);
+            let result = remove_if_present(&mut self.storage, &temp);
             self.poison_on_error(result)?;
             return Ok(None);
         }
@@ -156,18 +192,29 @@ impl<S: Storage> Wal<S> {
             info.record_checksum,
             "the checkpointed record is unchanged"
         );
+        // The new name is durable before the superblock names it.
         let result = self
             .storage
-            .rename(&write.temp, &checkpoint_file_name(info.op))
+            .rename(&temp, &checkpoint_file_name(info.op))
             .and_then(|()| self.storage.sync_directory())
             .map_err(WalError::from)
             .and_then(|()| self.adopt_checkpoint_file(&info));
         self.poison_on_error(result)?;
-        let result = self.drop_covered_segments();
-        self.poison_on_error(result)?;
         assert_eq!(self.checkpoint.op, info.op);
+        let segments = self.detach_covered_segments();
         assert!(self.first_op() <= info.op + 1);
-        Ok(Some(info))
+        if segments.is_empty() {
+            return Ok(None);
+        }
+        self.checkpoint_writing = true;
+        Ok(Some(CheckpointWrite {
+            info,
+            work: Work::Reclaim { segments },
+            rewrites: self.rewrites,
+            instance: self.instance,
+            writer: self.storage.writer(),
+            ran: None,
+        }))
     }
 }
 
@@ -211,26 +258,67 @@ mod tests {
         wal.append(0, 9, 11, &[8; 1000]).unwrap();
         wal.sync().unwrap();
         let segments_before = wal.segments.len();
+        let first_segment = wal.segments[0].name.clone();
         assert!(segments_before >= 3);
         write.run();
         assert_eq!(wal.checkpoint_op(), 0, "current only once ended");
         assert_eq!(wal.first_op(), 1, "nothing dropped yet");
-        let info = wal
+        let mut reclaim = wal
             .checkpoint_end(write)
             .unwrap()
-            .expect("nothing intervened");
-        assert_eq!((info.op, wal.checkpoint_op()), (6, 6));
+            .expect("covered segments to remove");
+        assert!(reclaim.is_reclaim());
+        assert_eq!(wal.checkpoint_op(), 6);
         assert!(wal.first_op() <= 7, "ops after the checkpoint stay");
         assert!(
             wal.segments.len() < segments_before,
-            "covered segments dropped"
+            "covered segments left the log"
+        );
+        assert!(
+            wal.checkpoint_writing(),
+            "one checkpoint until its files are gone"
+        );
+        assert!(
+            disk.file_len(&first_segment).is_some(),
+            "removed by the second part"
         );
         assert!(disk.file_len(&checkpoint_temp_file_name(6)).is_none());
+        wal.append(0, 10, 11, &[9; 1000]).unwrap();
+        reclaim.run();
+        assert!(disk.file_len(&first_segment).is_none());
+        assert!(wal.checkpoint_end(reclaim).unwrap().is_none());
+        assert!(!wal.checkpoint_writing());
+        wal.sync().unwrap();
         drop(wal);
         let mut wal = reopened(&disk);
-        assert_eq!((wal.checkpoint_op(), wal.last_op()), (6, 9));
+        assert_eq!((wal.checkpoint_op(), wal.last_op()), (6, 10));
         let checkpoint = wal.read_checkpoint().unwrap().unwrap();
         assert_eq!(checkpoint.snapshot, b"state after 6");
+    }
+
+    #[test]
+    fn a_crash_before_the_covered_segments_are_removed_leaves_them_to_recovery() {
+        for seed in 0..16 {
+            let disk = SimStorage::new(SimConfig::new(200 + seed));
+            let mut wal = durable_log(&disk, 8);
+            let first_segment = wal.segments[0].name.clone();
+            let mut write = wal.checkpoint_begin(7, b"state after 7".to_vec()).unwrap();
+            write.run();
+            let reclaim = wal
+                .checkpoint_end(write)
+                .unwrap()
+                .expect("segments to remove");
+            disk.crash();
+            drop(reclaim);
+            drop(wal);
+            let mut wal = reopened(&disk);
+            assert_eq!((wal.checkpoint_op(), wal.last_op()), (7, 8), "seed {seed}");
+            assert!(disk.file_len(&first_segment).is_none(), "seed {seed}");
+            assert_eq!(
+                wal.read_checkpoint().unwrap().unwrap().snapshot,
+                b"state after 7"
+            );
+        }
     }
 
     #[test]
@@ -282,7 +370,8 @@ mod tests {
         disk.fail_mutations_after(None);
         match wal.checkpoint_end(write) {
             Err(WalError::Storage(error)) => assert_eq!(error.kind, StorageErrorKind::Injected),
-            other => panic!("expected the write's storage error, got {other:?}"),
+            Err(other) => panic!("expected the write's storage error, got {other:?}"),
+            Ok(_) => panic!("a failed write must not end well"),
         }
         assert!(matches!(
             wal.append(0, 5, 10, b"five"),
@@ -300,7 +389,7 @@ mod tests {
         let info = peer.checkpoint(10, b"theirs").unwrap();
         wal.install_checkpoint(&info, b"theirs").unwrap();
         write.run();
-        assert_eq!(wal.checkpoint_end(write).unwrap(), None);
+        assert!(wal.checkpoint_end(write).unwrap().is_none());
         assert_eq!(wal.checkpoint_op(), 10);
         assert!(disk.file_len(&checkpoint_temp_file_name(4)).is_none());
         assert_eq!(wal.read_checkpoint().unwrap().unwrap().snapshot, b"theirs");
@@ -315,7 +404,7 @@ mod tests {
         let mut write = wal.checkpoint_begin(3, b"state after 3".to_vec()).unwrap();
         wal.truncate_after(5).unwrap();
         write.run();
-        assert_eq!(wal.checkpoint_end(write).unwrap(), None);
+        assert!(wal.checkpoint_end(write).unwrap().is_none());
         assert_eq!(wal.checkpoint_op(), 0);
         // Not lost for good: the next attempt takes it.
         wal.checkpoint(3, b"state after 3").unwrap();

@@ -143,7 +143,7 @@ impl SyncGate {
     }
 }
 
-/// Whole new files written on another thread: only the directory's path is shared.
+/// Whole-file work on another thread: only the directory's path is shared.
 pub struct FileStorageWriter {
     dir: PathBuf,
 }
@@ -164,6 +164,21 @@ impl FileWriter for FileStorageWriter {
         // its writer's caller abandons it.
         file.sync_data()
             .map_err(|error| StorageError::io(StorageOp::Sync, name, &error))
+    }
+
+    fn remove_files(&self, names: &[String]) -> Result<(), StorageError> {
+        for name in names {
+            validate_name(StorageOp::Remove, name)?;
+            match std::fs::remove_file(self.dir.join(name)) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::io(StorageOp::Remove, name, &error));
+                }
+                _ => {}
+            }
+        }
+        let label = self.dir.display().to_string();
+        sync_path(&self.dir)
+            .map_err(|error| StorageError::io(StorageOp::SyncDirectory, &label, &error))
     }
 }
 

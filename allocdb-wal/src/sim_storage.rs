@@ -403,8 +403,8 @@ impl FileSyncer for SimSyncer {
     }
 }
 
-/// Whole new files written detached from their [`SimStorage`]: through the same faults as the
-/// storage's own `create`, `append` and `sync`, and failing with `BadHandle` after a crash
+/// Whole-file work detached from its [`SimStorage`]: through the same faults as the storage's
+/// own `create`, `append`, `sync`, `remove` and `sync_directory`, and failing with `BadHandle` after a crash
 /// (the process that would have written them is gone).
 pub struct SimWriter {
     disk: SimStorage,
@@ -415,14 +415,7 @@ impl FileWriter for SimWriter {
     fn write_new(&self, name: &str, parts: &[&[u8]]) -> Result<(), StorageError> {
         validate_name(StorageOp::Create, name)?;
         // One lock for the whole file: no crash can fall between the check and the writes.
-        let mut disk = self.disk.lock();
-        if disk.crashes != self.crashes {
-            return Err(StorageError::new(
-                StorageOp::Create,
-                name,
-                StorageErrorKind::BadHandle,
-            ));
-        }
+        let mut disk = self.live(StorageOp::Create, name)?;
         let inode = disk.create(name)?;
         for part in parts {
             disk.mutate(StorageOp::Append, name)?;
@@ -430,6 +423,31 @@ impl FileWriter for SimWriter {
             disk.write(inode, offset, part);
         }
         disk.sync_file(inode, name)
+    }
+
+    fn remove_files(&self, names: &[String]) -> Result<(), StorageError> {
+        for name in names {
+            validate_name(StorageOp::Remove, name)?;
+        }
+        let mut disk = self.live(StorageOp::Remove, "/")?;
+        for name in names {
+            match disk.remove(name) {
+                Err(error) if error.kind != StorageErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        disk.sync_directory()
+    }
+}
+
+impl SimWriter {
+    /// The disk, unless it crashed since this writer was made.
+    fn live(&self, op: StorageOp, name: &str) -> Result<MutexGuard<'_, SimDisk>, StorageError> {
+        let disk = self.disk.lock();
+        if disk.crashes != self.crashes {
+            return Err(StorageError::new(op, name, StorageErrorKind::BadHandle));
+        }
+        Ok(disk)
     }
 }
 
@@ -453,6 +471,30 @@ impl SimDisk {
             inode,
         });
         Ok(inode)
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), StorageError> {
+        if !self.names.contains_key(name) {
+            return Err(StorageError::new(
+                StorageOp::Remove,
+                name,
+                StorageErrorKind::NotFound,
+            ));
+        }
+        self.mutate(StorageOp::Remove, name)?;
+        let op = DirOp::Remove {
+            name: name.to_owned(),
+        };
+        op.apply(&mut self.names);
+        self.dir_pending.push(op);
+        Ok(())
+    }
+
+    fn sync_directory(&mut self) -> Result<(), StorageError> {
+        self.mutate(StorageOp::SyncDirectory, "/")?;
+        self.durable_names = self.names.clone();
+        self.dir_pending.clear();
+        Ok(())
     }
 }
 
@@ -595,21 +637,7 @@ impl Storage for SimStorage {
 
     fn remove(&mut self, name: &str) -> Result<(), StorageError> {
         validate_name(StorageOp::Remove, name)?;
-        let mut disk = self.lock();
-        if !disk.names.contains_key(name) {
-            return Err(StorageError::new(
-                StorageOp::Remove,
-                name,
-                StorageErrorKind::NotFound,
-            ));
-        }
-        disk.mutate(StorageOp::Remove, name)?;
-        let op = DirOp::Remove {
-            name: name.to_owned(),
-        };
-        op.apply(&mut disk.names);
-        disk.dir_pending.push(op);
-        Ok(())
+        self.lock().remove(name)
     }
 
     fn list(&mut self) -> Result<Vec<String>, StorageError> {
@@ -617,11 +645,7 @@ impl Storage for SimStorage {
     }
 
     fn sync_directory(&mut self) -> Result<(), StorageError> {
-        let mut disk = self.lock();
-        disk.mutate(StorageOp::SyncDirectory, "/")?;
-        disk.durable_names = disk.names.clone();
-        disk.dir_pending.clear();
-        Ok(())
+        self.lock().sync_directory()
     }
 
     fn lock_exclusive(&mut self) -> Result<StorageLock, StorageError> {

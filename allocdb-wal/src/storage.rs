@@ -79,10 +79,11 @@ pub trait Storage {
     /// # Errors
     /// `BadHandle`, or any other [`StorageError`].
     fn syncer(&mut self, handle: Handle) -> Result<Self::Syncer, StorageError>;
-    /// Something that writes whole new files into this storage's directory later, from any
-    /// thread, without borrowing the storage: a checkpoint's megabytes are written and synced
-    /// elsewhere while the log's owner goes on (see [`crate::Wal::checkpoint_begin`]). A crash
-    /// meanwhile makes it fail (`BadHandle`).
+    /// Something that writes whole new files into this storage's directory, or removes old
+    /// ones, later, from any thread, without borrowing the storage: a checkpoint's megabytes
+    /// are written and synced, and the segments it covers removed, elsewhere while the log's
+    /// owner goes on (see [`crate::Wal::checkpoint_begin`]). A crash meanwhile makes it fail
+    /// (`BadHandle`).
     fn writer(&mut self) -> Self::Writer;
     /// Sets the file's length.
     ///
@@ -128,7 +129,7 @@ pub trait FileSyncer: Send + 'static {
     fn sync(&self) -> Result<(), StorageError>;
 }
 
-/// Whole-file writes detached from their [`Storage`] (see [`Storage::writer`]).
+/// Whole-file work detached from its [`Storage`] (see [`Storage::writer`]).
 pub trait FileWriter: Send + 'static {
     /// Creates `name` (failing with `AlreadyExists` if it exists), writes `parts` one after
     /// another and syncs the file's data, as `create`, `append` and `sync` would. Like a
@@ -137,6 +138,14 @@ pub trait FileWriter: Send + 'static {
     /// # Errors
     /// Any [`StorageError`]; the file may then exist with any part of `parts`.
     fn write_new(&self, name: &str, parts: &[&[u8]]) -> Result<(), StorageError>;
+
+    /// Removes every file of `names` that exists, then makes that durable (`sync_directory`).
+    /// Removing a log segment of tens of megabytes frees its blocks, which can take a file
+    /// system hundreds of milliseconds: work for a thread that nobody waits on.
+    ///
+    /// # Errors
+    /// Any [`StorageError`] but `NotFound`; some of the files may then be gone.
+    fn remove_files(&self, names: &[String]) -> Result<(), StorageError>;
 }
 
 /// Proof of a storage's exclusive lock (see [`Storage::lock_exclusive`]); dropping it releases

@@ -623,10 +623,16 @@ impl<S: Storage> Wal<S> {
     /// # Panics
     /// If a [`crate::CheckpointWrite`] is out.
     pub fn checkpoint(&mut self, op: Op, snapshot: &[u8]) -> Result<CheckpointInfo, WalError> {
-        let mut write = self.checkpoint_begin(op, snapshot.to_vec())?;
-        write.run();
-        let info = self.checkpoint_end(write)?;
-        Ok(info.expect("nothing changed the log between the begin and the end"))
+        let mut next = Some(self.checkpoint_begin(op, snapshot.to_vec())?);
+        while let Some(mut part) = next {
+            part.run();
+            next = self.checkpoint_end(part)?;
+        }
+        assert_eq!(
+            self.checkpoint.op, op,
+            "nothing changed the log between the begin and the end"
+        );
+        Ok(self.checkpoint)
     }
 
     /// Points the superblock at the checkpoint file of `info` (complete, synced and named
@@ -648,7 +654,12 @@ impl<S: Storage> Wal<S> {
         Ok(())
     }
 
-    pub(crate) fn drop_covered_segments(&mut self) -> Result<(), WalError> {
+    /// Takes the segments wholly covered by the checkpoint out of the log (index, handles)
+    /// and returns their names, for removal later: until they are removed, recovery removes
+    /// them itself, and no new segment takes their names (they start at or below the
+    /// checkpoint's op; new ones start after it).
+    pub(crate) fn detach_covered_segments(&mut self) -> Vec<String> {
+        let mut names = Vec::new();
         while self.segments.len() > 1 && self.segments[1].first_op <= self.checkpoint.op + 1 {
             let segment = self.segments.pop_front().expect("checked length");
             while self
@@ -659,10 +670,9 @@ impl<S: Storage> Wal<S> {
                 self.index.pop_front();
             }
             self.storage.close(segment.handle);
-            self.storage.remove(&segment.name)?;
+            names.push(segment.name);
         }
-        self.storage.sync_directory()?;
-        Ok(())
+        names
     }
 
     /// The current checkpoint, read back and verified; `None` before the first one.

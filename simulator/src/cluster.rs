@@ -247,7 +247,9 @@ pub fn simulate(seed: u64, knobs: &Knobs) -> Observation {
         options.security = Some(allocdb_server::tls::ServerSecurity::Insecure);
         options.clock_rate_ppm = scenario.clock_rates_ppm[usize::from(index)];
         // A sync thread would run outside turmoil's schedule; a task keeps the run replayable.
-        options.disk_jobs = allocdb_server::disk_jobs::DiskJobMode::Task;
+        options.disk_jobs = allocdb_server::disk_jobs::DiskJobMode::Task {
+            checkpoint_delay: Duration::from_millis(scenario.checkpoint_delay_ms),
+        };
         options.state_observer = Some(
             shared.borrow().replicas[usize::from(index)]
                 .observer

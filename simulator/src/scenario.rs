@@ -209,6 +209,9 @@ pub struct Scenario {
     /// Each replica's clock rate error in ppm (positive: fast), within
     /// [`CLOCK_DRIFT_PPM_MAX`]; all zero without clock drift.
     pub clock_rates_ppm: Vec<i32>,
+    /// How long each part of a checkpoint waits before it runs (a slow disk), so faults land
+    /// while one is out.
+    pub checkpoint_delay_ms: u64,
 }
 
 /// The pool every pool member belongs to.
@@ -252,6 +255,12 @@ impl Scenario {
         } else {
             vec![0; usize::from(replica_count)]
         };
+        // Drawn last, so every earlier draw of the seed stays as it was.
+        let checkpoint_delay_ms = if knobs.no_faults || extra.below(2) == 0 {
+            0
+        } else {
+            1 + extra.below(300)
+        };
         let scenario = Scenario {
             seed,
             replica_count,
@@ -265,6 +274,7 @@ impl Scenario {
             lying_disks: knobs.lying_disks,
             checkpoint_interval_ops,
             clock_rates_ppm,
+            checkpoint_delay_ms,
         };
         assert!(scenario.client_count >= 1);
         assert!(scenario.faults.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));

@@ -233,6 +233,9 @@ pub struct Cluster {
     /// Ticks a begun sync of replica i stays out before it runs and is handed back (a slow
     /// disk; 0: the usual random schedule).
     pub sync_delay_ticks: [u64; 5],
+    /// Replicas whose checkpoint parts stay out until the replica says the log is held back
+    /// (`Replica::checkpoint_overdue`): a disk on which a checkpoint takes forever.
+    pub checkpoint_slow: [bool; 5],
     /// Highest view any replica has entered.
     view_seen: u64,
     /// A failover in progress: (first new view, tick it appeared).
@@ -329,6 +332,7 @@ impl Cluster {
             hold_halted: false,
             sync_held: [false; 5],
             sync_delay_ticks: [0; 5],
+            checkpoint_slow: [false; 5],
             view_seen: 0,
             failover_start: None,
             failover_ticks: Vec::new(),
@@ -951,8 +955,24 @@ impl Cluster {
         if self.nodes[i].replica.is_none() {
             return;
         }
-        if self.nodes[i].checkpoint.is_some() {
-            if self.faults_on && self.prng.up_to(15) != 0 {
+        if self.nodes[i].checkpoint.is_none() {
+            let Some(write) = self.nodes[i].replica.as_mut().unwrap().checkpoint_begin() else {
+                return;
+            };
+            self.checkpoint_writes.begun += 1;
+            self.nodes[i].checkpoint = Some(write);
+        }
+        // Each part (the file, then the removal of covered segments) may stay out for steps,
+        // until the log would be held back: then the driver waits for it.
+        while self.nodes[i].checkpoint.is_some() {
+            let overdue = self.nodes[i]
+                .replica
+                .as_ref()
+                .is_some_and(Replica::checkpoint_overdue);
+            if !overdue && self.checkpoint_slow[i] {
+                return;
+            }
+            if !overdue && self.faults_on && self.prng.up_to(15) != 0 {
                 return;
             }
             if !self.nodes[i]
@@ -967,32 +987,19 @@ impl Cluster {
                 }
             }
             let write = self.nodes[i].checkpoint.take().unwrap();
-            self.nodes[i]
-                .replica
-                .as_mut()
-                .unwrap()
-                .checkpoint_end(write);
+            self.end_checkpoint(index, write);
         }
-        let Some(mut write) = self.nodes[i].replica.as_mut().unwrap().checkpoint_begin() else {
-            return;
-        };
-        self.checkpoint_writes.begun += 1;
-        if self.faults_on && self.prng.up_to(15) != 0 {
-            self.nodes[i].checkpoint = Some(write);
-            return;
-        }
-        self.maybe_arm_mid_write_crash(index);
-        write.run();
-        self.end_checkpoint(index, write);
     }
 
     fn end_checkpoint(&mut self, index: u8, write: CheckpointWrite<SimWriter>) {
-        let op = write.op();
+        let (op, file) = (write.op(), !write.is_reclaim());
         let replica = self.nodes[usize::from(index)].replica.as_mut().unwrap();
-        replica.checkpoint_end(write);
-        if replica.halted().is_none() && replica.checkpoint_op() != op {
+        let next = replica.checkpoint_end(write);
+        if file && replica.halted().is_none() && replica.checkpoint_op() != op {
             self.checkpoint_writes.outdated += 1;
         }
+        // The second part (removing covered segments) is out like the first.
+        self.nodes[usize::from(index)].checkpoint = next;
     }
 
     /// Plays the driver's part after a round (one input here): the replica's messages are
