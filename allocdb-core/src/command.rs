@@ -21,6 +21,12 @@ impl Bundle {
         ids: [0; BUNDLE_SIZE_LIMIT],
     };
 
+    /// Empties the bundle in place (the ids it held are left behind, unreachable).
+    pub fn clear(&mut self) {
+        self.len = 0;
+        assert!(self.is_empty());
+    }
+
     /// Builds a bundle from `ids`; `None` if there are more than [`BUNDLE_SIZE_LIMIT`].
     /// Duplicates and emptiness are *not* rejected here: those are result codes of `reserve`.
     pub fn from_slice(ids: &[ResourceId]) -> Option<Bundle> {
@@ -178,6 +184,19 @@ pub struct Request {
     pub operation_id: OperationId,
     /// What to do.
     pub command: Command,
+}
+
+impl Request {
+    /// A placeholder to decode into ([`crate::codec::decode_request_into`]): a `reserve` of
+    /// an empty bundle with every field zero, so a decoded `reserve` fills it in place.
+    pub const BLANK: Request = Request {
+        operation_id: 0,
+        command: Command::Reserve {
+            resources: Bundle::EMPTY,
+            holder: 0,
+            ttl_slots: 0,
+        },
+    };
 }
 
 /// The fixed-size outcome of one command. Fixed size so the dedupe table can store it and
