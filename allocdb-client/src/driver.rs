@@ -562,9 +562,11 @@ impl Driver {
             Ok(Received::Replies) => {
                 self.progress_at = Instant::now();
                 let mut replies = std::mem::take(&mut self.replies);
-                for reply in replies.drain(..) {
-                    self.on_reply(&reply);
+                // By reference: a reply is about 300 bytes, and draining moved each one.
+                for reply in &replies {
+                    self.on_reply(reply);
                 }
+                replies.clear();
                 self.replies = replies;
             }
             Ok(Received::Error(message)) => {

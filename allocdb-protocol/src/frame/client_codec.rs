@@ -274,7 +274,14 @@ fn decode_replies_into(body: &[u8], out: &mut Vec<FrameReply>) -> Result<(), Dec
     for _ in 0..count {
         let request_id = reader.u64("request_id")?;
         let tag_offset = reader.offset();
-        let body = match reader.u8("reply tag")? {
+        // Decoded in place in the list, like requests: a reply body is about 300 bytes (a
+        // lease view holds a bundle), and a built one was copied on its way into `out`.
+        out.push(FrameReply {
+            request_id,
+            body: ReplyBody::Overloaded,
+        });
+        let body = &mut out.last_mut().expect("pushed above").body;
+        *body = match reader.u8("reply tag")? {
             TAG_COMMITTED => ReplyBody::Committed {
                 op: reader.u64("committed op")?,
                 index: reader.u32("committed index")?,
@@ -301,7 +308,6 @@ fn decode_replies_into(body: &[u8], out: &mut Vec<FrameReply>) -> Result<(), Dec
                 });
             }
         };
-        out.push(FrameReply { request_id, body });
     }
     reader.finish()
 }
