@@ -400,7 +400,11 @@ fn decode_bundle_into(
     what: &'static str,
     bundle: &mut Bundle,
 ) -> Result<(), DecodeError> {
-    bundle.clear();
+    // Emptied as `Bundle::EMPTY`, not by its length alone: equality and hashing read every
+    // slot, so the slots past the length must stay zero. A fresh placeholder already is.
+    if !bundle.is_empty() {
+        *bundle = Bundle::EMPTY;
+    }
     let len = reader.u8(what)?;
     if usize::from(len) > BUNDLE_SIZE_LIMIT {
         return Err(DecodeError::TooLarge {
@@ -417,8 +421,8 @@ fn decode_bundle_into(
 }
 
 /// Reads a `reserve` into `command`, filling its bundle where it lies. A `command` that is
-/// already a `reserve` (a [`Request::BLANK`], or the list slot's previous request) is
-/// reused as it is: making it one first would write its 16 ids' worth of zeros.
+/// already a `reserve` (a [`Request::BLANK`], as every list slot starts) is reused as it
+/// is: making it one again would write its 16 ids' worth of zeros.
 fn decode_reserve_into(reader: &mut Reader, command: &mut Command) -> Result<(), DecodeError> {
     if !matches!(command, Command::Reserve { .. }) {
         *command = Request::BLANK.command;

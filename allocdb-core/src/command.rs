@@ -21,12 +21,6 @@ impl Bundle {
         ids: [0; BUNDLE_SIZE_LIMIT],
     };
 
-    /// Empties the bundle in place (the ids it held are left behind, unreachable).
-    pub fn clear(&mut self) {
-        self.len = 0;
-        assert!(self.is_empty());
-    }
-
     /// Builds a bundle from `ids`; `None` if there are more than [`BUNDLE_SIZE_LIMIT`].
     /// Duplicates and emptiness are *not* rejected here: those are result codes of `reserve`.
     pub fn from_slice(ids: &[ResourceId]) -> Option<Bundle> {
