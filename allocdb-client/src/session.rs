@@ -275,7 +275,12 @@ impl FrameReader {
                     frame::decode_replies(body, &mut self.scratch).map_err(|error| {
                         SessionError::Protocol(format!("reply frame body: {error}"))
                     })?;
-                    replies.append(&mut self.scratch);
+                    if replies.is_empty() {
+                        // The usual case: hand the decoded list over instead of copying it.
+                        std::mem::swap(replies, &mut self.scratch);
+                    } else {
+                        replies.append(&mut self.scratch);
+                    }
                     result = Some(Received::Replies);
                 }
                 FrameKind::Error => {

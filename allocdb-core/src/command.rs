@@ -180,6 +180,19 @@ pub struct Request {
     pub command: Command,
 }
 
+impl Request {
+    /// A placeholder to decode into ([`crate::codec::decode_request_into`]): a `reserve` of
+    /// an empty bundle with every field zero, so a decoded `reserve` fills it in place.
+    pub const BLANK: Request = Request {
+        operation_id: 0,
+        command: Command::Reserve {
+            resources: Bundle::EMPTY,
+            holder: 0,
+            ttl_slots: 0,
+        },
+    };
+}
+
 /// The fixed-size outcome of one command. Fixed size so the dedupe table can store it and
 /// return it unchanged to a retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -32,7 +32,8 @@ pub mod wire;
 
 pub use codec::{
     OUTCOME_ENCODED_BYTES, REQUEST_ENCODED_BYTES_MAX, RequestOrigin, decode_batch, decode_outcome,
-    decode_outcomes, decode_request, encode_batch, encode_outcome, encode_outcomes, encode_request,
+    decode_outcomes, decode_request, decode_request_into, encode_batch, encode_outcome,
+    encode_outcomes, encode_request,
 };
 pub use command::{BUNDLE_SIZE_LIMIT, Bundle, Command, DEADLINE_NONE, Outcome, Request};
 pub use config::{Config, ConfigError};

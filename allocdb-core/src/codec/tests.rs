@@ -1,9 +1,9 @@
 use super::{
     BATCH_FORMAT_VERSION, KIND_EXPIRE, LIST_HEADER_BYTES, OUTCOME_ENCODED_BYTES,
     REQUEST_ENCODED_BYTES_MAX, REQUEST_ENCODED_BYTES_MIN, RequestOrigin, batch_encoded_bytes_max,
-    command_kind, decode_batch, decode_outcome, decode_outcomes, decode_request, encode_batch,
-    encode_outcome, encode_outcomes, encode_request, outcomes_encoded_bytes_max,
-    request_encoded_bytes,
+    command_kind, decode_batch, decode_outcome, decode_outcomes, decode_request,
+    decode_request_into, encode_batch, encode_outcome, encode_outcomes, encode_request,
+    outcomes_encoded_bytes_max, request_encoded_bytes,
 };
 use crate::command::{BUNDLE_SIZE_LIMIT, Bundle, Command, Outcome, Request};
 use crate::ids::LeaseId;
@@ -115,6 +115,23 @@ fn every_kind_round_trips_with_its_documented_kind_byte() {
     // The documented, stable kind bytes: 1..=10.
     kinds_seen.sort_unstable();
     assert_eq!(kinds_seen, (1..=10).collect::<Vec<u8>>());
+}
+
+#[test]
+fn decoding_in_place_over_any_earlier_request_equals_decoding_fresh() {
+    // Every kind decoded over every kind: nothing of the earlier request may survive (a
+    // bundle's slots past its length included: equality and hashing read them).
+    let requests = every_kind();
+    for earlier in &requests {
+        for request in &requests {
+            let bytes = encode_one(request);
+            let mut slot = *earlier;
+            let mut reader = Reader::new(&bytes);
+            decode_request_into(&mut reader, RequestOrigin::Log, &mut slot).unwrap();
+            reader.finish().unwrap();
+            assert_eq!(slot, *request, "decoded over {earlier:?}");
+        }
+    }
 }
 
 #[test]

@@ -17,7 +17,7 @@
 use allocdb_core::codec::{self, KIND_EXPIRE, REQUEST_ENCODED_BYTES_MAX, RequestOrigin};
 use allocdb_core::{
     BUNDLE_SIZE_LIMIT, DecodeError, LeaseId, LeaseState, LeaseView, OUTCOME_ENCODED_BYTES,
-    PoolStats, Reader, ResourceState, ResourceView, ResultCode, Writer,
+    PoolStats, Reader, Request, ResourceState, ResourceView, ResultCode, Writer,
 };
 
 use super::{FrameError, REQUESTS_PER_FRAME_MAX};
@@ -157,7 +157,7 @@ fn decode_requests_into(body: &[u8], out: &mut Vec<FrameRequest>) -> Result<(), 
     for index in 0..count {
         let request_id = reader.u64("request_id").map_err(malformed)?;
         let tag_offset = reader.offset();
-        let operation = match reader.u8("request tag").map_err(malformed)? {
+        match reader.u8("request tag").map_err(malformed)? {
             TAG_WRITE => {
                 // Peek at the command kind (after the 16-byte operation id) so an `expire`
                 // gets its own error code rather than a generic decode error.
@@ -165,12 +165,30 @@ fn decode_requests_into(body: &[u8], out: &mut Vec<FrameRequest>) -> Result<(), 
                 if peek.take("operation_id", 16).is_ok() && peek.u8("kind") == Ok(KIND_EXPIRE) {
                     return Err(FrameError::InternalCommandFromClient { index });
                 }
-                let request =
-                    codec::decode_request(&mut reader, RequestOrigin::Client).map_err(malformed)?;
+                // Decoded in place in the list: a request is about 300 bytes, and a returned
+                // one was copied several times on its way into `out`.
+                out.push(FrameRequest {
+                    request_id,
+                    operation: ClientOperation::Write(Request::BLANK),
+                });
+                let Some(FrameRequest {
+                    operation: ClientOperation::Write(request),
+                    ..
+                }) = out.last_mut()
+                else {
+                    unreachable!("pushed a write above");
+                };
+                codec::decode_request_into(&mut reader, RequestOrigin::Client, request)
+                    .map_err(malformed)?;
                 assert!(!request.command.is_internal());
-                ClientOperation::Write(request)
             }
-            TAG_READ => decode_read(&mut reader).map_err(malformed)?,
+            TAG_READ => {
+                let operation = decode_read(&mut reader).map_err(malformed)?;
+                out.push(FrameRequest {
+                    request_id,
+                    operation,
+                });
+            }
             tag => {
                 return Err(malformed(DecodeError::Invalid {
                     what: "request tag",
@@ -178,11 +196,7 @@ fn decode_requests_into(body: &[u8], out: &mut Vec<FrameRequest>) -> Result<(), 
                     value: u64::from(tag),
                 }));
             }
-        };
-        out.push(FrameRequest {
-            request_id,
-            operation,
-        });
+        }
     }
     reader.finish().map_err(malformed)
 }
@@ -260,7 +274,14 @@ fn decode_replies_into(body: &[u8], out: &mut Vec<FrameReply>) -> Result<(), Dec
     for _ in 0..count {
         let request_id = reader.u64("request_id")?;
         let tag_offset = reader.offset();
-        let body = match reader.u8("reply tag")? {
+        // Decoded in place in the list, like requests: a reply body is about 300 bytes (a
+        // lease view holds a bundle), and a built one was copied on its way into `out`.
+        out.push(FrameReply {
+            request_id,
+            body: ReplyBody::Overloaded,
+        });
+        let body = &mut out.last_mut().expect("pushed above").body;
+        *body = match reader.u8("reply tag")? {
             TAG_COMMITTED => ReplyBody::Committed {
                 op: reader.u64("committed op")?,
                 index: reader.u32("committed index")?,
@@ -287,7 +308,6 @@ fn decode_replies_into(body: &[u8], out: &mut Vec<FrameReply>) -> Result<(), Dec
                 });
             }
         };
-        out.push(FrameReply { request_id, body });
     }
     reader.finish()
 }
