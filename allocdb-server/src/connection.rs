@@ -29,6 +29,7 @@ use crate::frame_io::{self, FramePace, FrameReader, ReadError, sleep_until_optio
 use crate::metrics::Metrics;
 use crate::net;
 use crate::peer::{self, BusOptions, Identity};
+use crate::reply_lists::ReplyLists;
 use crate::tls::{Principal, ServerSecurity};
 use allocdb_client::tls::Stream;
 
@@ -63,6 +64,8 @@ pub struct ConnectionContext {
     pub next_client: AtomicU64,
     /// TLS (and who each connection is) or plaintext.
     pub security: ServerSecurity,
+    /// Where written reply lists go back to the replica task for reuse.
+    pub reply_lists: Arc<ReplyLists>,
 }
 
 /// The bounds fixed at format that a client needs to know (all told in the welcome): the
@@ -466,8 +469,10 @@ impl<'a> Session<'a> {
                 },
                 Some(replies) = self.replies_rx.recv() => {
                     self.write_replies(&replies);
+                    self.context.reply_lists.give_back(replies);
                     while let Ok(more) = self.replies_rx.try_recv() {
                         self.write_replies(&more);
+                        self.context.reply_lists.give_back(more);
                     }
                     self.flush(write).await.map_err(|e| (None, e.to_string()))?;
                 }

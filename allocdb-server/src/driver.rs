@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use crate::clock::SlotClock;
 use crate::disk_jobs::{DiskJobMode, DiskWorker};
 use crate::metrics::Metrics;
+use crate::reply_lists::ReplyLists;
 use crate::table_watch::TableWatch;
 
 /// Inputs handled round by round, at most this many per round, so outputs flow regularly.
@@ -125,6 +126,8 @@ pub struct Driver<S: Storage> {
     clients: BTreeMap<u128, mpsc::Sender<Vec<FrameReply>>>,
     pending_messages: Vec<Vec<Message>>,
     pending_replies: BTreeMap<u128, Vec<FrameReply>>,
+    /// Reply lists the sessions wrote and gave back, for `pending_replies`.
+    reply_lists: Arc<ReplyLists>,
     /// The requests of this round's client frames (at most `INPUTS_PER_ROUND_MAX + 1`
     /// frames), handed to the replica in one call; reused.
     request_group: Vec<ClientRequest>,
@@ -172,6 +175,7 @@ impl<S: Storage> Driver<S> {
             peers,
             clients: BTreeMap::new(),
             pending_replies: BTreeMap::new(),
+            reply_lists: Arc::default(),
             request_group: Vec::with_capacity(REQUESTS_PER_FRAME_MAX as usize),
             state,
             metrics,
@@ -183,6 +187,11 @@ impl<S: Storage> Driver<S> {
             replica,
         };
         (driver, state_rx)
+    }
+
+    /// Where the client sessions give the reply lists they wrote back for reuse.
+    pub fn reply_lists(&self) -> Arc<ReplyLists> {
+        Arc::clone(&self.reply_lists)
     }
 
     /// Runs until `shutdown` turns true (after finishing the current round and syncing its
@@ -434,9 +443,10 @@ impl<S: Storage> Driver<S> {
                 request_id: reply.request_id,
                 body: reply.body,
             };
+            let reply_lists = &self.reply_lists;
             self.pending_replies
                 .entry(reply.client_id)
-                .or_default()
+                .or_insert_with(|| reply_lists.take())
                 .push(reply_frame);
         }
         assert!(self.outbox.is_empty());

@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod net;
 pub mod peer;
 pub mod progress;
+pub mod reply_lists;
 pub mod security_args;
 pub mod server;
 pub mod settings;

@@ -175,6 +175,7 @@ pub async fn run<S: Storage>(
     let core = replica.config().core;
     let health_lag_ops_max = u64::from(replica.config().pipeline_prepares_max);
     let (driver, state) = Driver::new(replica, driver_options, links, Arc::clone(&metrics));
+    let reply_lists = driver.reply_lists();
     if let Some(observer) = &options.state_observer {
         // A poisoned slot only means an observer panicked; the server does not depend on it.
         if let Ok(mut slot) = observer.lock() {
@@ -196,6 +197,7 @@ pub async fn run<S: Storage>(
         shutdown: stop_rx.clone(),
         next_client: AtomicU64::new(1),
         security: security.clone(),
+        reply_lists,
     });
     let admission = Arc::new(Admission::new(options.limits, count, Arc::clone(&metrics)));
     tokio::spawn(accept_loop(listener, context, admission, stop_rx.clone()));
@@ -212,7 +214,8 @@ pub async fn run<S: Storage>(
     let mode = security.describe();
     info!(replica = me, replicas = count, address = %listen, mode, "serving");
     let forwarder = tokio::spawn(forward_shutdown(shutdown, stop_tx.clone()));
-    let result = driver.run(control_rx, requests_rx, stop_rx).await;
+    // Boxed: the driver and its round state are large, and every caller awaits this future.
+    let result = Box::pin(driver.run(control_rx, requests_rx, stop_rx)).await;
     let _ = stop_tx.send(true);
     forwarder.abort();
     match result {

@@ -65,6 +65,8 @@ pub(crate) struct PrimaryState {
     queue: VecDeque<Queued>,
     reads: VecDeque<PendingRead>,
     scratch_expirations: Vec<Request>,
+    /// The requests of the prepare being built (reused; empty between prepares).
+    scratch_batch: Vec<Request>,
     /// The commit point at the last checkpoint taken for a state transfer (or attempted:
     /// a snapshot too large to send is not taken), so they stay rare.
     transfer_checkpoint_op: Op,
@@ -122,6 +124,7 @@ impl<S: Storage> Replica<S> {
                 };
                 expirations_max
             ],
+            scratch_batch: Vec::new(),
         });
         self.verified_op = self.wal.last_op();
         self.join = None;
@@ -329,7 +332,10 @@ impl<S: Storage> Replica<S> {
             slot.saturating_sub(drift_guard),
             &mut state.scratch_expirations,
         );
-        let mut requests: Vec<Request> = Vec::new();
+        // Reused: a batch of a thousand requests is a few hundred KiB, which the allocator would
+        // map and unmap afresh for every prepare.
+        let mut requests = std::mem::take(&mut state.scratch_batch);
+        requests.clear();
         let mut expiring: Vec<(LeaseId, Op)> = Vec::new();
         for request in &state.scratch_expirations[..due] {
             let allocdb_core::Command::Expire { lease, .. } = request.command else {
@@ -366,6 +372,7 @@ impl<S: Storage> Replica<S> {
             state.queue.pop_front();
         }
         if requests.is_empty() && !force {
+            state.scratch_batch = requests;
             return Ok(false);
         }
         assert!(
@@ -375,6 +382,7 @@ impl<S: Storage> Replica<S> {
         let mut body = Vec::with_capacity(usize::try_from(bytes).expect("bounded"));
         codec::encode_batch(&requests, &mut body);
         assert!(body.len() as u64 <= u64::from(self.config.batch_bytes_max));
+        state.scratch_batch = requests;
         state.expiring.extend(expiring);
         state.pipeline.push_back((op, routes));
         if state.view_first_op == 0 {
