@@ -169,6 +169,8 @@ impl FileWriter for FileStorageWriter {
     fn remove_files(&self, names: &[String]) -> Result<(), StorageError> {
         for name in names {
             validate_name(StorageOp::Remove, name)?;
+            shrink_gradually(&self.dir.join(name))
+                .map_err(|error| StorageError::io(StorageOp::Truncate, name, &error))?;
             match std::fs::remove_file(self.dir.join(name)) {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                     return Err(StorageError::io(StorageOp::Remove, name, &error));
@@ -180,6 +182,33 @@ impl FileWriter for FileStorageWriter {
         sync_path(&self.dir)
             .map_err(|error| StorageError::io(StorageOp::SyncDirectory, &label, &error))
     }
+}
+
+/// Bytes a segment being removed is cut by at a time.
+const SHRINK_STEP_BYTES: u64 = 1 << 20;
+/// The pause between two cuts.
+const SHRINK_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Cuts the file at `path` down to nothing a few megabytes at a time, pausing between cuts.
+/// Freeing a whole 64 MiB segment at once makes the file system's next journal commit free
+/// (and, mounted with `discard`, trim) all of it, and the log's `fdatasync` waits for that
+/// commit: measured, one second in which the p99 latency rose to 40–62 ms. In steps, each
+/// commit carries a few megabytes. A missing file is not an error (there is nothing to cut).
+fn shrink_gradually(path: &Path) -> std::io::Result<()> {
+    let file = match OpenOptions::new().write(true).open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let mut len = file.metadata()?.len();
+    while len > 0 {
+        len = len.saturating_sub(SHRINK_STEP_BYTES);
+        file.set_len(len)?;
+        if len > 0 {
+            std::thread::sleep(SHRINK_PAUSE);
+        }
+    }
+    Ok(())
 }
 
 fn sync_path(path: &Path) -> std::io::Result<()> {
@@ -354,5 +383,39 @@ mod sync_gate_tests {
             .expect_err("the failure sticks");
         assert_eq!(first, second);
         assert_eq!(second.name, "log-1");
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use crate::{FileStorage, FileWriter, Storage};
+
+    #[test]
+    fn removes_large_files_in_steps_and_skips_missing_ones() {
+        let dir = std::env::temp_dir().join(format!("allocdb-writer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut storage = FileStorage::open_dir(&dir).unwrap();
+        let big = vec![7_u8; (3 << 20) + 5];
+        let writer = storage.writer();
+        writer
+            .write_new("log-a", &[&big[..1000], &big[1000..]])
+            .unwrap();
+        writer.write_new("log-b", &[b"small"]).unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.join("log-a")).unwrap().len(),
+            big.len() as u64
+        );
+        let exists = writer.write_new("log-b", &[b"again"]).unwrap_err();
+        assert_eq!(exists.kind, crate::StorageErrorKind::AlreadyExists);
+        let names = ["log-a", "log-b", "log-missing"].map(String::from);
+        writer.remove_files(&names).unwrap();
+        assert!(
+            storage
+                .list()
+                .unwrap()
+                .iter()
+                .all(|name| !name.starts_with("log-"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
