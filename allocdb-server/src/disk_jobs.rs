@@ -1,4 +1,5 @@
-//! Where the replica's disk work runs, so that the replica task never waits for the disk.
+//! Where the replica's disk work runs, so that the replica task does not wait for the disk on
+//! its hot path.
 //!
 //! Two kinds of job leave the replica task: the log's sync (the driver begins one after handing
 //! a round's messages to the links, [`allocdb_vsr::Replica::sync_log_begin`]) and a due
@@ -73,8 +74,9 @@ enum Starter<J> {
 }
 
 impl<J: DiskJob> DiskWorker<J> {
-    /// A worker running in `mode` (a `Task` delays each job by its `checkpoint_delay`). `Thread` starts its thread, named `name`, here; it ends
-    /// when the worker is dropped (after the job it is running, if any).
+    /// A worker running in `mode` (a `Task` delays each job by its `checkpoint_delay`).
+    /// `Thread` starts its thread, named `name`, here; it ends when the worker is dropped
+    /// (after the job it is running, if any).
     ///
     /// # Panics
     /// If the operating system refuses a thread (the replica cannot run without it).

@@ -211,10 +211,15 @@ impl<S: Storage> Driver<S> {
         loop {
             // A checkpoint so slow that the log nears its bound: wait for it rather than fill
             // the log (in practice never: the file takes milliseconds, the bound a minute).
-            while self.replica.checkpoint_overdue() && self.checkpointer.in_flight() {
+            if self.replica.checkpoint_overdue() && self.checkpointer.in_flight() {
                 warn!("the checkpoint being written holds the log back; waiting for it");
-                let write = self.checkpointer.finished().await;
-                self.on_checkpointed(write);
+                tokio::select! {
+                    biased;
+                    // A disk that hangs must not keep the replica from stopping.
+                    _ = shutdown.changed() => if *shutdown.borrow() { break; },
+                    write = self.checkpointer.finished() => self.on_checkpointed(write),
+                }
+                continue;
             }
             let first: Option<Input<S>> = tokio::select! {
                 biased;
@@ -274,11 +279,14 @@ impl<S: Storage> Driver<S> {
             let sync = self.syncer.finished().await;
             self.on_synced(sync);
         }
-        // A checkpoint being written is finished too, so the next start need not replay
+        // A checkpoint file being written is finished too, so the next start need not replay
         // what it covers (dropping it would be safe: recovery removes the half-made file).
-        while self.checkpointer.in_flight() {
+        // Its removal part is not waited for: recovery removes obsolete files anyway.
+        if self.checkpointer.in_flight() {
             let write = self.checkpointer.finished().await;
-            self.on_checkpointed(write);
+            if !write.is_reclaim() {
+                let _ = self.replica.checkpoint_end(write);
+            }
         }
         self.replica.sync_log(&mut self.outbox);
         self.drain_outbox();
@@ -471,13 +479,18 @@ impl<S: Storage> Driver<S> {
             let count = u64::try_from(replies.len()).expect("bounded");
             let Some(queue) = self.clients.get(&client) else {
                 self.metrics.replies_dropped.add(count);
+                self.reply_lists.give_back(replies);
                 continue;
             };
             match queue.try_send(replies) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => self.metrics.replies_dropped.add(count),
-                Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(mpsc::error::TrySendError::Full(replies)) => {
                     self.metrics.replies_dropped.add(count);
+                    self.reply_lists.give_back(replies);
+                }
+                Err(mpsc::error::TrySendError::Closed(replies)) => {
+                    self.metrics.replies_dropped.add(count);
+                    self.reply_lists.give_back(replies);
                     self.clients.remove(&client);
                 }
             }

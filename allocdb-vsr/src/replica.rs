@@ -142,6 +142,9 @@ pub struct Replica<S: Storage> {
     /// The driver writes checkpoints away from this replica's task
     /// ([`Replica::checkpoint_begin`]); otherwise they are written inline as they fall due.
     pub(crate) checkpoints_detached: bool,
+    /// The removal part of a checkpoint written inline (for a state transfer) while
+    /// checkpoints are detached, waiting for the driver ([`Replica::checkpoint_begin`]).
+    pub(crate) checkpoint_parked: Option<allocdb_wal::CheckpointWrite<S::Writer>>,
     pub(crate) applied: VecDeque<AppliedOp>,
     pub(crate) scratch_requests: Vec<Request>,
     pub(crate) scratch_outcomes: Vec<Outcome>,
@@ -319,6 +322,7 @@ impl<S: Storage> Replica<S> {
             view_change: ViewChangeState::new(0),
             halted: None,
             checkpoints_detached: false,
+            checkpoint_parked: None,
             applied: VecDeque::with_capacity(trace_max),
             scratch_requests: Vec::with_capacity(requests_max),
             scratch_outcomes: Vec::with_capacity(requests_max),
@@ -899,6 +903,11 @@ impl<S: Storage> Replica<S> {
     /// The highest op known to be committed.
     pub fn commit_max(&self) -> Op {
         self.commit_max
+    }
+
+    /// The local log's first op (what it retains starts there).
+    pub fn first_op(&self) -> Op {
+        self.wal.first_op()
     }
 
     /// The local log's last op.

@@ -2,9 +2,10 @@
 //! log before it can go. Written inline by default; a driver that calls
 //! [`Replica::detach_checkpoints`] writes them away from the replica's task instead
 //! ([`Replica::checkpoint_begin`], a thread, [`Replica::checkpoint_end`], then the same for the
-//! removal of the covered segments), so a checkpoint's megabytes and fsyncs never stall
-//! requests and peers (docs/replication.md, "Checkpoints
-//! are written off the replica task").
+//! removal of the covered segments), so a checkpoint's megabytes never stall requests and
+//! peers (docs/replication.md, "Checkpoints are written off the replica task"). A primary's
+//! checkpoint for a state transfer is still written here (the transfer needs it now); only
+//! its removal part goes to the driver.
 
 use allocdb_wal::{CheckpointWrite, Storage, WalError};
 
@@ -24,26 +25,42 @@ impl<S: Storage> Replica<S> {
     }
 
     /// Whether the checkpoint being written holds the log back: its file is still out while
-    /// the ops applied since the last checkpoint reach `checkpoint_interval_ops` plus half of
-    /// the log's remaining room (at most a second interval). The log then nears the bound
-    /// `ReplicaConfig::validate` sizes it for, so the driver must wait for the write (and end
-    /// it) before it hands this replica more work: backpressure, not a full log.
+    /// the ops the log retains (what the WAL counts against `log_ops_max`: from its first
+    /// segment on, applied or not) come within half of the room `ReplicaConfig::validate`
+    /// leaves above one interval. The driver must then wait for the write (and end it) before
+    /// it hands this replica more work: backpressure, not a full log. The other half covers
+    /// what one round can still append (at most two pipelines: `validate` keeps
+    /// `log_ops_max - checkpoint_interval_ops >= 4 * suffix_ops_max`).
     pub fn checkpoint_overdue(&self) -> bool {
-        if !self.wal.checkpoint_writing() {
+        if !self.wal.checkpoint_writing() || self.checkpoint_parked.is_some() {
             return false;
         }
-        let interval = self.config.checkpoint_interval_ops;
-        let room = self.config.wal.log_ops_max.saturating_sub(interval) / 2;
-        self.commit_min >= self.wal.checkpoint_op() + interval + room.min(interval)
+        let log_ops_max = self.config.wal.log_ops_max;
+        let margin = log_ops_max.saturating_sub(self.config.checkpoint_interval_ops) / 2;
+        let retained = self.wal.last_op() + 1 - self.wal.first_op();
+        assert!(
+            retained <= log_ops_max,
+            "the WAL refuses appends past its bound"
+        );
+        retained + margin >= log_ops_max
     }
 
-    /// Starts a due checkpoint for the driver to write elsewhere ([`CheckpointWrite::run`]);
-    /// `None` when none is due, one is out already, or the replica halted. Encoding the
-    /// snapshot happens here (the state is this task's); the file's write and sync do not.
-    /// Until [`Replica::checkpoint_end`] the previous checkpoint and the whole log stay, so a
-    /// crash meanwhile recovers as if this had not begun.
+    /// The next part of a checkpoint for the driver to run elsewhere ([`CheckpointWrite::run`]);
+    /// `None` when none is due, one is out already, or the replica halted. A due checkpoint's
+    /// snapshot is encoded here (the state is this task's; the log is synced first if what was
+    /// applied is ahead of it); the file's write and sync are not. Until
+    /// [`Replica::checkpoint_end`] the previous checkpoint and the whole log stay, so a crash
+    /// meanwhile recovers as if this had not begun. Also hands out the removal part of a
+    /// checkpoint taken inline for a state transfer, which waited here.
     pub fn checkpoint_begin(&mut self) -> Option<CheckpointWrite<S::Writer>> {
-        if self.halted.is_some() || self.wal.checkpoint_writing() || !self.checkpoint_due() {
+        if self.halted.is_some() {
+            return None;
+        }
+        if let Some(parked) = self.checkpoint_parked.take() {
+            assert!(self.wal.checkpoint_writing(), "a parked part is still out");
+            return Some(parked);
+        }
+        if self.wal.checkpoint_writing() || !self.checkpoint_due() {
             return None;
         }
         let result = self.snapshot_checkpoint();
@@ -100,14 +117,23 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
-    /// Runs and ends every part of a checkpoint here.
+    /// Runs and ends the parts of a checkpoint here. With detached checkpoints the removal
+    /// of the covered segments waits for the driver ([`Replica::checkpoint_begin`] hands it
+    /// out): it pauses between cuts, which must never happen on this task.
     fn write_inline(&mut self, write: CheckpointWrite<S::Writer>) -> Result<(), WalError> {
-        let mut next = Some(write);
-        while let Some(mut part) = next {
+        let mut part = write;
+        loop {
             part.run();
-            next = self.wal.checkpoint_end(part)?;
+            match self.wal.checkpoint_end(part)? {
+                None => return Ok(()),
+                Some(next) if self.checkpoints_detached => {
+                    assert!(next.is_reclaim() && self.checkpoint_parked.is_none());
+                    self.checkpoint_parked = Some(next);
+                    return Ok(());
+                }
+                Some(next) => part = next,
+            }
         }
-        Ok(())
     }
 
     /// Encodes the applied state and begins its checkpoint at `commit_min`.
@@ -119,9 +145,19 @@ impl<S: Storage> Replica<S> {
         if self.commit_min > self.wal.durable_op() {
             self.settle_log()?;
         }
+        assert!(self.commit_min <= self.wal.durable_op());
+        assert!(
+            self.commit_min > self.wal.checkpoint_op(),
+            "a checkpoint is due"
+        );
         let mut snapshot = Vec::new();
         self.core.encode_snapshot(&mut snapshot);
-        self.wal.checkpoint_begin(self.commit_min, snapshot)
+        match self.wal.checkpoint_begin(self.commit_min, snapshot) {
+            Err(WalError::InvalidArgument(why)) => {
+                unreachable!("a due checkpoint of durable ops: {why}")
+            }
+            result => result,
+        }
     }
 
     /// Checkpoints the applied state now (when its ops are durable, it is newer than the

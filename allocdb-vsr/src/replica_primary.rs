@@ -65,7 +65,7 @@ pub(crate) struct PrimaryState {
     queue: VecDeque<Queued>,
     reads: VecDeque<PendingRead>,
     scratch_expirations: Vec<Request>,
-    /// The requests of the prepare being built (reused; empty between prepares).
+    /// The requests of the prepare being built (reused: cleared before each prepare).
     scratch_batch: Vec<Request>,
     /// The commit point at the last checkpoint taken for a state transfer (or attempted:
     /// a snapshot too large to send is not taken), so they stay rare.
@@ -124,7 +124,10 @@ impl<S: Storage> Replica<S> {
                 };
                 expirations_max
             ],
-            scratch_batch: Vec::new(),
+            scratch_batch: Vec::with_capacity(
+                usize::try_from(self.config.batch_requests_max).expect("u32 fits")
+                    + expirations_max,
+            ),
         });
         self.verified_op = self.wal.last_op();
         self.join = None;

@@ -11,13 +11,16 @@
 //! transfer or a truncation meanwhile makes the write outdated: its end removes the file and
 //! changes nothing else.
 //!
-//! Removing the covered segments (tens of megabytes each: freeing their blocks took the test
-//! machine's file system 300 ms) is the checkpoint's second part: `checkpoint_end` hands it
-//! back as another [`CheckpointWrite`], run and ended the same way. A crash before it is done
-//! leaves files recovery removes anyway.
+//! Removing the files it made obsolete (the covered segments, tens of megabytes each: freeing
+//! their blocks took the test machine's file system 300 ms; and the previous checkpoint) is
+//! the checkpoint's second part: `checkpoint_end` hands it back as another
+//! [`CheckpointWrite`], run and ended the same way. A crash before it is done leaves files
+//! recovery removes anyway. Its failure still halts the replica: a disk that cannot unlink
+//! is failing, and the replica would rather stop than guess what else it lost.
 
 use crate::checkpoint::{
-    CheckpointInfo, checkpoint_file_name, checkpoint_temp_file_name, encode_header,
+    CHECKPOINT_HEADER_SIZE, CheckpointInfo, checkpoint_file_name, checkpoint_temp_file_name,
+    encode_header,
 };
 use crate::checksum::checksum128;
 use crate::error::WalError;
@@ -39,48 +42,53 @@ pub struct CheckpointWrite<W> {
 }
 
 enum Work {
-    /// Write `header` and `snapshot` to `temp` and sync it.
+    /// Hash `snapshot`, write it with its header to `temp` and sync it.
     File {
-        header: Vec<u8>,
+        cluster_id: u128,
         snapshot: Vec<u8>,
         temp: String,
     },
-    /// Remove the segments the (now current) checkpoint covers.
-    Reclaim { segments: Vec<String> },
+    /// Remove the files the (now current) checkpoint made obsolete: the segments it covers
+    /// and the previous checkpoint.
+    Reclaim { files: Vec<String> },
 }
 
 impl<W: FileWriter> CheckpointWrite<W> {
-    /// The op whose state the snapshot holds.
+    /// The op whose state the snapshot holds (for either part: the checkpoint's).
     pub fn op(&self) -> Op {
         self.info.op
     }
 
-    /// The snapshot's length in bytes.
+    /// The snapshot's length in bytes (for either part: the checkpoint's).
     pub fn snapshot_len(&self) -> u64 {
         self.info.snapshot_len
     }
 
-    /// Whether this is the second part, removing covered segments (the checkpoint is current).
+    /// Whether this is the second part, removing obsolete files (the checkpoint is current).
     pub fn is_reclaim(&self) -> bool {
         matches!(self.work, Work::Reclaim { .. })
     }
 
     /// Does this part's disk work (blocking, on any thread); the outcome is kept for
-    /// `checkpoint_end`.
+    /// `checkpoint_end`. Hashing the snapshot happens here too: megabytes, off the owner.
     pub fn run(&mut self) {
         assert!(self.ran.is_none(), "a checkpoint part runs once");
         let outcome = match &mut self.work {
             Work::File {
-                header,
+                cluster_id,
                 snapshot,
                 temp,
             } => {
-                let outcome = self.writer.write_new(temp, &[header, snapshot]);
+                assert_eq!(snapshot.len() as u64, self.info.snapshot_len);
+                self.info.snapshot_checksum = checksum128(snapshot);
+                let header = encode_header(*cluster_id, &self.info, snapshot);
+                assert_eq!(header.len(), CHECKPOINT_HEADER_SIZE as usize);
+                let outcome = self.writer.write_new(temp, &[&header, snapshot]);
                 // The bytes are on the disk (or never will be): free them before the hand-back.
                 *snapshot = Vec::new();
                 outcome
             }
-            Work::Reclaim { segments } => self.writer.remove_files(segments),
+            Work::Reclaim { files } => self.writer.remove_files(files),
         };
         self.ran = Some(outcome);
     }
@@ -120,7 +128,8 @@ impl<S: Storage> Wal<S> {
             view: header.view,
             slot: header.slot,
             record_checksum: header.checksum,
-            snapshot_checksum: checksum128(&snapshot),
+            // Filled in by `run`, before anything reads it.
+            snapshot_checksum: 0,
             snapshot_len: snapshot.len() as u64,
         };
         let temp = checkpoint_temp_file_name(op);
@@ -130,7 +139,7 @@ impl<S: Storage> Wal<S> {
         self.checkpoint_writing = true;
         Ok(CheckpointWrite {
             work: Work::File {
-                header: encode_header(self.config.cluster_id, &info, &snapshot),
+                cluster_id: self.config.cluster_id,
                 snapshot,
                 temp,
             },
@@ -175,6 +184,10 @@ impl<S: Storage> Wal<S> {
         self.poison_on_error(outcome.map_err(WalError::from))?;
         let info = write.info;
         let Work::File { temp, .. } = write.work else {
+            assert!(
+                info.op <= self.checkpoint.op,
+                "its checkpoint was made current"
+            );
             return Ok(None);
         };
         if write.rewrites != self.rewrites || info.op <= self.checkpoint.op {
@@ -199,17 +212,19 @@ impl<S: Storage> Wal<S> {
             .and_then(|()| self.storage.sync_directory())
             .map_err(WalError::from)
             .and_then(|()| self.adopt_checkpoint_file(&info));
-        self.poison_on_error(result)?;
+        let previous = self.poison_on_error(result)?;
         assert_eq!(self.checkpoint.op, info.op);
-        let segments = self.detach_covered_segments();
+        let mut files = self.detach_covered_segments();
         assert!(self.first_op() <= info.op + 1);
-        if segments.is_empty() {
+        files.extend(previous);
+        if files.is_empty() {
             return Ok(None);
         }
         self.checkpoint_writing = true;
         Ok(Some(CheckpointWrite {
             info,
-            work: Work::Reclaim { segments },
+            work: Work::Reclaim { files },
+            // Not read for a removal: nothing it does depends on the log's ops.
             rewrites: self.rewrites,
             instance: self.instance,
             writer: self.storage.writer(),

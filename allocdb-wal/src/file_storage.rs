@@ -391,7 +391,7 @@ mod writer_tests {
     use crate::{FileStorage, FileWriter, Storage};
 
     #[test]
-    fn removes_large_files_in_steps_and_skips_missing_ones() {
+    fn writes_new_files_once_and_removes_large_and_missing_ones() {
         let dir = std::env::temp_dir().join(format!("allocdb-writer-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut storage = FileStorage::open_dir(&dir).unwrap();

@@ -404,8 +404,8 @@ impl FileSyncer for SimSyncer {
 }
 
 /// Whole-file work detached from its [`SimStorage`]: through the same faults as the storage's
-/// own `create`, `append`, `sync`, `remove` and `sync_directory`, and failing with `BadHandle` after a crash
-/// (the process that would have written them is gone).
+/// own `create`, `append`, `sync`, `remove` and `sync_directory`, and failing with
+/// `BadHandle` after a crash (the process that would have done it is gone).
 pub struct SimWriter {
     disk: SimStorage,
     crashes: u64,

@@ -636,8 +636,16 @@ impl<S: Storage> Wal<S> {
     }
 
     /// Points the superblock at the checkpoint file of `info` (complete, synced and named
-    /// durably) and removes the previous one.
-    pub(crate) fn adopt_checkpoint_file(&mut self, info: &CheckpointInfo) -> Result<(), WalError> {
+    /// durably); returns the previous checkpoint's file name, for the caller to remove
+    /// (recovery removes it too if the caller does not get to it).
+    pub(crate) fn adopt_checkpoint_file(
+        &mut self,
+        info: &CheckpointInfo,
+    ) -> Result<Option<String>, WalError> {
+        assert!(
+            info.op > self.checkpoint.op,
+            "checkpoints only move forward"
+        );
         let next = Superblock {
             sequence: self.superblock.sequence + 1,
             commit_op: self.superblock.commit_op.max(info.op),
@@ -648,10 +656,7 @@ impl<S: Storage> Wal<S> {
         next.write(&mut self.storage, self.superblock_handle)?;
         self.superblock = next;
         let previous = std::mem::replace(&mut self.checkpoint, *info);
-        if previous.op > 0 {
-            remove_if_present(&mut self.storage, &checkpoint_file_name(previous.op))?;
-        }
-        Ok(())
+        Ok((previous.op > 0).then(|| checkpoint_file_name(previous.op)))
     }
 
     /// Takes the segments wholly covered by the checkpoint out of the log (index, handles)
@@ -662,6 +667,10 @@ impl<S: Storage> Wal<S> {
         let mut names = Vec::new();
         while self.segments.len() > 1 && self.segments[1].first_op <= self.checkpoint.op + 1 {
             let segment = self.segments.pop_front().expect("checked length");
+            assert!(
+                segment.first_op <= self.checkpoint.op,
+                "only covered segments go"
+            );
             while self
                 .index
                 .front()
@@ -724,7 +733,11 @@ impl<S: Storage> Wal<S> {
         }
         let result =
             write_checkpoint_file(&mut self.storage, self.config.cluster_id, info, snapshot)
-                .and_then(|()| self.adopt_checkpoint_file(info));
+                .and_then(|()| self.adopt_checkpoint_file(info))
+                .and_then(|previous| match previous {
+                    Some(name) => remove_if_present(&mut self.storage, &name),
+                    None => Ok(()),
+                });
         self.poison_on_error(result)?;
         let result = self.reset_log();
         self.poison_on_error(result)?;
