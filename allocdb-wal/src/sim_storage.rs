@@ -431,6 +431,13 @@ impl FileWriter for SimWriter {
         }
         let mut disk = self.live(StorageOp::Remove, "/")?;
         for name in names {
+            // As `FileStorage` does, a file is cut down before it goes: a crash in between
+            // leaves it shorter (unsynced cuts may or may not survive) under its old name.
+            if let Some(&inode) = disk.names.get(name) {
+                disk.mutate(StorageOp::Truncate, name)?;
+                let half = disk.inodes[&inode].data.len() as u64 / 2;
+                disk.set_len(inode, half);
+            }
             match disk.remove(name) {
                 Err(error) if error.kind != StorageErrorKind::NotFound => return Err(error),
                 _ => {}
