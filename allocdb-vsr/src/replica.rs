@@ -393,13 +393,7 @@ impl<S: Storage> Replica<S> {
             return None;
         }
         let result = self.wal.sync_begin();
-        match result {
-            Ok(sync) => sync,
-            Err(error) => {
-                self.check_storage(Err(error));
-                None
-            }
-        }
+        self.halt_on_error(result).flatten()
     }
 
     /// The outcome of a sync begun by [`Replica::sync_log_begin`] and run since: what it made
@@ -617,11 +611,20 @@ impl<S: Storage> Replica<S> {
     /// A storage error leaves the log's state unknown: halt (fail-stop). The driver drops
     /// the replica and reopens it from disk, exactly as after a crash.
     pub(crate) fn check_storage(&mut self, result: Result<(), WalError>) {
-        if let Err(error) = result {
-            self.halted = Some(format!(
-                "replica {} halted on a storage error: {error}",
-                self.config.replica_index
-            ));
+        let _ = self.halt_on_error(result);
+    }
+
+    /// The value, or `None` after halting on the storage error.
+    pub(crate) fn halt_on_error<T>(&mut self, result: Result<T, WalError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.halted = Some(format!(
+                    "replica {} halted on a storage error: {error}",
+                    self.config.replica_index
+                ));
+                None
+            }
         }
     }
 

@@ -64,13 +64,7 @@ impl<S: Storage> Replica<S> {
             return None;
         }
         let result = self.snapshot_checkpoint();
-        match result {
-            Ok(write) => Some(write),
-            Err(error) => {
-                self.check_storage(Err(error));
-                None
-            }
-        }
+        self.halt_on_error(result)
     }
 
     /// The outcome of a part of a checkpoint begun by [`Replica::checkpoint_begin`] and run
@@ -87,13 +81,7 @@ impl<S: Storage> Replica<S> {
         }
         let result = self.wal.checkpoint_end(write);
         assert!(self.wal.checkpoint_op() <= self.commit_min);
-        match result {
-            Ok(next) => next,
-            Err(error) => {
-                self.check_storage(Err(error));
-                None
-            }
-        }
+        self.halt_on_error(result).flatten()
     }
 
     /// A due checkpoint, written inline (unless the driver writes them: see
