@@ -77,14 +77,20 @@ pub struct BenchmarkArgs {
     /// Concurrent clients (each one call at a time).
     #[arg(long, default_value_t = 256)]
     pub clients: u32,
-    /// Client connections the clients share (calls on one connection are coalesced).
-    #[arg(long, default_value_t = 1)]
+    /// Client connections the clients share (calls on one connection are coalesced). Two
+    /// by default: while one connection's frame is in the cluster, the other's answers are
+    /// handled and its next frame cut, so the stages of a commit overlap.
+    #[arg(long, default_value_t = 2)]
     pub connections: u32,
     /// Frames each connection may have unanswered; calls made meanwhile wait and leave
     /// together (fewer frames in flight = bigger batches, more queueing). The client
     /// library's default.
     #[arg(long, default_value_t = allocdb_client::FRAMES_IN_FLIGHT_DEFAULT)]
     pub frames_in_flight: u32,
+    /// Threads of the load generator's runtime (its clients' tasks and connections); one
+    /// keeps every client's calls and its connection on one thread.
+    #[arg(long, default_value_t = 1, value_parser = crate::runtime_threads::parser())]
+    pub runtime_threads: u16,
     /// What the clients do.
     #[arg(long, value_enum, default_value_t = Workload::Uncontended)]
     pub workload: Workload,
@@ -106,11 +112,7 @@ pub struct BenchmarkArgs {
 /// Runs the benchmark: progress lines and the answer counts on stderr, the summary line on
 /// stdout; exit 1 on a refusal the workload does not explain or an error.
 pub fn run(args: &BenchmarkArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime_threads::build(args.runtime_threads) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("allocdb benchmark: cannot start a runtime: {error}");
@@ -272,9 +274,11 @@ async fn connect(
     args: &BenchmarkArgs,
 ) -> Result<Vec<Client>, String> {
     let mut clients = Vec::new();
-    for _ in 0..args.connections {
+    // No idle connection when there are fewer clients than connections.
+    let connections = args.connections.min(args.clients);
+    for _ in 0..connections {
         let mut options = ClientOptions::new(addresses.to_vec(), cluster_id);
-        options.in_flight_max = args.clients.div_ceil(args.connections).max(1);
+        options.in_flight_max = args.clients.div_ceil(connections).max(1);
         options.frames_in_flight_max = args.frames_in_flight.max(1);
         options.security = Some(security.clone());
         clients.push(

@@ -160,6 +160,10 @@ pub struct StartArgs {
     /// Bounds on connections (see docs/operations.md, "Connection limits").
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Threads for connections and peer links: 1 runs them on the replica's own thread (no
+    /// wake-ups between threads); more run them on that many workers beside it.
+    #[arg(long, default_value_t = 1, value_parser = crate::runtime_threads::parser())]
+    pub runtime_threads: u16,
     /// The data directory made by `allocdb format`.
     pub data_dir: PathBuf,
 }
@@ -334,15 +338,6 @@ pub fn format(args: &FormatArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    // Two workers: the replica task runs on the main thread (block_on), so its synchronous
-    // fsyncs never stall the connection tasks.
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-}
-
 /// The runtime options `start`'s flags give, with the replica's certificates loaded.
 fn runtime_options(args: &StartArgs, settings: &ClusterSettings) -> Result<RuntimeOptions, String> {
     let security = args.security.server_security(
@@ -435,7 +430,7 @@ pub fn start(args: &StartArgs) -> ExitCode {
         Ok(options) => options,
         Err(error) => return usage_error(&error),
     };
-    let runtime = match runtime() {
+    let runtime = match crate::runtime_threads::build(args.runtime_threads) {
         Ok(runtime) => runtime,
         Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
     };

@@ -36,6 +36,7 @@ pub mod net;
 pub mod peer;
 pub mod progress;
 pub mod reply_lists;
+pub mod runtime_threads;
 pub mod security_args;
 pub mod server;
 pub mod settings;

@@ -173,7 +173,18 @@ async fn call_primary(
 
 #[tokio::test]
 async fn three_replicas_replicate_and_fail_over() {
-    let mut cluster = Cluster::start("three", 3, &[]);
+    replicate_and_fail_over(Cluster::start("three", 3, &[])).await;
+}
+
+/// The same with connections and peer links on worker threads beside the replica's own
+/// (`--runtime-threads`; the default runs them all on one thread).
+#[tokio::test]
+async fn three_replicas_with_runtime_workers_replicate_and_fail_over() {
+    let flags = ["--runtime-threads", "3"];
+    replicate_and_fail_over(Cluster::start_with("three-workers", 3, &[], &flags)).await;
+}
+
+async fn replicate_and_fail_over(mut cluster: Cluster) {
     let first_primary = cluster.primary().await;
     // A backup answers not_primary and names the primary.
     let backup = (first_primary + 1) % 3;

@@ -360,6 +360,25 @@ fn start_on_a_bad_data_dir_or_a_taken_port_exits_2_with_the_reason() {
         "{}",
         text(&busy.stderr)
     );
+    for threads in ["0", "65", "many"] {
+        let refused = allocdb(&[
+            "start",
+            "--insecure",
+            "--addresses",
+            &address,
+            "--replica",
+            "0",
+            "--runtime-threads",
+            threads,
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&refused), 2, "--runtime-threads {threads}");
+        assert!(
+            text(&refused.stderr).contains("--runtime-threads"),
+            "{}",
+            text(&refused.stderr)
+        );
+    }
     std::fs::remove_dir_all(&root).unwrap();
 }
 
