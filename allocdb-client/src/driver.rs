@@ -48,6 +48,10 @@ use crate::tls::Transport;
 /// Consecutive `not_primary` hops followed without pausing; more means replicas disagree
 /// (a view change in progress), so the driver backs off instead of spinning.
 const HOPS_WITHOUT_BACKOFF_MAX: u32 = 8;
+/// Finished calls' deadlines the heap may hold beyond twice the pending calls before it is
+/// rebuilt (see `Driver::forget_finished_deadlines`): rebuilding a tiny heap every call would
+/// cost more than it saves.
+const DEADLINES_SLACK: usize = 64;
 
 /// Request ids of the driver's own requests (`register_session`) have this bit set; callers'
 /// request ids count up from 1 and never reach it.
@@ -882,6 +886,27 @@ impl Driver {
             let _ = reply.send(result.map(|body| Answer { body, operation_id }));
         }
         drop(pending.call.permit);
+        self.forget_finished_deadlines();
+    }
+
+    /// Drops the deadlines of finished calls once they outnumber the pending calls. An answered
+    /// call's deadline stays in the heap until it passes (`expire_deadlines` skips it); left
+    /// there, a client answering 400,000 calls a second with the 10 s default timeout held
+    /// four million of them, and every push and pop missed the cache. Rebuilt only when it
+    /// holds more than twice the pending calls plus a slack, so each rebuild is paid for by
+    /// the calls finished since the previous one.
+    fn forget_finished_deadlines(&mut self) {
+        if self.deadlines.len() > 2 * self.pending.len() + DEADLINES_SLACK {
+            let pending = &self.pending;
+            self.deadlines
+                .retain(|Reverse((_, request_id))| pending.contains_key(request_id));
+        }
+        assert!(
+            self.deadlines.len() <= 2 * self.pending.len() + DEADLINES_SLACK,
+            "the deadline heap holds {} entries for {} pending calls",
+            self.deadlines.len(),
+            self.pending.len()
+        );
     }
 
     fn next_wake(&self) -> Instant {
