@@ -23,6 +23,8 @@
 #   ALLOCDB_STOP_WAIT      seconds `stop` waits after SIGTERM before SIGKILL (default: 10)
 #   ALLOCDB_FORMAT_ARGS    extra `allocdb format` flags, word-split (default: --dedupe-window-slots 6000,
 #                          a 60 s retry window as in deploy/docker; see docs/operations.md, "Capacity")
+#   ALLOCDB_START_ARGS     extra `allocdb start` flags, word-split (default: none), e.g.
+#                          "--runtime-threads 2 --connections-per-address-max 256"
 #   ALLOCDB_INSECURE=1     at `format`: run this cluster in plaintext (`--insecure` everywhere) instead
 #                          of TLS; only for tests on a machine nobody else can reach
 #
@@ -161,8 +163,9 @@ start_one() {
         return 0
     fi
     # setsid: the replica must not die with the shell that started it (or get its Ctrl-C).
+    # shellcheck disable=SC2086 # word-splitting the extra flags is the point
     setsid "$bin" start "${tls_args[@]}" --addresses "$(addresses)" --replica "$i" \
-        --metrics "127.0.0.1:$((metrics_port + i))" "$dir/data" \
+        --metrics "127.0.0.1:$((metrics_port + i))" ${ALLOCDB_START_ARGS:-} "$dir/data" \
         </dev/null >>"$dir/allocdb.log" 2>&1 &
     echo $! >"$dir/allocdb.pid"
     echo "replica $i started (pid $!, log $dir/allocdb.log)"
