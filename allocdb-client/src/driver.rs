@@ -28,7 +28,7 @@
 //! otherwise), so that call too is indefinite: it may have executed, it never will again.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -48,10 +48,10 @@ use crate::tls::Transport;
 /// Consecutive `not_primary` hops followed without pausing; more means replicas disagree
 /// (a view change in progress), so the driver backs off instead of spinning.
 const HOPS_WITHOUT_BACKOFF_MAX: u32 = 8;
-/// Finished calls' deadlines the heap may hold beyond twice the pending calls before it is
-/// rebuilt (see `Driver::forget_finished_deadlines`): rebuilding a tiny heap every call would
-/// cost more than it saves.
-const DEADLINES_SLACK: usize = 64;
+/// What finished calls may leave behind beyond twice the pending calls before it is dropped
+/// (see `Driver::forget_finished_calls`): rebuilding tiny queues every call would cost more
+/// than it saves.
+const FINISHED_SLACK: usize = 64;
 
 /// Request ids of the driver's own requests (`register_session`) have this bit set; callers'
 /// request ids count up from 1 and never reach it.
@@ -184,7 +184,7 @@ pub(crate) struct Driver {
     /// Request numbers of the live session.
     numbering: Numbering,
     /// Calls waiting for a session key, in call order.
-    awaiting_key: std::collections::BTreeSet<u64>,
+    awaiting_key: BTreeSet<u64>,
     /// The pending `register_session`, if any.
     register_request: Option<u64>,
     /// Where the live session was registered (answered to `session_only` calls).
@@ -224,7 +224,7 @@ impl Driver {
         let numbering = Numbering::new(key_window(&options, &session.welcome));
         Driver {
             numbering,
-            awaiting_key: std::collections::BTreeSet::new(),
+            awaiting_key: BTreeSet::new(),
             register_request: None,
             session_position: (0, 0),
             register_failures: 0,
@@ -805,9 +805,8 @@ impl Driver {
                 .map(|(id, _)| *id),
         );
         // Calls waiting out a backoff keep waiting; `flush` skips nothing else.
-        for Reverse((_, request_id)) in &self.backoffs {
-            self.unsent.retain(|id| id != request_id);
-        }
+        let backing_off: BTreeSet<u64> = self.backoffs.iter().map(|Reverse((_, id))| *id).collect();
+        self.unsent.retain(|id| !backing_off.contains(id));
     }
 
     /// A session that owes answers and has said nothing for `request_timeout` is abandoned.
@@ -886,25 +885,35 @@ impl Driver {
             let _ = reply.send(result.map(|body| Answer { body, operation_id }));
         }
         drop(pending.call.permit);
-        self.forget_finished_deadlines();
+        self.forget_finished_calls();
     }
 
-    /// Drops the deadlines of finished calls once they outnumber the pending calls. An answered
-    /// call's deadline stays in the heap until it passes (`expire_deadlines` skips it); left
-    /// there, a client answering 400,000 calls a second with the 10 s default timeout held
-    /// four million of them, and every push and pop missed the cache. Rebuilt only when it
-    /// holds more than twice the pending calls plus a slack, so each rebuild is paid for by
-    /// the calls finished since the previous one.
-    fn forget_finished_deadlines(&mut self) {
-        if self.deadlines.len() > 2 * self.pending.len() + DEADLINES_SLACK {
-            let pending = &self.pending;
+    /// Drops what finished calls left behind once it outnumbers the pending calls.
+    /// - An answered call's deadline stays in the heap until it passes (`expire_deadlines`
+    ///   skips it). Left there, a client answering 400,000 calls a second with the 10 s
+    ///   default timeout held four million of them, and every push and pop missed the cache.
+    /// - A call that ended unsent (no session) stays in `unsent` until a session is made.
+    ///   Against an unreachable cluster that grew without end.
+    ///
+    /// Each is rebuilt only when it holds more than twice the pending calls plus a slack, so a
+    /// rebuild is paid for by the calls finished since the previous one.
+    fn forget_finished_calls(&mut self) {
+        let bound = 2 * self.pending.len() + FINISHED_SLACK;
+        let pending = &self.pending;
+        if self.deadlines.len() > bound {
             self.deadlines
                 .retain(|Reverse((_, request_id))| pending.contains_key(request_id));
         }
+        if self.unsent.len() > bound {
+            let mut kept = BTreeSet::new();
+            self.unsent
+                .retain(|request_id| pending.contains_key(request_id) && kept.insert(*request_id));
+        }
         assert!(
-            self.deadlines.len() <= 2 * self.pending.len() + DEADLINES_SLACK,
-            "the deadline heap holds {} entries for {} pending calls",
+            self.deadlines.len() <= bound && self.unsent.len() <= bound,
+            "{} deadlines and {} unsent ids kept for {} pending calls",
             self.deadlines.len(),
+            self.unsent.len(),
             self.pending.len()
         );
     }

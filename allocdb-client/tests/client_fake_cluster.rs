@@ -533,3 +533,42 @@ async fn a_pending_write_refused_as_stale_is_indefinite() {
         }
     );
 }
+
+/// Calls that end while no replica holds a session leave nothing behind in the client, however
+/// many there are: the driver asserts on every finished call that what it keeps per call is
+/// bounded by the calls still pending (this test made it fail before the bound existed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_end_while_no_replica_answers_leave_nothing_behind() {
+    let cluster = FakeCluster::start(&[Behaviour::Primary]).await;
+    let mut options = options(&cluster);
+    options.in_flight_max = 8;
+    options.call_timeout = Duration::from_millis(30);
+    let client = Client::connect(options).await.unwrap();
+    client.create_resource(1, None).await.unwrap();
+    cluster.set(0, Behaviour::HangUp);
+    for _ in 0..60 {
+        let mut wave = Vec::new();
+        for _ in 0..8 {
+            let client = client.clone();
+            wave.push(tokio::spawn(
+                async move { client.get_resource(1, None).await },
+            ));
+        }
+        for call in wave {
+            let error = call.await.unwrap().unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    ClientError::Unavailable { .. } | ClientError::Timeout
+                ),
+                "{error:?}"
+            );
+        }
+    }
+    cluster.set(0, Behaviour::Primary);
+    let call = CallOptions {
+        timeout: Some(Duration::from_secs(5)),
+        ..CallOptions::default()
+    };
+    client.get_resource_with(1, None, call).await.unwrap();
+}

@@ -150,17 +150,7 @@ pub async fn run<S: Storage>(
             address: listen.clone(),
             error,
         })?;
-    let metrics_listener = match &options.metrics {
-        Some(address) => Some(
-            net::listen(address)
-                .await
-                .map_err(|error| ServerError::Bind {
-                    address: address.clone(),
-                    error,
-                })?,
-        ),
-        None => None,
-    };
+    let metrics_listener = listen_metrics(options.metrics.as_deref()).await?;
     let identity = identity(settings, replica.config(), &options.addresses, &security)?;
     // One stop signal for every task: set by the caller's shutdown or by a halt.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -200,7 +190,8 @@ pub async fn run<S: Storage>(
         reply_lists,
     });
     let admission = Arc::new(Admission::new(options.limits, count, Arc::clone(&metrics)));
-    tokio::spawn(accept_loop(listener, context, admission, stop_rx.clone()));
+    let accepting = Arc::clone(&admission);
+    tokio::spawn(accept_loop(listener, context, accepting, stop_rx.clone()));
     if let Some(listener) = metrics_listener {
         let context = Arc::new(MetricsContext {
             metrics,
@@ -218,6 +209,7 @@ pub async fn run<S: Storage>(
     let result = Box::pin(driver.run(control_rx, requests_rx, stop_rx)).await;
     let _ = stop_tx.send(true);
     forwarder.abort();
+    sessions_closed(&admission).await;
     match result {
         Ok(replica) => {
             info!(replica = me, "stopped");
@@ -227,6 +219,45 @@ pub async fn run<S: Storage>(
             error!(replica = me, reason = %halted.reason, "replica halted");
             Err(ServerError::Halted(halted.reason))
         }
+    }
+}
+
+/// The `--metrics` listener, if one was asked for.
+async fn listen_metrics(address: Option<&str>) -> Result<Option<net::TcpListener>, ServerError> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
+    let listener = net::listen(address)
+        .await
+        .map_err(|error| ServerError::Bind {
+            address: address.to_string(),
+            error,
+        })?;
+    Ok(Some(listener))
+}
+
+/// How long a stopping replica waits for its sessions to tell their clients `shutting_down`.
+const SESSIONS_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Waits (at most [`SESSIONS_CLOSE_WAIT`]) until every client session has closed. The sessions
+/// saw the stop signal with the driver, but on a one-thread runtime (`--runtime-threads 1`)
+/// they run only when the driver yields, and its last act is a blocking sync: without this
+/// wait the runtime would drop most of them unsent when `block_on` returns.
+async fn sessions_closed(admission: &Admission) {
+    let deadline = tokio::time::Instant::now() + SESSIONS_CLOSE_WAIT;
+    loop {
+        let (_, sessions, _) = admission.held();
+        if sessions == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            warn!(
+                sessions,
+                "stopping with client sessions that did not close in time"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -9,8 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use allocdb_vsr::frame::ErrorCode;
 use allocdb_vsr::frame::Role;
-use support::{CLUSTER, Cluster, PATIENCE, binary, free_port};
+use support::{
+    CLUSTER, Cluster, PATIENCE, TestClient, assert_code, binary, expect_error_and_close, free_port,
+};
+
+/// Client sessions open when a replica is told to stop.
+const SESSIONS_AT_SHUTDOWN: u128 = 300;
 
 /// Runs `allocdb <args>` to completion.
 fn allocdb(args: &[&str]) -> Output {
@@ -410,7 +416,8 @@ async fn sigterm_and_sigint_stop_a_replica_with_exit_0() {
     format_replica(&dir, 0, 1);
     for signal in ["-TERM", "-INT"] {
         let address = format!("127.0.0.1:{}", free_port());
-        let mut processes = Processes(vec![spawn_start(&address, 0, &[], &dir)]);
+        let flags = ["--connections-per-address-max", "1024"];
+        let mut processes = Processes(vec![spawn_start(&address, 0, &flags, &dir)]);
         let deadline = Instant::now() + PATIENCE;
         while allocdb_server::status::probe(&address, CLUSTER, Duration::from_millis(300))
             .await
@@ -419,8 +426,17 @@ async fn sigterm_and_sigint_stop_a_replica_with_exit_0() {
             assert!(Instant::now() < deadline, "the replica never served");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Open sessions are told why they close, however many share the replica's thread.
+        let mut sessions = Vec::new();
+        for client_id in 1..=SESSIONS_AT_SHUTDOWN {
+            sessions.push(TestClient::connect_as(&address, client_id).await);
+        }
         let status = signal_and_wait(&mut processes.0[0], signal);
         assert_eq!(status.code(), Some(0), "{signal}: {status:?}");
+        for session in &mut sessions {
+            let error = expect_error_and_close(&mut session.stream).await;
+            assert_code(&error, ErrorCode::ShuttingDown);
+        }
     }
     std::fs::remove_dir_all(&root).unwrap();
 }

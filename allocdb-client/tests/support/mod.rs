@@ -37,6 +37,8 @@ pub enum Behaviour {
     /// Executes the frame's writes, then closes the connection without answering; becomes
     /// `NotPrimary { view: 1, primary: next }` afterwards.
     ExecuteThenDrop,
+    /// Closes every connection after its hello, and on its next frame: no session ever works.
+    HangUp,
 }
 
 /// Everything the fake replicas share.
@@ -122,6 +124,9 @@ async fn serve(replica: usize, mut stream: TcpStream, state: Arc<Mutex<State>>) 
     );
     ClientHello::decode(&body).expect("hello decodes");
     let behaviour = state.lock().unwrap().behaviours[replica];
+    if behaviour == Behaviour::HangUp {
+        return;
+    }
     let (role, view, primary_index) = if let Behaviour::NotPrimary { view, primary } = behaviour {
         (Role::Backup, view, primary)
     } else {
@@ -217,6 +222,10 @@ async fn answer(
             Some(reply_all(ReplyBody::NotPrimary { view, primary }))
         }
         Behaviour::Overloaded => Some(reply_all(ReplyBody::Overloaded)),
+        Behaviour::HangUp => {
+            state.lock().unwrap().in_flight -= requests.len();
+            None
+        }
         Behaviour::Silent => {
             std::future::pending::<()>().await;
             None

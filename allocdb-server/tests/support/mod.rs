@@ -384,10 +384,15 @@ pub struct TestClient {
 
 impl TestClient {
     pub async fn connect(address: &str) -> TestClient {
+        TestClient::connect_as(address, 1).await
+    }
+
+    /// A session of client `client_id`.
+    pub async fn connect_as(address: &str, client_id: u128) -> TestClient {
         let mut stream = connect(address).await;
         let mut bytes = Vec::new();
         frame::write_frame(&mut bytes, FrameKind::ClientHello, CLUSTER, |b| {
-            ClientHello { client_id: 1 }.encode(b);
+            ClientHello { client_id }.encode(b);
         });
         stream.write_all(&bytes).await.unwrap();
         let mut reader = FrameReader::new(FrameLimits::client(CLUSTER));
