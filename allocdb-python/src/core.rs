@@ -281,6 +281,12 @@ impl Core {
         Ok(self.client(py)?.slot_ms())
     }
 
+    /// The longest TTL the cluster accepts, in slots (told in the welcome).
+    #[getter]
+    fn ttl_slots_max(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.client(py)?.ttl_slots_max())
+    }
+
     /// Slots covering `ttl`, rounded up (0 for a zero duration).
     fn slots_for(&self, py: Python<'_>, ttl: &Bound<'_, PyAny>) -> PyResult<u64> {
         self.ttl_slots(py, ttl)

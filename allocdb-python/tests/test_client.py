@@ -138,6 +138,22 @@ def test_ttl_conversion_uses_the_cluster_slot_length(client: allocdb.Client) -> 
     assert client.slots_for(datetime.timedelta(seconds=30)) == -(-30_000 // slot_ms)
 
 
+def test_a_ttl_beyond_the_cluster_maximum_is_refused(client: allocdb.Client, ids: Ids) -> None:
+    longest = client.ttl_slots_max
+    assert longest >= client.slots_for(datetime.timedelta(seconds=30))
+
+    def slots(count: int) -> datetime.timedelta:
+        return datetime.timedelta(milliseconds=count * client.slot_ms)
+
+    assert client.slots_for(slots(longest + 1)) == longest + 1
+    seat = ids()
+    client.create_resource(seat)
+    too_long = rejected(lambda: client.reserve(seat, 1, slots(longest + 1)))
+    assert too_long.code is ResultCode.TTL_OUT_OF_RANGE
+    grant = client.reserve(seat, 1, slots(longest))
+    client.release(grant.lease, 1, grant.epoch)
+
+
 def test_bad_arguments(client: allocdb.Client, ids: Ids) -> None:
     seat = ids()
     client.create_resource(seat)

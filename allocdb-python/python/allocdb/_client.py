@@ -143,6 +143,12 @@ class Client:
         """The cluster's slot length in milliseconds: TTLs are counted in slots."""
         return self._core.slot_ms
 
+    @property
+    def ttl_slots_max(self) -> int:
+        """The longest TTL the cluster accepts, in slots (``allocdb format --ttl-slots-max``);
+        a longer one is refused ``TTL_OUT_OF_RANGE``."""
+        return self._core.ttl_slots_max
+
     def slots_for(self, ttl: Duration) -> int:
         """The number of slots covering ``ttl``, rounded up; every ``ttl`` argument is
         converted this way. A zero duration is 0 slots, which the cluster refuses with
@@ -410,6 +416,12 @@ class AsyncClient:
     def slot_ms(self) -> int:
         """The cluster's slot length in milliseconds: TTLs are counted in slots."""
         return self._core.slot_ms
+
+    @property
+    def ttl_slots_max(self) -> int:
+        """The longest TTL the cluster accepts, in slots (``allocdb format --ttl-slots-max``);
+        a longer one is refused ``TTL_OUT_OF_RANGE``."""
+        return self._core.ttl_slots_max
 
     def slots_for(self, ttl: Duration) -> int:
         return self._core.slots_for(ttl)
