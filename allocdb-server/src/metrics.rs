@@ -561,9 +561,6 @@ pub fn liveness(state: &ReplicaState, shutting_down: bool) -> ProbeAnswer {
     probe_answer(status == "alive", status, state)
 }
 
-/// The pause after a failed accept before the next.
-const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
-
 /// Serves `/metrics` and `/health` on `listener` until `shutdown`.
 pub async fn serve(
     listener: net::TcpListener,
@@ -575,9 +572,7 @@ pub async fn serve(
             _ = shutdown.changed() => return,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else {
-                    // Out of descriptors, say: retrying at once would spin on the thread the
-                    // replica shares (see `server::accept_loop`).
-                    tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
+                    tokio::time::sleep(net::ACCEPT_RETRY_PAUSE).await;
                     continue;
                 };
                 let context = Arc::clone(&context);

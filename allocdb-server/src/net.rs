@@ -15,6 +15,10 @@ pub use tokio::net::{TcpListener, TcpStream};
 #[cfg(feature = "simulation")]
 pub use allocdb_client::net::TcpStream;
 
+/// The pause after a failed accept (out of file descriptors, say) before the next: retrying at
+/// once would spin on the thread the replica may share with its listeners.
+pub const ACCEPT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Connects to `address` (`host:port`) with `TCP_NODELAY` set: frames are already batched,
 /// so Nagle's algorithm would only add latency.
 ///

@@ -26,6 +26,9 @@ pub fn parser() -> clap::builder::RangedI64ValueParser<u16> {
 ///
 /// # Errors
 /// The operating system refused a thread or the I/O driver.
+///
+/// # Panics
+/// If `threads` is outside 1 to [`RUNTIME_THREADS_MAX`] (the flag's [`parser`] refuses those).
 pub fn build(threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
     assert!(
         (1..=RUNTIME_THREADS_MAX).contains(&threads),

@@ -338,9 +338,8 @@ async fn accept_loop(
         let (stream, from) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
-                // Out of file descriptors and similar: back off rather than spin.
                 warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(net::ACCEPT_RETRY_PAUSE).await;
                 continue;
             }
         };

@@ -327,20 +327,29 @@ async fn peers_dial_host_names_and_replicas_bind_their_listen_address() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// Runs `allocdb start` for replica 0 of a one-replica cluster at `address`, expecting it to
+/// refuse (it would otherwise run until killed).
+fn start_once(address: &str, extra: &[&str], dir: &Path) -> Output {
+    let dir = dir.to_str().unwrap();
+    let mut args = vec![
+        "start",
+        "--insecure",
+        "--addresses",
+        address,
+        "--replica",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    args.push(dir);
+    allocdb(&args)
+}
+
 #[test]
 fn start_on_a_bad_data_dir_or_a_taken_port_exits_2_with_the_reason() {
     let root = std::env::temp_dir().join(format!("allocdb-test-badstart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let address = format!("127.0.0.1:{}", free_port());
-    let missing = allocdb(&[
-        "start",
-        "--insecure",
-        "--addresses",
-        &address,
-        "--replica",
-        "0",
-        root.join("nothing").to_str().unwrap(),
-    ]);
+    let missing = start_once(&address, &[], &root.join("nothing"));
     assert_eq!(code(&missing), 2);
     assert!(
         text(&missing.stderr).contains("allocdb format"),
@@ -351,15 +360,7 @@ fn start_on_a_bad_data_dir_or_a_taken_port_exits_2_with_the_reason() {
     format_replica(&dir, 0, 1);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_address = taken.local_addr().unwrap().to_string();
-    let busy = allocdb(&[
-        "start",
-        "--insecure",
-        "--addresses",
-        &taken_address,
-        "--replica",
-        "0",
-        dir.to_str().unwrap(),
-    ]);
+    let busy = start_once(&taken_address, &[], &dir);
     assert_eq!(code(&busy), 2);
     assert!(
         text(&busy.stderr).contains("cannot listen"),
@@ -367,17 +368,7 @@ fn start_on_a_bad_data_dir_or_a_taken_port_exits_2_with_the_reason() {
         text(&busy.stderr)
     );
     for threads in ["0", "65", "many"] {
-        let refused = allocdb(&[
-            "start",
-            "--insecure",
-            "--addresses",
-            &address,
-            "--replica",
-            "0",
-            "--runtime-threads",
-            threads,
-            dir.to_str().unwrap(),
-        ]);
+        let refused = start_once(&address, &["--runtime-threads", threads], &dir);
         assert_eq!(code(&refused), 2, "--runtime-threads {threads}");
         assert!(
             text(&refused.stderr).contains("--runtime-threads"),
