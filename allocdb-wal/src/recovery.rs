@@ -104,7 +104,6 @@ impl<S: Storage> Wal<S> {
             handle: segment_handle,
             len: 0,
             dirty: false,
-            file_len: 0,
         }]);
         let wal = Wal {
             _lock: lock,
@@ -397,7 +396,6 @@ impl<S: Storage> Wal<S> {
                 handle,
                 len: 0,
                 dirty: false,
-                file_len: 0,
             });
         }
         Ok(())
@@ -436,7 +434,6 @@ impl<S: Storage> Wal<S> {
         };
         let scan = scan_segment(&bytes, context);
         let mut segment_len = len;
-        let mut file_len = len;
         if let Some(failure) = scan.failure {
             let torn = is_last
                 && !failure.out_of_sequence
@@ -454,17 +451,10 @@ impl<S: Storage> Wal<S> {
                     reason: failure.reason,
                 });
             }
-            // Zeros after the last record were written ahead of the records (see
-            // `ZERO_AHEAD_BYTES`), not torn: only bytes up to the last non-zero one are.
-            let written_end = bytes
-                .iter()
-                .rposition(|&byte| byte != 0)
-                .map_or(0, |at| at + 1);
-            let torn_bytes = (written_end as u64).saturating_sub(failure.offset);
-            if torn && torn_bytes > 0 {
-                self.recovery.torn_bytes_truncated = torn_bytes;
+            if torn {
+                self.recovery.torn_bytes_truncated = len - failure.offset;
                 self.recovery.torn_file = Some(name.to_owned());
-            } else if !torn {
+            } else {
                 self.record_damage(Damage {
                     file: name.to_owned(),
                     offset: failure.offset,
@@ -472,12 +462,7 @@ impl<S: Storage> Wal<S> {
                     reason: failure.reason,
                 })?;
             }
-            // Nothing but zeros after the last record of the last segment: the log goes on
-            // writing over them (the file keeps its length). Anything else is cut off.
-            if !(torn && torn_bytes == 0) {
-                self.storage.truncate(handle, failure.offset)?;
-                file_len = failure.offset;
-            }
+            self.storage.truncate(handle, failure.offset)?;
             segment_len = failure.offset;
         }
         if is_last || self.recovery.corrupt_truncated_from.is_some() {
@@ -505,7 +490,6 @@ impl<S: Storage> Wal<S> {
             handle,
             len: segment_len,
             dirty: false,
-            file_len,
         });
         Ok(scan
             .records

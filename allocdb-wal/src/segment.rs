@@ -1,10 +1,9 @@
 //! Log segments: files of back-to-back records, named by their first op, and the scan that
 //! validates one during recovery.
 //!
-//! File `log-<first op, 20 digits>`: records (see [`crate::record`]) with no padding, and in the
-//! last segment zeros after them, written ahead (`ZERO_AHEAD_BYTES` in `wal.rs`). A segment
-//! is never larger than `WalConfig::segment_bytes_max`; a new one is started (after cutting
-//! the zeros off and syncing the previous one) when the next record would not fit.
+//! File `log-<first op, 20 digits>`: records (see [`crate::record`]) with no padding. A segment
+//! is never larger than `WalConfig::segment_bytes_max`; a new one is started (after syncing
+//! the previous one) when the next record would not fit.
 
 use allocdb_core::Op;
 

@@ -77,21 +77,7 @@ pub(crate) struct Segment {
     pub(crate) handle: Handle,
     pub(crate) len: u64,
     pub(crate) dirty: bool,
-    /// The file's length: `len`, or more when zeros were written ahead of the records
-    /// (see [`ZERO_AHEAD_BYTES`]). Records are written over them.
-    pub(crate) file_len: u64,
 }
-
-/// How far past its records a segment's file is extended with zeros, in one write, when a
-/// record would reach beyond the file. Records then land on blocks that are allocated and
-/// on disk already, so their `fdatasync` commits no new file size or block map and the file
-/// system skips its journal: measured 141–152 µs per sync appending 7.4 KB, 93 µs writing
-/// over synced zeros (ext4 on virtio). The sync that carries a new megabyte of zeros is the
-/// slower one: one in every ~140 at 7.4 KB a batch. See docs/storage.md ("Zeros ahead").
-pub(crate) const ZERO_AHEAD_BYTES: u64 = 1 << 20;
-
-/// Zeros for [`ZERO_AHEAD_BYTES`], written in pieces of this size.
-static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 #[derive(Clone, Copy)]
 pub(crate) struct IndexEntry {
@@ -344,27 +330,9 @@ impl<S: Storage> Wal<S> {
             .segments
             .back_mut()
             .expect("the log always has a segment");
-        // At the records' end, not the file's: zeros may follow them.
-        let offset = segment.len;
-        let end = offset + header.record_len();
-        if end > segment.file_len {
-            let zeroed_to = (end + ZERO_AHEAD_BYTES)
-                .min(self.config.segment_bytes_max)
-                .max(end);
-            let mut at = end;
-            while at < zeroed_to {
-                let piece = (zeroed_to - at).min(ZEROS.len() as u64);
-                let piece_bytes = usize::try_from(piece).expect("at most ZEROS.len()");
-                self.storage
-                    .write_at(segment.handle, at, &ZEROS[..piece_bytes])?;
-                at += piece;
-            }
-            segment.file_len = zeroed_to;
-        }
-        self.storage
-            .write_at(segment.handle, offset, &self.buffer)?;
-        segment.len = end;
-        assert!(segment.len <= segment.file_len);
+        let offset = self.storage.append(segment.handle, &self.buffer)?;
+        assert_eq!(offset, segment.len, "segment length tracked exactly");
+        segment.len += header.record_len();
         segment.dirty = true;
         assert!(segment.len <= self.config.segment_bytes_max);
         self.index.push_back(IndexEntry {
@@ -376,19 +344,12 @@ impl<S: Storage> Wal<S> {
     }
 
     /// Starts segment `first_op`. The full segment is synced first, so that only the last
-    /// segment can ever hold unsynced (tearable) data; recovery relies on it. Its unused
-    /// zeros are cut off before that sync: only the last segment may end in zeros, so that
-    /// anything else after a segment's records is damage.
+    /// segment can ever hold unsynced (tearable) data; recovery relies on it.
     fn roll_segment(&mut self, first_op: Op) -> Result<(), WalError> {
         let full = self
             .segments
             .back_mut()
             .expect("the log always has a segment");
-        if full.file_len > full.len {
-            self.storage.truncate(full.handle, full.len)?;
-            full.file_len = full.len;
-            full.dirty = true;
-        }
         if full.dirty {
             self.storage.sync(full.handle)?;
             full.dirty = false;
@@ -403,7 +364,6 @@ impl<S: Storage> Wal<S> {
             handle,
             len: 0,
             dirty: false,
-            file_len: 0,
         });
         Ok(())
     }
@@ -538,7 +498,6 @@ impl<S: Storage> Wal<S> {
         self.storage.sync(segment.handle)?;
         segment.len = cut.offset;
         segment.dirty = false;
-        segment.file_len = cut.offset;
         let keep = usize::try_from(op + 1 - self.first_op()).expect("in the index");
         self.index.truncate(keep);
         self.rewrites += 1;
@@ -805,7 +764,6 @@ impl<S: Storage> Wal<S> {
             handle,
             len: 0,
             dirty: false,
-            file_len: 0,
         });
         self.rewrites += 1;
         self.durable_op = self.checkpoint.op;

@@ -36,9 +36,8 @@ fn torn_tail_at_every_byte_of_the_last_record_keeps_exactly_the_prefix() {
     let disk = SimStorage::new(SimConfig::new(1));
     drop(filled(&disk, WalConfig::new(CLUSTER), 5, body_len));
     let name = segment_file_name(1);
+    let original = disk.file_bytes(&name).unwrap();
     let record_len = RECORD_HEADER_SIZE as usize + body_len;
-    // The five records, without the zeros written ahead of them.
-    let original = disk.file_bytes(&name).unwrap()[..5 * record_len].to_vec();
     let start = original.len() - record_len;
     let mut rng = SplitMix64::new(7);
     for cut in 0..record_len {
@@ -55,19 +54,16 @@ fn torn_tail_at_every_byte_of_the_last_record_keeps_exactly_the_prefix() {
             assert!(disk.set_file_bytes(&name, bytes));
             let mut wal = Wal::open(disk.clone(), WalConfig::new(CLUSTER))
                 .unwrap_or_else(|error| panic!("cut {cut} {shape}: {error}"));
-            // Zeros at the end read as a zeroed segment's unused rest: the torn bytes are
-            // those up to the last non-zero one.
-            let written = bytes[start..]
-                .iter()
-                .rposition(|&b| b != 0)
-                .map_or(0, |at| at + 1);
-            let torn = wal.recovery().torn_bytes_truncated;
-            assert_eq!(torn, written as u64, "cut {cut} {shape}");
-            assert_eq!(wal.recovery().torn_file.is_some(), torn > 0, "cut {cut}");
+            assert_eq!(
+                wal.recovery().torn_bytes_truncated,
+                (bytes.len() - start) as u64
+            );
             assert_prefix(&mut wal, 4, body_len);
-            // Torn bytes are cut off; zeros alone are kept, to be written over.
-            let kept = if torn == 0 { bytes.len() } else { start };
-            assert_eq!(disk.file_len(&name), Some(kept as u64), "cut {cut} {shape}");
+            assert_eq!(
+                disk.file_len(&name),
+                Some(start as u64),
+                "cut {cut} {shape}"
+            );
             // The log continues correctly after the cut.
             wal.append(2, 5, 50, &body(SEED, 5, body_len)).unwrap();
             wal.sync().unwrap();
@@ -76,97 +72,6 @@ fn torn_tail_at_every_byte_of_the_last_record_keeps_exactly_the_prefix() {
     assert!(disk.set_file_bytes(&name, &original));
     let mut wal = Wal::open(disk.clone(), WalConfig::new(CLUSTER)).unwrap();
     assert_prefix(&mut wal, 5, body_len);
-}
-
-#[test]
-fn zeros_written_ahead_end_the_log_and_are_cut_when_a_segment_is_full() {
-    let body_len = 300;
-    let disk = SimStorage::new(SimConfig::new(11));
-    // Segments of 4096 bytes: zeros ahead fill each one to its limit at its first record.
-    let config = small_config();
-    let mut wal = Wal::format(disk.clone(), config, identity()).unwrap();
-    let record_len = (RECORD_HEADER_SIZE as usize + body_len) as u64;
-    // Three segments: two full ones and the last holding three records.
-    let per = config.segment_bytes_max / record_len;
-    let total = 2 * per + 3;
-    for op in 1..=total {
-        wal.append(1, op, op, &body(SEED, op, body_len)).unwrap();
-    }
-    wal.sync().unwrap();
-    let second = segment_file_name(per + 1);
-    let last = segment_file_name(2 * per + 1);
-    // Full segments hold their records and nothing else; the last one goes on in zeros.
-    assert_eq!(disk.file_len(&segment_file_name(1)), Some(per * record_len));
-    assert_eq!(disk.file_len(&second), Some(per * record_len));
-    let bytes = disk.file_bytes(&last).unwrap();
-    assert_eq!(bytes.len() as u64, config.segment_bytes_max);
-    let records_end = usize::try_from(3 * record_len).unwrap();
-    assert!(bytes[records_end..].iter().all(|&byte| byte == 0));
-    drop(wal);
-    disk.crash();
-    let mut wal = Wal::open(disk.clone(), config).unwrap();
-    assert_eq!(wal.last_op(), total);
-    assert_eq!(wal.recovery().torn_bytes_truncated, 0, "zeros are not torn");
-    assert_eq!(wal.recovery().torn_file, None);
-    let mut buffer = Vec::new();
-    for op in 1..=total {
-        wal.read(op, &mut buffer).unwrap();
-        assert_eq!(buffer, body(SEED, op, body_len), "op {op}");
-    }
-    // Opening kept the zeros; the log goes on over them from its last record.
-    assert_eq!(disk.file_len(&last), Some(config.segment_bytes_max));
-    wal.append(1, total + 1, total + 1, &body(SEED, total + 1, body_len))
-        .unwrap();
-    wal.sync().unwrap();
-    drop(wal);
-    disk.crash();
-    let mut wal = Wal::open(disk.clone(), config).unwrap();
-    assert_eq!(wal.last_op(), total + 1);
-    wal.read(total + 1, &mut buffer).unwrap();
-    assert_eq!(buffer, body(SEED, total + 1, body_len));
-    // Zeros left after the records of a segment that is not the last are damage.
-    let mut padded = disk.file_bytes(&second).unwrap();
-    padded.resize(usize::try_from(config.segment_bytes_max).unwrap(), 0);
-    assert!(disk.set_file_bytes(&second, &padded));
-    drop(wal);
-    match Wal::open(disk.clone(), config) {
-        Err(WalError::RecordCorrupt { file, offset, .. }) => {
-            assert_eq!((file, offset), (second, per * record_len));
-        }
-        other => panic!(
-            "zeros inside the log accepted: {:?}",
-            other.map(|w| w.last_op())
-        ),
-    }
-}
-
-#[test]
-fn zeros_go_ahead_a_megabyte_at_a_time() {
-    let disk = SimStorage::new(SimConfig::new(12));
-    let config = WalConfig::new(CLUSTER);
-    let mut wal = Wal::format(disk.clone(), config, identity()).unwrap();
-    let name = segment_file_name(1);
-    assert_eq!(
-        disk.file_len(&name),
-        Some(0),
-        "nothing is written at format"
-    );
-    let body_len = 1000;
-    let record_len = u64::from(RECORD_HEADER_SIZE) + body_len as u64;
-    wal.append(1, 1, 1, &body(SEED, 1, body_len)).unwrap();
-    assert_eq!(disk.file_len(&name), Some(record_len + (1 << 20)));
-    // No more zeros until a record would reach past them.
-    let fits = (1 << 20) / record_len;
-    for op in 2..=fits + 1 {
-        wal.append(1, op, op, &body(SEED, op, body_len)).unwrap();
-    }
-    assert_eq!(disk.file_len(&name), Some(record_len + (1 << 20)));
-    wal.append(1, fits + 2, fits + 2, &body(SEED, fits + 2, body_len))
-        .unwrap();
-    assert_eq!(
-        disk.file_len(&name),
-        Some((fits + 2) * record_len + (1 << 20))
-    );
 }
 
 #[test]
