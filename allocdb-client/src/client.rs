@@ -217,27 +217,25 @@ impl Client {
     /// # Errors
     /// `Rejected { code: AlreadyExists | ResourceTableFull | PoolTableFull, .. }`; see
     /// [`Client::write`].
-    pub async fn create_resource(
+    pub fn create_resource(
         &self,
         resource: ResourceId,
         pool: Option<PoolId>,
-    ) -> Result<Committed, ClientError> {
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
         self.create_resource_with(resource, pool, CallOptions::default())
-            .await
     }
 
     /// [`Client::create_resource`] with per-call `options` (operation id, timeout).
     ///
     /// # Errors
     /// As [`Client::create_resource`].
-    pub async fn create_resource_with(
+    pub fn create_resource_with(
         &self,
         resource: ResourceId,
         pool: Option<PoolId>,
         options: CallOptions,
-    ) -> Result<Committed, ClientError> {
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
         self.write(Command::CreateResource { resource, pool }, options)
-            .await
     }
 
     /// Reserves every resource of `resources` for `holder`, all or nothing, for `ttl_slots`
@@ -249,14 +247,13 @@ impl Client {
     /// [`ClientError::Invalid`] for more than [`BUNDLE_SIZE_LIMIT`] resources;
     /// `Rejected { code: ResourceBusy | ResourceNotFound | TtlOutOfRange | .., .. }`; see
     /// [`Client::write`].
-    pub async fn reserve(
-        &self,
+    pub fn reserve<'a>(
+        &'a self,
         resources: &[ResourceId],
         holder: HolderId,
         ttl_slots: u64,
-    ) -> Result<Committed, ClientError> {
+    ) -> impl Future<Output = Result<Committed, ClientError>> + use<'a> {
         self.reserve_with(resources, holder, ttl_slots, CallOptions::default())
-            .await
     }
 
     /// [`Client::reserve`] with per-call `options` (operation id, timeout).
@@ -276,25 +273,26 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::reserve`].
-    pub async fn reserve_with(
-        &self,
+    pub fn reserve_with<'a>(
+        &'a self,
         resources: &[ResourceId],
         holder: HolderId,
         ttl_slots: u64,
         options: CallOptions,
-    ) -> Result<Committed, ClientError> {
-        let resources = Bundle::from_slice(resources).ok_or_else(|| ClientError::Invalid {
-            reason: format!(
-                "a bundle holds at most {BUNDLE_SIZE_LIMIT} resources, {} given",
-                resources.len()
-            ),
-        })?;
-        let command = Command::Reserve {
-            resources,
-            holder,
-            ttl_slots,
-        };
-        self.write(command, options).await
+    ) -> impl Future<Output = Result<Committed, ClientError>> + use<'a> {
+        let command = Bundle::from_slice(resources)
+            .map(|resources| Command::Reserve {
+                resources,
+                holder,
+                ttl_slots,
+            })
+            .ok_or_else(|| ClientError::Invalid {
+                reason: format!(
+                    "a bundle holds at most {BUNDLE_SIZE_LIMIT} resources, {} given",
+                    resources.len()
+                ),
+            });
+        self.write_checked(command, options)
     }
 
     /// Reserves `count` free members of `pool` for `holder`; the core picks them
@@ -304,36 +302,35 @@ impl Client {
     ///
     /// # Errors
     /// `Rejected { code: PoolExhausted | PoolNotFound | .., .. }`; see [`Client::write`].
-    pub async fn reserve_any(
+    pub fn reserve_any(
         &self,
         pool: PoolId,
         count: u32,
         holder: HolderId,
         ttl_slots: u64,
-    ) -> Result<Committed, ClientError> {
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
         self.reserve_any_with(pool, count, holder, ttl_slots, CallOptions::default())
-            .await
     }
 
     /// [`Client::reserve_any`] with per-call `options` (operation id, timeout).
     ///
     /// # Errors
     /// As [`Client::reserve_any`].
-    pub async fn reserve_any_with(
+    pub fn reserve_any_with(
         &self,
         pool: PoolId,
         count: u32,
         holder: HolderId,
         ttl_slots: u64,
         options: CallOptions,
-    ) -> Result<Committed, ClientError> {
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
         let command = Command::ReserveAny {
             pool,
             count,
             holder,
             ttl_slots,
         };
-        self.write(command, options).await
+        self.write(command, options)
     }
 
     /// Confirms a reservation; `ttl_slots: None` holds it until released or revoked. As
@@ -342,36 +339,35 @@ impl Client {
     /// # Errors
     /// `Rejected { code: LeaseExpired | StaleEpoch | HolderMismatch | InvalidState | .., .. }`;
     /// see [`Client::write`].
-    pub async fn activate(
+    pub fn activate(
         &self,
         lease: LeaseId,
         holder: HolderId,
         epoch: u64,
         ttl_slots: Option<u64>,
-    ) -> Result<Committed, ClientError> {
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
         self.activate_with(lease, holder, epoch, ttl_slots, CallOptions::default())
-            .await
     }
 
     /// [`Client::activate`] with per-call `options` (operation id, timeout).
     ///
     /// # Errors
     /// As [`Client::activate`].
-    pub async fn activate_with(
+    pub fn activate_with(
         &self,
         lease: LeaseId,
         holder: HolderId,
         epoch: u64,
         ttl_slots: Option<u64>,
         options: CallOptions,
-    ) -> Result<Committed, ClientError> {
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
         let command = Command::Activate {
             lease,
             holder,
             epoch,
             ttl_slots,
         };
-        self.write(command, options).await
+        self.write(command, options)
     }
 
     /// Extends a reserved or active lease to `ttl_slots` from now. Renew before the deadline
@@ -381,15 +377,14 @@ impl Client {
     /// # Errors
     /// `Rejected { code: LeaseExpired | StaleEpoch | HolderMismatch | .., .. }`: the lease is
     /// no longer yours to use; see [`Client::write`].
-    pub async fn renew(
+    pub fn renew(
         &self,
         lease: LeaseId,
         holder: HolderId,
         epoch: u64,
         ttl_slots: u64,
-    ) -> Result<Committed, ClientError> {
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
         self.renew_with(lease, holder, epoch, ttl_slots, CallOptions::default())
-            .await
     }
 
     /// [`Client::renew`] with per-call `options` (operation id, timeout): a keepalive loop
@@ -397,21 +392,21 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::renew`].
-    pub async fn renew_with(
+    pub fn renew_with(
         &self,
         lease: LeaseId,
         holder: HolderId,
         epoch: u64,
         ttl_slots: u64,
         options: CallOptions,
-    ) -> Result<Committed, ClientError> {
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
         let command = Command::Renew {
             lease,
             holder,
             epoch,
             ttl_slots,
         };
-        self.write(command, options).await
+        self.write(command, options)
     }
 
     /// Gives a lease's resources back. As [`Client::release_with`] with default
@@ -420,33 +415,32 @@ impl Client {
     /// # Errors
     /// `Rejected { code: LeaseExpired | StaleEpoch | HolderMismatch | .., .. }`; see
     /// [`Client::write`].
-    pub async fn release(
+    pub fn release(
         &self,
         lease: LeaseId,
         holder: HolderId,
         epoch: u64,
-    ) -> Result<Committed, ClientError> {
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
         self.release_with(lease, holder, epoch, CallOptions::default())
-            .await
     }
 
     /// [`Client::release`] with per-call `options` (operation id, timeout).
     ///
     /// # Errors
     /// As [`Client::release`].
-    pub async fn release_with(
+    pub fn release_with(
         &self,
         lease: LeaseId,
         holder: HolderId,
         epoch: u64,
         options: CallOptions,
-    ) -> Result<Committed, ClientError> {
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
         let command = Command::Release {
             lease,
             holder,
             epoch,
         };
-        self.write(command, options).await
+        self.write(command, options)
     }
 
     /// Takes a lease away from its holder (operator role); the resources stay held until
@@ -455,20 +449,23 @@ impl Client {
     ///
     /// # Errors
     /// See [`Client::write`].
-    pub async fn revoke(&self, lease: LeaseId) -> Result<Committed, ClientError> {
-        self.revoke_with(lease, CallOptions::default()).await
+    pub fn revoke(
+        &self,
+        lease: LeaseId,
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
+        self.revoke_with(lease, CallOptions::default())
     }
 
     /// [`Client::revoke`] with per-call `options` (operation id, timeout).
     ///
     /// # Errors
     /// As [`Client::revoke`].
-    pub async fn revoke_with(
+    pub fn revoke_with(
         &self,
         lease: LeaseId,
         options: CallOptions,
-    ) -> Result<Committed, ClientError> {
-        self.write(Command::Revoke { lease }, options).await
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
+        self.write(Command::Revoke { lease }, options)
     }
 
     /// Frees the resources of a revoked lease (operator role). As [`Client::reclaim_with`]
@@ -476,20 +473,23 @@ impl Client {
     ///
     /// # Errors
     /// See [`Client::write`].
-    pub async fn reclaim(&self, lease: LeaseId) -> Result<Committed, ClientError> {
-        self.reclaim_with(lease, CallOptions::default()).await
+    pub fn reclaim(
+        &self,
+        lease: LeaseId,
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
+        self.reclaim_with(lease, CallOptions::default())
     }
 
     /// [`Client::reclaim`] with per-call `options` (operation id, timeout).
     ///
     /// # Errors
     /// As [`Client::reclaim`].
-    pub async fn reclaim_with(
+    pub fn reclaim_with(
         &self,
         lease: LeaseId,
         options: CallOptions,
-    ) -> Result<Committed, ClientError> {
-        self.write(Command::Reclaim { lease }, options).await
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
+        self.write(Command::Reclaim { lease }, options)
     }
 
     /// Reads a resource, from state at least as new as `min_op` when given. As
@@ -613,55 +613,47 @@ impl Client {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn write(
+    pub fn write(
         &self,
         command: Command,
         options: CallOptions,
-    ) -> Result<Committed, ClientError> {
-        if command.is_internal() {
-            return Err(ClientError::Invalid {
-                reason: "internal commands (expire) are generated by the primary only".into(),
-            });
-        }
-        if matches!(command, Command::RegisterSession { .. }) {
-            return Err(ClientError::Invalid {
-                reason: "sessions are registered by the client itself".into(),
-            });
-        }
-        let needs_key = match options.operation_id {
-            Some(0) => {
-                return Err(ClientError::Invalid {
-                    reason: "operation id 0 is reserved for internal commands".into(),
-                });
-            }
-            Some(_) => false,
-            None => true,
-        };
-        let request = Request {
-            // The driver numbers the write when the caller gave no id.
-            operation_id: options.operation_id.unwrap_or(0),
-            command,
-        };
-        let Answer { body, operation_id } = self
-            .submit(&ClientOperation::Write(request), needs_key, options.timeout)
-            .await?;
-        match body {
-            ReplyBody::Committed { op, index, outcome } if outcome.code == ResultCode::Ok => {
-                Ok(Committed {
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
+        self.write_checked(Ok(command), options)
+    }
+
+    /// [`Client::write`] of a command that may have failed the client's own checks already.
+    /// Every write method returns this future itself, never wrapped in another `async fn`:
+    /// each level of wrapping copied the whole inner future (a request and its answer, over a
+    /// kilobyte) when the call began (a share of the load generator's `memmove`).
+    fn write_checked(
+        &self,
+        command: Result<Command, ClientError>,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Committed, ClientError>> + '_ {
+        let checked = command.and_then(|command| write_operation(&command, options.operation_id));
+        async move {
+            let (operation, needs_key) = checked?;
+            let Answer { body, operation_id } = self
+                .submit_call(&operation, needs_key, false, options.timeout)
+                .await?;
+            match body {
+                ReplyBody::Committed { op, index, outcome } if outcome.code == ResultCode::Ok => {
+                    Ok(Committed {
+                        op,
+                        index,
+                        operation_id,
+                        lease: outcome.lease,
+                        epoch: outcome.epoch,
+                        deadline_slot: outcome.deadline_slot,
+                        retry: outcome.retry,
+                    })
+                }
+                ReplyBody::Committed { op, outcome, .. } => Err(ClientError::Rejected {
+                    code: outcome.code,
                     op,
-                    index,
-                    operation_id,
-                    lease: outcome.lease,
-                    epoch: outcome.epoch,
-                    deadline_slot: outcome.deadline_slot,
-                    retry: outcome.retry,
-                })
+                }),
+                other => Err(unexpected(&other)),
             }
-            ReplyBody::Committed { op, outcome, .. } => Err(ClientError::Rejected {
-                code: outcome.code,
-                op,
-            }),
-            other => Err(unexpected(&other)),
         }
     }
 
@@ -800,6 +792,35 @@ impl Client {
             Err(_) => Err(ClientError::Closed { operation_id }),
         }
     }
+}
+
+/// The operation a write sends, and whether the driver numbers it (no id given): the client's
+/// own checks of a write, made before anything is sent.
+fn write_operation(
+    command: &Command,
+    operation_id: Option<allocdb_core::OperationId>,
+) -> Result<(ClientOperation, bool), ClientError> {
+    if command.is_internal() {
+        return Err(ClientError::Invalid {
+            reason: "internal commands (expire) are generated by the primary only".into(),
+        });
+    }
+    if matches!(command, Command::RegisterSession { .. }) {
+        return Err(ClientError::Invalid {
+            reason: "sessions are registered by the client itself".into(),
+        });
+    }
+    if operation_id == Some(0) {
+        return Err(ClientError::Invalid {
+            reason: "operation id 0 is reserved for internal commands".into(),
+        });
+    }
+    let request = Request {
+        // The driver numbers the write when the caller gave no id.
+        operation_id: operation_id.unwrap_or(0),
+        command: *command,
+    };
+    Ok((ClientOperation::Write(request), operation_id.is_none()))
 }
 
 /// The number of `slot_ms` slots covering `duration`, rounded up (1 ns is a whole slot). A
