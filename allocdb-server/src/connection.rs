@@ -29,7 +29,7 @@ use crate::frame_io::{self, FramePace, FrameReader, ReadError, sleep_until_optio
 use crate::metrics::Metrics;
 use crate::net;
 use crate::peer::{self, BusOptions, Identity};
-use crate::reply_lists::ReplyLists;
+use crate::spare_lists::{ReplyLists, RequestLists};
 use crate::tls::{Principal, ServerSecurity};
 use allocdb_client::tls::Stream;
 
@@ -66,6 +66,8 @@ pub struct ConnectionContext {
     pub security: ServerSecurity,
     /// Where written reply lists go back to the replica task for reuse.
     pub reply_lists: Arc<ReplyLists>,
+    /// Where the replica task gives emptied request lists back, for the next frame's requests.
+    pub request_lists: Arc<RequestLists>,
 }
 
 /// The bounds fixed at format that a client needs to know (all told in the welcome): the
@@ -549,7 +551,7 @@ impl<'a> Session<'a> {
         }
         let batch = ClientBatch {
             client: self.client,
-            requests: std::mem::take(&mut self.requests),
+            requests: std::mem::replace(&mut self.requests, self.context.request_lists.take()),
             replies: self.replies_tx.clone(),
         };
         if let Err(error) = self.context.requests.try_send(batch) {
@@ -568,7 +570,8 @@ impl<'a> Session<'a> {
                     body: ReplyBody::Overloaded,
                 })
                 .collect::<Vec<_>>();
-            self.requests = batch.requests;
+            let taken = std::mem::replace(&mut self.requests, batch.requests);
+            self.context.request_lists.give_back(taken);
             self.write_replies(&replies);
         }
         self.requests.clear();

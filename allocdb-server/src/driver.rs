@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::clock::SlotClock;
 use crate::disk_jobs::{DiskJobMode, DiskWorker};
 use crate::metrics::Metrics;
-use crate::reply_lists::ReplyLists;
+use crate::spare_lists::{ReplyLists, RequestLists};
 use crate::table_watch::TableWatch;
 
 /// Inputs handled round by round, at most this many per round, so outputs flow regularly.
@@ -128,6 +128,8 @@ pub struct Driver<S: Storage> {
     pending_replies: BTreeMap<u128, Vec<FrameReply>>,
     /// Reply lists the sessions wrote and gave back, for `pending_replies`.
     reply_lists: Arc<ReplyLists>,
+    /// Request lists emptied here, given back for the sessions' next frames.
+    request_lists: Arc<RequestLists>,
     /// The requests of this round's client frames (at most `INPUTS_PER_ROUND_MAX + 1`
     /// frames), handed to the replica in one call; reused.
     request_group: Vec<ClientRequest>,
@@ -176,6 +178,7 @@ impl<S: Storage> Driver<S> {
             clients: BTreeMap::new(),
             pending_replies: BTreeMap::new(),
             reply_lists: Arc::default(),
+            request_lists: Arc::default(),
             request_group: Vec::with_capacity(REQUESTS_PER_FRAME_MAX as usize),
             state,
             metrics,
@@ -192,6 +195,11 @@ impl<S: Storage> Driver<S> {
     /// Where the client sessions give the reply lists they wrote back for reuse.
     pub fn reply_lists(&self) -> Arc<ReplyLists> {
         Arc::clone(&self.reply_lists)
+    }
+
+    /// Where the client sessions take the lists for their frames' requests.
+    pub fn request_lists(&self) -> Arc<RequestLists> {
+        Arc::clone(&self.request_lists)
     }
 
     /// Runs until `shutdown` turns true (after finishing the current round and syncing its
@@ -418,6 +426,7 @@ impl<S: Storage> Driver<S> {
                 request_id: request.request_id,
                 operation: request.operation,
             }));
+        self.request_lists.give_back(batch.requests);
     }
 
     /// One call for every frame of the round: the replica queues all their writes and then

@@ -166,6 +166,7 @@ pub async fn run<S: Storage>(
     let health_lag_ops_max = u64::from(replica.config().pipeline_prepares_max);
     let (driver, state) = Driver::new(replica, driver_options, links, Arc::clone(&metrics));
     let reply_lists = driver.reply_lists();
+    let request_lists = driver.request_lists();
     if let Some(observer) = &options.state_observer {
         // A poisoned slot only means an observer panicked; the server does not depend on it.
         if let Ok(mut slot) = observer.lock() {
@@ -188,6 +189,7 @@ pub async fn run<S: Storage>(
         next_client: AtomicU64::new(1),
         security: security.clone(),
         reply_lists,
+        request_lists,
     });
     let admission = Arc::new(Admission::new(options.limits, count, Arc::clone(&metrics)));
     let accepting = Arc::clone(&admission);
