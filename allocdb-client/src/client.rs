@@ -12,7 +12,7 @@ use allocdb_protocol::{ClientOperation, Query, ReadResult, ReplyBody};
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::driver::{Answer, Call, Counters, Driver};
+use crate::driver::{Answer, AnswerBody, Call, Counters, Driver};
 use crate::error::ClientError;
 use crate::ids::IdSource;
 use crate::options::{CallOptions, ClientOptions};
@@ -200,11 +200,11 @@ impl Client {
                 command: Command::RegisterSession { client: 0 },
             });
             let registered = self.submit_call(&placeholder, true, true, None).await?;
-            let ReplyBody::Committed {
+            let AnswerBody::Committed {
                 op: register_op, ..
             } = registered.body
             else {
-                return Err(unexpected(&registered.body));
+                return Err(unexpected(&registered.body.reply()));
             };
             op = register_op.max(self.inner.counters.op_max_seen.load(Ordering::Relaxed));
         }
@@ -637,7 +637,7 @@ impl Client {
                 .submit_call(&operation, needs_key, false, options.timeout)
                 .await?;
             match body {
-                ReplyBody::Committed { op, index, outcome } if outcome.code == ResultCode::Ok => {
+                AnswerBody::Committed { op, index, outcome } if outcome.code == ResultCode::Ok => {
                     Ok(Committed {
                         op,
                         index,
@@ -648,11 +648,11 @@ impl Client {
                         retry: outcome.retry,
                     })
                 }
-                ReplyBody::Committed { op, outcome, .. } => Err(ClientError::Rejected {
+                AnswerBody::Committed { op, outcome, .. } => Err(ClientError::Rejected {
                     code: outcome.code,
                     op,
                 }),
-                other => Err(unexpected(&other)),
+                AnswerBody::Other(other) => Err(unexpected(&other)),
             }
         }
     }
@@ -691,7 +691,12 @@ impl Client {
             query,
             min_op: min_op.unwrap_or(0),
         };
-        match self.submit(&operation, false, options.timeout).await?.body {
+        match self
+            .submit(&operation, false, options.timeout)
+            .await?
+            .body
+            .reply()
+        {
             ReplyBody::Read { op, slot, result } => Ok(Read {
                 op,
                 slot,
@@ -777,15 +782,15 @@ impl Client {
         };
         match answer.await {
             Ok(Ok(Answer {
-                body: ReplyBody::Invalid,
+                body: AnswerBody::Other(body),
                 ..
-            })) => Err(ClientError::Invalid {
+            })) if matches!(*body, ReplyBody::Invalid) => Err(ClientError::Invalid {
                 reason: "the cluster refused the request as invalid".into(),
             }),
             Ok(Ok(Answer {
-                body: ReplyBody::Forbidden,
+                body: AnswerBody::Other(body),
                 ..
-            })) => Err(ClientError::Forbidden {
+            })) if matches!(*body, ReplyBody::Forbidden) => Err(ClientError::Forbidden {
                 reason: "this client's role may not make this request".into(),
             }),
             Ok(result) => result,

@@ -60,8 +60,47 @@ const DRIVER_REQUEST_BIT: u64 = 1 << 63;
 /// A definite answer, with the operation id the write carried (the driver picks session keys).
 #[derive(Debug)]
 pub(crate) struct Answer {
-    pub(crate) body: ReplyBody,
+    pub(crate) body: AnswerBody,
     pub(crate) operation_id: OperationId,
+}
+
+/// A reply as it travels to its caller. Small on purpose: it crosses a oneshot and is moved
+/// through the caller's futures, and a whole `ReplyBody` is over 350 bytes (a read's lease
+/// view holds a bundle). A committed write, the hot path, keeps only its position and
+/// outcome; any other reply is boxed.
+#[derive(Debug)]
+pub(crate) enum AnswerBody {
+    /// `ReplyBody::Committed`.
+    Committed {
+        op: allocdb_core::Op,
+        index: u32,
+        outcome: allocdb_core::Outcome,
+    },
+    /// Any other reply.
+    Other(Box<ReplyBody>),
+}
+
+impl AnswerBody {
+    fn of(body: &ReplyBody) -> AnswerBody {
+        match *body {
+            ReplyBody::Committed { op, index, outcome } => {
+                AnswerBody::Committed { op, index, outcome }
+            }
+            other => AnswerBody::Other(Box::new(other)),
+        }
+    }
+
+    /// The reply this answer carries (for messages about an unexpected one).
+    pub(crate) fn reply(&self) -> ReplyBody {
+        match self {
+            AnswerBody::Committed { op, index, outcome } => ReplyBody::Committed {
+                op: *op,
+                index: *index,
+                outcome: *outcome,
+            },
+            AnswerBody::Other(body) => **body,
+        }
+    }
 }
 
 /// One caller's request, travelling from [`crate::Client`] to the driver.
@@ -882,7 +921,10 @@ impl Driver {
         let operation_id = pending.operation_id().unwrap_or(0);
         if let Some(reply) = pending.call.reply {
             // The caller may have given up (dropped its future): nothing to tell it then.
-            let _ = reply.send(result.map(|body| Answer { body, operation_id }));
+            let _ = reply.send(result.map(|body| Answer {
+                body: AnswerBody::of(&body),
+                operation_id,
+            }));
         }
         drop(pending.call.permit);
         self.forget_finished_calls();
