@@ -379,9 +379,7 @@ impl<'a> Session<'a> {
             replies_tx,
             replies_rx,
             arrivals: BTreeMap::new(),
-            requests: Vec::with_capacity(
-                usize::try_from(REQUESTS_PER_FRAME_MAX).expect("u32 fits"),
-            ),
+            requests: Vec::new(),
             out: Vec::new(),
             last_active: Instant::now(),
         }
@@ -499,6 +497,11 @@ impl<'a> Session<'a> {
                 Ok(None) => return Ok(()),
                 Ok(Some((header, body))) => {
                     if header.kind == FrameKind::ClientRequests {
+                        // A list only while a frame is decoded and handed on: an idle
+                        // session holds none (a full one is a few hundred KiB).
+                        if self.requests.capacity() == 0 {
+                            self.requests = self.context.request_lists.take();
+                        }
                         frame::decode_requests(body, &mut self.requests)
                             .map_err(|e| (Some(e.code()), e.to_string()))?;
                     }
@@ -541,6 +544,8 @@ impl<'a> Session<'a> {
         metrics.requests.add(u64::try_from(count).expect("bounded"));
         self.refuse_forbidden();
         if self.requests.is_empty() {
+            let emptied = std::mem::take(&mut self.requests);
+            self.context.request_lists.give_back(emptied);
             return;
         }
         let now = Instant::now();
@@ -551,7 +556,7 @@ impl<'a> Session<'a> {
         }
         let batch = ClientBatch {
             client: self.client,
-            requests: std::mem::replace(&mut self.requests, self.context.request_lists.take()),
+            requests: std::mem::take(&mut self.requests),
             replies: self.replies_tx.clone(),
         };
         if let Err(error) = self.context.requests.try_send(batch) {
@@ -570,11 +575,14 @@ impl<'a> Session<'a> {
                     body: ReplyBody::Overloaded,
                 })
                 .collect::<Vec<_>>();
-            let taken = std::mem::replace(&mut self.requests, batch.requests);
-            self.context.request_lists.give_back(taken);
+            self.context.request_lists.give_back(batch.requests);
             self.write_replies(&replies);
         }
-        self.requests.clear();
+        assert_eq!(
+            self.requests.capacity(),
+            0,
+            "a session keeps no request list between frames"
+        );
     }
 
     /// Answers `forbidden` to (and removes) every request this session's role may not make.
