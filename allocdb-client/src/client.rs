@@ -633,9 +633,8 @@ impl Client {
         let checked = command.and_then(|command| write_operation(&command, options.operation_id));
         async move {
             let (operation, needs_key) = checked?;
-            let Answer { body, operation_id } = self
-                .submit_call(&operation, needs_key, false, options.timeout)
-                .await?;
+            let Answer { body, operation_id } =
+                self.submit(&operation, needs_key, options.timeout).await?;
             match body {
                 AnswerBody::Committed { op, index, outcome } if outcome.code == ResultCode::Ok => {
                     Ok(Committed {
