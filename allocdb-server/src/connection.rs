@@ -646,3 +646,133 @@ fn slow_text(pace: &FramePace) -> String {
         pace.bytes_per_second_min, pace.grace
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use allocdb_vsr::ReplyBody;
+    use allocdb_vsr::frame::{self, ClientHello, FrameKind, FrameLimits, FrameRequest, Role};
+    use tokio::sync::{mpsc, watch};
+
+    use super::{ClientLimits, ConnectionContext, Session};
+    use crate::driver::{ClientBatch, ReplicaState};
+    use crate::metrics::Metrics;
+    use crate::peer::BusOptions;
+    use crate::settings::ClusterSettings;
+    use crate::spare_lists::{ReplyLists, RequestLists};
+    use crate::tls::{Principal, ServerSecurity};
+
+    const CLUSTER: u128 = 0x0E11;
+
+    /// A connection context whose queue to the replica holds `queue_max` frames.
+    fn context(queue_max: usize) -> (ConnectionContext, mpsc::Receiver<ClientBatch>) {
+        let (requests, requests_rx) = mpsc::channel(queue_max);
+        let (control, _) = mpsc::channel(1);
+        let state = ReplicaState {
+            role: Role::Primary,
+            view: 1,
+            primary_index: 0,
+            op: 0,
+            commit: 0,
+            applied: 0,
+            expiry_due: 0,
+            expiry_lag_slots: 0,
+            slot: 0,
+            tables: allocdb_core::TableUsage::default(),
+        };
+        let settings = ClusterSettings::new(CLUSTER, 0, 1, 10, allocdb_core::Config::small());
+        let security = ServerSecurity::Insecure;
+        let addresses = ["127.0.0.1:1".to_string()];
+        let identity =
+            crate::server::identity(&settings, &settings.replica_config(), &addresses, &security)
+                .unwrap();
+        let context = ConnectionContext {
+            identity,
+            slot_ms: settings.slot_ms,
+            client_limits: ClientLimits::of(&settings.replica.core),
+            control,
+            requests,
+            state: watch::channel(state).1,
+            metrics: Arc::new(Metrics::default()),
+            bus: BusOptions::default(),
+            limits: crate::admission::ConnectionLimits::default(),
+            shutdown: watch::channel(false).1,
+            next_client: AtomicU64::new(1),
+            security,
+            reply_lists: Arc::new(ReplyLists::default()),
+            request_lists: Arc::new(RequestLists::default()),
+        };
+        (context, requests_rx)
+    }
+
+    /// A frame's worth of reads, in a list taken from the pool as a frame's decode does.
+    fn reads(context: &ConnectionContext, count: u64) -> Vec<FrameRequest> {
+        let mut requests = context.request_lists.take();
+        requests.extend((1..=count).map(|request_id| FrameRequest {
+            request_id,
+            operation: allocdb_vsr::ClientOperation::Read {
+                query: allocdb_vsr::Query::Resource(request_id.into()),
+                min_op: 0,
+            },
+        }));
+        requests
+    }
+
+    /// Every reply frame in `out`, in order.
+    fn replies(out: &[u8]) -> Vec<frame::FrameReply> {
+        let limits = FrameLimits {
+            body_bytes_max: frame::FRAME_BODY_BYTES_LIMIT,
+            cluster_id: CLUSTER,
+        };
+        let mut replies = Vec::new();
+        let mut at = 0;
+        while at < out.len() {
+            let header_bytes: &[u8; frame::HEADER_BYTES] =
+                out[at..at + frame::HEADER_BYTES].try_into().unwrap();
+            let header = frame::decode_header(header_bytes, &limits).unwrap();
+            assert_eq!(header.kind, FrameKind::ClientReplies);
+            let body = &out[at + frame::HEADER_BYTES..at + header.frame_bytes()];
+            frame::decode_replies(body, &mut replies).unwrap();
+            at += header.frame_bytes();
+        }
+        replies
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_every_request_of_the_frame_overloaded() {
+        let (context, mut queue) = context(1);
+        let mut session = Session::new(&context, ClientHello { client_id: 9 }, Principal::Insecure);
+        // The first frame takes the queue's one place.
+        session.requests = reads(&context, 3);
+        session.submit();
+        assert!(session.out.is_empty(), "queued, not answered");
+        assert_eq!(context.metrics.overloaded.get(), 0);
+        // The second finds it full: each of its requests is answered `overloaded`, at once.
+        session.requests = reads(&context, 700);
+        session.submit();
+        let answered = replies(&session.out);
+        assert_eq!(answered.len(), 700, "one answer per request");
+        assert!(answered.iter().zip(1..).all(
+            |(reply, id)| reply.request_id == id && matches!(reply.body, ReplyBody::Overloaded)
+        ));
+        assert!(
+            session.out.len() > 2 * frame::HEADER_BYTES,
+            "more than one reply frame: 700 answers exceed a frame's requests"
+        );
+        assert_eq!(context.metrics.overloaded.get(), 700);
+        // The refused frame's list went back to the pool; the session keeps none.
+        assert_eq!(session.requests.capacity(), 0);
+        assert!(context.request_lists.take().capacity() >= 700);
+        // The queued frame is intact, and once the replica took it there is room again.
+        let queued = queue.recv().await.unwrap();
+        assert_eq!(queued.requests.len(), 3);
+        session.out.clear();
+        session.requests = reads(&context, 2);
+        session.submit();
+        assert!(session.out.is_empty());
+        assert_eq!(queue.recv().await.unwrap().requests.len(), 2);
+        assert_eq!(context.metrics.overloaded.get(), 700);
+    }
+}

@@ -264,7 +264,7 @@ async fn sessions_closed(admission: &Admission) {
 }
 
 /// Who this replica is on the bus, with the fingerprint its handshakes carry.
-fn identity(
+pub(crate) fn identity(
     settings: &ClusterSettings,
     config: &allocdb_vsr::ReplicaConfig,
     addresses: &[String],
