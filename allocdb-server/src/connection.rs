@@ -653,7 +653,10 @@ mod tests {
     use std::sync::atomic::AtomicU64;
 
     use allocdb_vsr::ReplyBody;
-    use allocdb_vsr::frame::{self, ClientHello, FrameKind, FrameLimits, FrameRequest, Role};
+    use allocdb_vsr::frame::{
+        self, ClientHello, FrameKind, FrameLimits, FrameReply, FrameRequest,
+        REQUESTS_PER_FRAME_MAX, Role,
+    };
     use tokio::sync::{mpsc, watch};
 
     use super::{ClientLimits, ConnectionContext, Session};
@@ -720,13 +723,14 @@ mod tests {
         requests
     }
 
-    /// Every reply frame in `out`, in order.
-    fn replies(out: &[u8]) -> Vec<frame::FrameReply> {
+    /// Every reply in `out`, in order, and the number of frames they came in.
+    fn replies(out: &[u8]) -> (Vec<frame::FrameReply>, usize) {
         let limits = FrameLimits {
             body_bytes_max: frame::FRAME_BODY_BYTES_LIMIT,
             cluster_id: CLUSTER,
         };
         let mut replies = Vec::new();
+        let mut frames = 0;
         let mut at = 0;
         while at < out.len() {
             let header_bytes: &[u8; frame::HEADER_BYTES] =
@@ -734,14 +738,18 @@ mod tests {
             let header = frame::decode_header(header_bytes, &limits).unwrap();
             assert_eq!(header.kind, FrameKind::ClientReplies);
             let body = &out[at + frame::HEADER_BYTES..at + header.frame_bytes()];
-            frame::decode_replies(body, &mut replies).unwrap();
+            // Decoding fills a list afresh: one per frame.
+            let mut decoded = Vec::new();
+            frame::decode_replies(body, &mut decoded).unwrap();
+            replies.append(&mut decoded);
             at += header.frame_bytes();
+            frames += 1;
         }
-        replies
+        (replies, frames)
     }
 
-    #[tokio::test]
-    async fn a_full_queue_answers_every_request_of_the_frame_overloaded() {
+    #[test]
+    fn a_full_queue_answers_every_request_of_the_frame_overloaded() {
         let (context, mut queue) = context(1);
         let mut session = Session::new(&context, ClientHello { client_id: 9 }, Principal::Insecure);
         // The first frame takes the queue's one place.
@@ -749,30 +757,45 @@ mod tests {
         session.submit();
         assert!(session.out.is_empty(), "queued, not answered");
         assert_eq!(context.metrics.overloaded.get(), 0);
-        // The second finds it full: each of its requests is answered `overloaded`, at once.
-        session.requests = reads(&context, 700);
+        // The second, as large as a frame may be, finds it full: each of its requests is
+        // answered `overloaded` at once, in one reply frame.
+        let largest = u64::from(REQUESTS_PER_FRAME_MAX);
+        session.requests = reads(&context, largest);
         session.submit();
-        let answered = replies(&session.out);
-        assert_eq!(answered.len(), 700, "one answer per request");
+        let (answered, frames) = replies(&session.out);
+        assert_eq!(frames, 1);
+        assert_eq!(answered.len() as u64, largest, "one answer per request");
         assert!(answered.iter().zip(1..).all(
             |(reply, id)| reply.request_id == id && matches!(reply.body, ReplyBody::Overloaded)
         ));
-        assert!(
-            session.out.len() > 2 * frame::HEADER_BYTES,
-            "more than one reply frame: 700 answers exceed a frame's requests"
-        );
-        assert_eq!(context.metrics.overloaded.get(), 700);
+        assert_eq!(context.metrics.overloaded.get(), largest);
         // The refused frame's list went back to the pool; the session keeps none.
         assert_eq!(session.requests.capacity(), 0);
-        assert!(context.request_lists.take().capacity() >= 700);
+        assert!(context.request_lists.take().capacity() as u64 >= largest);
         // The queued frame is intact, and once the replica took it there is room again.
-        let queued = queue.recv().await.unwrap();
-        assert_eq!(queued.requests.len(), 3);
+        assert_eq!(queue.try_recv().unwrap().requests.len(), 3);
         session.out.clear();
         session.requests = reads(&context, 2);
         session.submit();
         assert!(session.out.is_empty());
-        assert_eq!(queue.recv().await.unwrap().requests.len(), 2);
-        assert_eq!(context.metrics.overloaded.get(), 700);
+        assert_eq!(queue.try_recv().unwrap().requests.len(), 2);
+        assert_eq!(context.metrics.overloaded.get(), largest);
+    }
+
+    #[test]
+    fn replies_beyond_a_frame_go_out_in_several() {
+        let (context, _queue) = context(1);
+        let mut session = Session::new(&context, ClientHello { client_id: 9 }, Principal::Insecure);
+        let count = u64::from(REQUESTS_PER_FRAME_MAX) + 1;
+        let refused: Vec<_> = (1..=count)
+            .map(|request_id| FrameReply {
+                request_id,
+                body: ReplyBody::Forbidden,
+            })
+            .collect();
+        session.write_replies(&refused);
+        let (answered, frames) = replies(&session.out);
+        assert_eq!(frames, 2);
+        assert!(answered == refused, "every reply, in order");
     }
 }
