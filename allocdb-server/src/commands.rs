@@ -12,7 +12,7 @@ use allocdb_wal::{FileStorage, WalError};
 use clap::Args;
 use tokio::sync::watch;
 use tokio::time::Duration;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::admission::ConnectionLimits;
 use crate::cluster_args::ClusterArgs;
@@ -374,6 +374,10 @@ pub fn start(args: &StartArgs) -> ExitCode {
         }
         Err(error) => return usage_error(&error.to_string()),
     };
+    // Before the log is opened: if recovery then finds damage, this says why it may be there.
+    if let Some(warning) = crate::fs_check::unordered_appends(&args.data_dir) {
+        warn!("{warning}");
+    }
     let settings = match ClusterSettings::read(&args.data_dir) {
         Ok(settings) => settings,
         Err(error) => return usage_error(&error.to_string()),

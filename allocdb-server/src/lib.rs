@@ -26,6 +26,7 @@ pub mod duration;
 pub mod fingerprint;
 pub mod format_check;
 pub mod frame_io;
+pub mod fs_check;
 pub mod health;
 pub mod histogram;
 pub mod json;
