@@ -53,9 +53,10 @@ const HIDDEN_FLAGS: [(&str, &str); 1] = [("status", "--timeout-ms")];
 /// Flags of other programs that the docs show (cargo, docker, kubectl, useradd, systemctl,
 /// the simulator, the fuzz smoke loop, perf, the Python examples): a `--flag` in the docs that is
 /// in no `allocdb` help must be one of these.
-const OTHER_PROGRAMS_FLAGS: [&str; 38] = [
+const OTHER_PROGRAMS_FLAGS: [&str; 39] = [
     // cargo
     "--release",
+    "--bench",
     "--workspace",
     "--example",
     "--examples",

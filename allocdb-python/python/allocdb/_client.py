@@ -79,7 +79,7 @@ class Client:
     ``call_timeout`` (default 10 s) bounds every call, retries and failovers included;
     ``request_timeout`` and ``connect_timeout`` (0.5 s) how long one replica may stay silent.
     ``in_flight_max`` (1024) bounds calls in flight; ``batch_requests_max`` (1024) requests per
-    frame; ``frames_in_flight_max`` (1) frames unanswered at once.
+    frame; ``frames_in_flight_max`` (4) frames unanswered at once.
 
     Calls block the calling thread with the GIL released; the client is thread-safe, and calls
     made from several threads at once share frames. Use it as a context manager, or ``close()``.
