@@ -892,6 +892,11 @@ async fn open_first(
                         reason: format!("{address}: {error}"),
                     });
                 }
+                Err(SessionError::Security(reason)) => {
+                    return Err(ClientError::Invalid {
+                        reason: format!("{address}: {reason}"),
+                    });
+                }
                 Err(error) => last_error = format!("{address}: {error}"),
             }
         }

@@ -27,6 +27,8 @@ pub(crate) enum SessionError {
     Forbidden(String),
     /// The replica belongs to another cluster: a configuration error, not a fault.
     WrongCluster { expected: u128, found: u128 },
+    /// One side uses TLS and the other does not: a configuration error, not a fault.
+    Security(String),
     /// The replica at list position `position` says it is replica `found` of
     /// `replica_count`: the address list is in another order than the cluster's, or holds a
     /// different number of replicas. A configuration error: retrying cannot help. With TLS
@@ -43,7 +45,9 @@ pub(crate) enum SessionError {
 impl std::fmt::Display for SessionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SessionError::Io(reason) | SessionError::Protocol(reason) => f.write_str(reason),
+            SessionError::Io(reason)
+            | SessionError::Protocol(reason)
+            | SessionError::Security(reason) => f.write_str(reason),
             SessionError::Forbidden(reason) => write!(f, "forbidden: {reason}"),
             SessionError::WrongCluster { expected, found } => {
                 write!(
@@ -202,6 +206,9 @@ fn connect_error(
     cluster_id: u128,
     error: &std::io::Error,
 ) -> SessionError {
+    if tls::is_plaintext_peer(error) {
+        return SessionError::Security(error.to_string());
+    }
     match tls::MisplacedReplica::of(error) {
         Some(named) if cluster_id != 0 && named.cluster_id != cluster_id => {
             SessionError::WrongCluster {
@@ -304,11 +311,23 @@ impl FrameReader {
         Ok(result)
     }
 
-    /// Reads one whole frame (used for the welcome only).
+    /// Reads one whole frame (used for the welcome only). A TLS server's answer to our
+    /// plaintext (a few bytes of alert, then the close) is recognised from its first bytes.
     async fn read_frame(&mut self) -> Result<(FrameHeader, Vec<u8>), SessionError> {
+        let refused = |error: frame::FrameError| {
+            if error.is_tls_record() {
+                SessionError::Security(format!(
+                    "welcome frame: {error}; give this client the cluster's certificates \
+                     (--certs and --role, or ALLOCDB_CERTS)"
+                ))
+            } else {
+                SessionError::Protocol(format!("welcome frame: {error}"))
+            }
+        };
         loop {
-            let decoded = frame::decode_frame(&self.buf[..self.filled], &self.limits)
-                .map_err(|error| SessionError::Protocol(format!("welcome frame: {error}")))?;
+            frame::check_header_prefix(&self.buf[..self.filled]).map_err(refused)?;
+            let decoded =
+                frame::decode_frame(&self.buf[..self.filled], &self.limits).map_err(refused)?;
             if let Some(DecodedFrame {
                 header,
                 body,

@@ -251,6 +251,44 @@ impl MisplacedReplica {
     }
 }
 
+/// True when a TLS handshake failed because the other side's first bytes were no TLS record
+/// at all: it speaks plaintext (an AllocDB replica or client run with `--insecure`). Used on
+/// both ends, so each can say which setting differs instead of "corrupt message".
+pub fn is_plaintext_peer(error: &std::io::Error) -> bool {
+    if error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<PlaintextReplica>().is_some())
+    {
+        return true;
+    }
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|error| {
+            matches!(
+                error,
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+            )
+        })
+}
+
+/// A [`Transport::connect`] over TLS reached a replica that answered in plaintext: the
+/// cluster runs without TLS. A configuration mismatch, reported as such ([`is_plaintext_peer`]
+/// recognises it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlaintextReplica;
+
+impl std::fmt::Display for PlaintextReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "TLS handshake: the replica answered in plaintext, not TLS: the cluster runs \
+             without TLS (--insecure), and so must this client",
+        )
+    }
+}
+
+impl std::error::Error for PlaintextReplica {}
+
 /// rustls's own server-certificate check, unchanged in what it accepts; when the only fault
 /// is the name, the error says which replica the certificate names instead.
 #[derive(Debug)]
@@ -402,6 +440,9 @@ impl Transport {
                     // Kept as a value so the session can report a misordered address list.
                     match MisplacedReplica::of(&error) {
                         Some(misplaced) => std::io::Error::new(error.kind(), misplaced),
+                        None if is_plaintext_peer(&error) => {
+                            std::io::Error::new(error.kind(), PlaintextReplica)
+                        }
                         None => {
                             std::io::Error::new(error.kind(), format!("TLS handshake: {error}"))
                         }

@@ -253,6 +253,11 @@ impl FrameError {
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            FrameError::BadMagic { found } if starts_tls_record(*found) => write!(
+                f,
+                "bad magic {found:#010x} (expected {MAGIC:#010x}): these bytes start a TLS \
+                 record, so the other side speaks TLS and this one does not"
+            ),
             FrameError::BadMagic { found } => {
                 write!(f, "bad magic {found:#010x} (expected {MAGIC:#010x})")
             }
@@ -472,6 +477,24 @@ pub fn decode_header(
         body_len,
         body_crc32c,
     })
+}
+
+/// Whether four bytes read as a frame's magic (little-endian) are the start of a TLS record: a
+/// content type from 20 to 23 (change cipher spec, alert, handshake, application data) and
+/// protocol version 3.x. A TLS peer on a plaintext connection sends exactly that first (a
+/// client hello, or an alert from a server refusing our plaintext), and no valid magic looks
+/// like it, so the mismatch can be named instead of reported as noise.
+fn starts_tls_record(found: u32) -> bool {
+    let [content_type, major, minor, _] = found.to_le_bytes();
+    (20..=23).contains(&content_type) && major == 3 && minor <= 4
+}
+
+impl FrameError {
+    /// True when the refused bytes start a TLS record: the other side uses TLS and this
+    /// connection is plaintext (a configuration mismatch, not a network fault).
+    pub fn is_tls_record(&self) -> bool {
+        matches!(self, FrameError::BadMagic { found } if starts_tls_record(*found))
+    }
 }
 
 /// Checks the start of a header before all of it has arrived: a sender that is not speaking

@@ -198,11 +198,15 @@ impl ReplicaTls {
     }
 
     async fn accept(&self, stream: net::TcpStream) -> Result<(Stream, Principal), String> {
-        let stream = self
-            .acceptor
-            .accept(stream)
-            .await
-            .map_err(|e| format!("TLS handshake: {e}"))?;
+        let stream = self.acceptor.accept(stream).await.map_err(|e| {
+            if allocdb_client::tls::is_plaintext_peer(&e) {
+                "TLS handshake: the client spoke plaintext, not TLS (a client of this cluster \
+                     needs its certificates: --certs and --role)"
+                    .to_string()
+            } else {
+                format!("TLS handshake: {e}")
+            }
+        })?;
         let (_, connection) = stream.get_ref();
         // The verifier required a certificate the CA signed; what it names is checked here.
         let leaf = connection

@@ -126,7 +126,8 @@ async fn a_tls_cluster_serves_roles_and_refuses_plaintext_and_impostors() {
         .await
         .expect("operator revokes");
 
-    // Plaintext is refused: no session opens.
+    // Plaintext is refused: no session opens, and the client is told why (the replica's
+    // TLS alert is recognised) as a configuration error, not an outage.
     let mut plaintext = ClientOptions::new(cluster.addresses.clone(), CLUSTER);
     plaintext.call_timeout = Duration::from_secs(2);
     plaintext.security = Some(Security::Insecure);
@@ -134,15 +135,33 @@ async fn a_tls_cluster_serves_roles_and_refuses_plaintext_and_impostors() {
         .await
         .expect_err("plaintext refused");
     assert!(
-        matches!(refused, ClientError::Unavailable { .. }),
+        matches!(&refused, ClientError::Invalid { reason } if reason.contains("TLS record") && reason.contains("certificates")),
         "{refused:?}"
     );
-    assert!(
+    let probed =
         allocdb_server::status::probe(&cluster.addresses[0], CLUSTER, Duration::from_secs(2))
             .await
-            .is_err(),
-        "a plaintext status probe gets no answer"
+            .expect_err("a plaintext status probe gets no answer");
+    assert!(probed.contains("TLS record"), "{probed}");
+
+    // And the other way round: a client with the certificates, at a plaintext replica.
+    let plain_cluster = LocalCluster::start(binary(), 1, CLUSTER, LocalSecurity::Insecure)
+        .expect("a plaintext replica starts");
+    plain_cluster
+        .wait_for_primary(Duration::from_secs(20))
+        .await
+        .expect("a plaintext primary");
+    let mut with_certificates = ClientOptions::new(plain_cluster.addresses.clone(), CLUSTER);
+    with_certificates.call_timeout = Duration::from_secs(2);
+    with_certificates.security = Some(cluster.client_security(ClientRole::Operator).unwrap());
+    let refused = Client::connect(with_certificates)
+        .await
+        .expect_err("TLS refused by a plaintext replica");
+    assert!(
+        matches!(&refused, ClientError::Invalid { reason } if reason.contains("answered in plaintext")),
+        "{refused:?}"
     );
+    drop(plain_cluster);
 
     // An application certificate cannot join as a replica.
     for claimed in [0, 1, 2] {
@@ -207,6 +226,23 @@ async fn the_cli_uses_certificates_and_roles_and_refuses_to_guess() {
     let (code, out, _) = run(&["status", "--certs", &certs, "--addresses", &addresses]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(r#""role":"primary""#), "{out}");
+
+    // Plaintext at this TLS cluster: a configuration error (exit 2) that says so.
+    let (code, line, _) = run(&[
+        "client",
+        "--insecure",
+        "--addresses",
+        &addresses,
+        "--timeout",
+        "2s",
+        "get-resource",
+        "5",
+    ]);
+    assert_eq!(code, Some(2), "{line}");
+    assert!(
+        line.contains(r#""result":"config""#) && line.contains("TLS record"),
+        "{line}"
+    );
 
     // Neither --certs nor --insecure: refused, saying how to make certificates.
     for args in [

@@ -142,6 +142,39 @@ fn a_foreign_prefix_is_refused_before_the_header_is_complete() {
 }
 
 #[test]
+fn tls_bytes_on_a_plaintext_connection_are_named_as_tls() {
+    // What a TLS server answers plaintext with (a fatal alert), and what a TLS client sends
+    // first (a client hello), each as the first bytes a plaintext reader sees.
+    for (what, bytes) in [
+        ("alert", &b"\x15\x03\x03\x00\x02\x02\x32"[..]),
+        ("client hello", &b"\x16\x03\x01\x02\x00\x01"[..]),
+    ] {
+        let error = check_header_prefix(bytes).expect_err(what);
+        assert!(error.is_tls_record(), "{what}: {error:?}");
+        assert_eq!(error.code(), ErrorCode::BadMagic, "{what}");
+        let message = error.to_string();
+        assert!(message.contains("TLS record"), "{what}: {message}");
+    }
+    // Other foreign bytes are only a bad magic: neither an HTTP request nor noise whose first
+    // byte is a TLS content type but whose version is not 3.x.
+    for bytes in [
+        &b"GET "[..],
+        b"\x16\x02\x01\x00",
+        b"\x18\x03\x03\x00",
+        b"\x00\x00\x00\x00",
+    ] {
+        let error = check_header_prefix(bytes).expect_err("bad magic");
+        assert!(!error.is_tls_record(), "{bytes:?}");
+        assert!(!error.to_string().contains("TLS"), "{bytes:?}");
+    }
+    // A valid header's start is never taken for TLS.
+    assert_eq!(
+        check_header_prefix(&frame_of(FrameKind::PeerPing, CLUSTER, &[])[..6]),
+        Ok(())
+    );
+}
+
+#[test]
 fn cluster_zero_is_accepted_only_where_allowed() {
     let limits = FrameLimits::client(CLUSTER);
     for kind in FrameKind::ALL {
