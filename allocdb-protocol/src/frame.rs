@@ -253,13 +253,23 @@ impl FrameError {
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FrameError::BadMagic { found } if starts_tls_record(*found) => write!(
-                f,
-                "bad magic {found:#010x} (expected {MAGIC:#010x}): these bytes start a TLS \
-                 record, so the other side speaks TLS and this one does not"
-            ),
             FrameError::BadMagic { found } => {
-                write!(f, "bad magic {found:#010x} (expected {MAGIC:#010x})")
+                write!(f, "bad magic {found:#010x} (expected {MAGIC:#010x})")?;
+                match foreign_protocol(*found) {
+                    Some(Foreign::Tls) => f.write_str(
+                        ": these bytes start a TLS record, so the other side speaks TLS and \
+                         this one does not",
+                    ),
+                    Some(Foreign::HttpResponse) => f.write_str(
+                        ": these bytes start an HTTP response, so the address is an HTTP \
+                         server (a replica's --metrics port?), not a replica's client or peer port",
+                    ),
+                    Some(Foreign::HttpRequest) => f.write_str(
+                        ": these bytes start an HTTP request; this port speaks AllocDB frames \
+                         (/metrics and /health are served on the replica's --metrics port)",
+                    ),
+                    None => Ok(()),
+                }
             }
             FrameError::WrongVersion { found } => {
                 write!(
@@ -479,21 +489,37 @@ pub fn decode_header(
     })
 }
 
-/// Whether four bytes read as a frame's magic (little-endian) are the start of a TLS record: a
-/// content type from 20 to 23 (change cipher spec, alert, handshake, application data) and
-/// protocol version 3.x. A TLS peer on a plaintext connection sends exactly that first (a
-/// client hello, or an alert from a server refusing our plaintext), and no valid magic looks
-/// like it, so the mismatch can be named instead of reported as noise.
-fn starts_tls_record(found: u32) -> bool {
-    let [content_type, major, minor, _] = found.to_le_bytes();
-    (20..=23).contains(&content_type) && major == 3 && minor <= 4
+/// Another protocol recognised from the four bytes where a frame's magic should be: the usual
+/// misconfigurations (one side with TLS and one without, an address that is a metrics port,
+/// `curl` at a client port) are named instead of reported as noise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Foreign {
+    Tls,
+    HttpResponse,
+    HttpRequest,
+}
+
+fn foreign_protocol(found: u32) -> Option<Foreign> {
+    let bytes = found.to_le_bytes();
+    let [content_type, major, minor, _] = bytes;
+    // A TLS record: content type 20 to 23 (change cipher spec, alert, handshake, application
+    // data), protocol version 3.x. A TLS peer on a plaintext connection sends exactly that
+    // first: a client hello, or the alert of a server refusing our plaintext.
+    if (20..=23).contains(&content_type) && major == 3 && minor <= 4 {
+        return Some(Foreign::Tls);
+    }
+    match &bytes {
+        b"HTTP" => Some(Foreign::HttpResponse),
+        b"GET " | b"HEAD" | b"POST" | b"PUT " => Some(Foreign::HttpRequest),
+        _ => None,
+    }
 }
 
 impl FrameError {
     /// True when the refused bytes start a TLS record: the other side uses TLS and this
     /// connection is plaintext (a configuration mismatch, not a network fault).
     pub fn is_tls_record(&self) -> bool {
-        matches!(self, FrameError::BadMagic { found } if starts_tls_record(*found))
+        matches!(self, FrameError::BadMagic { found } if foreign_protocol(*found) == Some(Foreign::Tls))
     }
 }
 

@@ -19,6 +19,7 @@
 //! - `GET /health/live` (liveness): 200 (`alive`) unless the replica halted or the process is
 //!   shutting down; a view change, recovery or a lagging log are not reasons to restart it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,6 +45,11 @@ use crate::status::json_string;
 const HTTP_REQUEST_BYTES_MAX: usize = 4096;
 /// How long a metrics scraper may take to send its request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections the metrics port serves at once. The port is unauthenticated plain HTTP, so a
+/// flood of silent connections must not hold an unbounded number of file descriptors (the log
+/// and the client port need them too); one more closes the oldest, so a flood only shortens how
+/// long each may stay silent, and a health probe still gets in.
+pub const METRICS_CONNECTIONS_MAX: usize = 64;
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -181,6 +187,8 @@ pub struct Metrics {
     pub connections_refused_peers: Counter,
     /// Unidentified connections closed to make room for newer ones.
     pub connections_evicted: Counter,
+    /// Metrics-port connections closed to make room for newer ones.
+    pub metrics_connections_evicted: Counter,
     /// Connections closed for no TLS handshake and first frame in time.
     pub handshake_timeouts: Counter,
     /// Client sessions closed for being idle.
@@ -215,6 +223,7 @@ impl Default for Metrics {
             connections_refused_sessions: Counter::default(),
             connections_refused_peers: Counter::default(),
             connections_evicted: Counter::default(),
+            metrics_connections_evicted: Counter::default(),
             handshake_timeouts: Counter::default(),
             idle_timeouts: Counter::default(),
             slow_frames: Counter::default(),
@@ -331,7 +340,7 @@ impl Metrics {
     }
 
     /// The refusals and timeouts of the connection limits (`crate::admission`).
-    fn limit_counters(&self) -> [CounterRow<'_>; 8] {
+    fn limit_counters(&self) -> [CounterRow<'_>; 9] {
         [
             (
                 "allocdb_connections_refused_address_total",
@@ -352,6 +361,11 @@ impl Metrics {
                 "allocdb_connections_evicted_total",
                 "Connections closed before identifying themselves, to make room for newer ones",
                 &self.connections_evicted,
+            ),
+            (
+                "allocdb_metrics_connections_evicted_total",
+                "Metrics-port connections closed before their answer, to make room for newer ones",
+                &self.metrics_connections_evicted,
             ),
             (
                 "allocdb_handshake_timeouts_total",
@@ -561,28 +575,42 @@ pub fn liveness(state: &ReplicaState, shutting_down: bool) -> ProbeAnswer {
     probe_answer(status == "alive", status, state)
 }
 
-/// Serves `/metrics` and `/health` on `listener` until `shutdown`.
+/// Serves `/metrics` and `/health` on `listener` until `shutdown`, at most
+/// [`METRICS_CONNECTIONS_MAX`] connections at once (a new one closes the oldest).
 pub async fn serve(
     listener: net::TcpListener,
     context: Arc<MetricsContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Oldest first; aborting a task drops its stream, which closes the connection.
+    let mut open: VecDeque<tokio::task::JoinHandle<()>> =
+        VecDeque::with_capacity(METRICS_CONNECTIONS_MAX);
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else {
                     tokio::time::sleep(net::ACCEPT_RETRY_PAUSE).await;
                     continue;
                 };
+                open.retain(|task| !task.is_finished());
+                if open.len() == METRICS_CONNECTIONS_MAX {
+                    let oldest = open.pop_front().expect("the queue is full");
+                    oldest.abort();
+                    context.metrics.metrics_connections_evicted.add(1);
+                }
                 let context = Arc::clone(&context);
                 let shutting_down = *shutdown.borrow();
-                tokio::spawn(async move {
+                open.push_back(tokio::spawn(async move {
                     let answer = respond(stream, &context, shutting_down);
                     let _ = tokio::time::timeout(HTTP_TIMEOUT, answer).await;
-                });
+                }));
+                assert!(open.len() <= METRICS_CONNECTIONS_MAX);
             }
         }
+    }
+    for task in open {
+        task.abort();
     }
 }
 
@@ -593,7 +621,17 @@ async fn respond(
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0_u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+    // An HTTP request starts with a method, capital letters up to a space; anything else (an
+    // AllocDB client's hello sent to the wrong port: "ALDB" and binary) is answered at once,
+    // so that client learns why instead of waiting for a blank line that never comes.
+    let not_http = |head: &[u8]| {
+        let method = head.iter().take_while(|byte| **byte != b' ');
+        method.clone().any(|byte| !byte.is_ascii_uppercase()) || method.count() > 7
+    };
+    while !head.windows(4).any(|w| w == b"\r\n\r\n")
+        && !head.windows(2).any(|w| w == b"\n\n")
+        && !not_http(&head)
+    {
         let read = stream.read(&mut chunk).await?;
         if read == 0 || head.len() + read > HTTP_REQUEST_BYTES_MAX {
             break;
@@ -606,6 +644,13 @@ async fn respond(
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let state = *context.state.borrow();
     let (status, content_type, body) = match (method, path) {
+        _ if not_http(&head) => (
+            "400 Bad Request",
+            "text/plain",
+            "not HTTP: this is an AllocDB replica's metrics port (GET /metrics, /health, \
+             /health/live); clients and peers connect to its client port\n"
+                .to_string(),
+        ),
         ("GET", "/metrics") => (
             "200 OK",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",

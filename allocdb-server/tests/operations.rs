@@ -1,5 +1,6 @@
 //! What supervisors rely on (docs/operations.md, "Server command reference"): `allocdb health`
-//! exit codes against real replicas, `/health` readiness vs `/health/live` liveness,
+//! exit codes against real replicas, `/health` readiness vs `/health/live` liveness, the metrics
+//! port's answer to a stray client frame and its bound under a flood of silent connections,
 //! `format --if-empty`, host names in `--addresses` with `start --listen`, and `start`'s exit
 //! codes for a bad data directory and for SIGTERM/SIGINT. Every wait is bounded.
 
@@ -85,6 +86,80 @@ async fn health_exits_0_when_ready_1_when_not_and_2_when_unreachable() {
     let refused = allocdb(&["health", &cluster.metrics[usize::from(primary)]]);
     assert_eq!(code(&refused), 2, "{}", text(&refused.stderr));
     assert!(started.elapsed() < PATIENCE);
+}
+
+/// Open file descriptors of process `pid` (Linux: the entries of `/proc/<pid>/fd`).
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the replica's /proc entry")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_port_answers_a_stray_frame_and_bounds_a_flood_of_silent_connections() {
+    const FLOOD: usize = 400;
+    let cluster = Cluster::start("metrics-flood", 1, &[]);
+    cluster.primary().await;
+    let metrics = cluster.metrics[0].clone();
+    health_until(&metrics, "/health", 0);
+    // A client's frame sent to this port by mistake is answered at once, in HTTP, saying
+    // which port this is (the client then names an HTTP server as the cause).
+    {
+        use std::io::{Read, Write};
+        let mut wrong = std::net::TcpStream::connect(&metrics).expect("connect");
+        wrong
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        wrong.write_all(b"ALDB\x02\x00\x01\x00").expect("send");
+        let mut answer = String::new();
+        wrong
+            .read_to_string(&mut answer)
+            .expect("an answer within 2 s");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("metrics port"), "{answer}");
+    }
+    let pid = cluster.children[0].as_ref().expect("running").id();
+    let before = open_files(pid);
+    // Connections that never send a request: each would otherwise hold a descriptor for the
+    // 5 s request timeout. The replica accepts them as fast as they come.
+    let mut silent = Vec::with_capacity(FLOOD);
+    for _ in 0..FLOOD {
+        silent.push(std::net::TcpStream::connect(&metrics).expect("connect"));
+    }
+    // Give the accept loop time to take every one of them off the backlog (bounded wait).
+    let deadline = Instant::now() + PATIENCE;
+    let mut peak = 0;
+    loop {
+        let scraped = allocdb(&["health", &metrics, "--path", "/metrics", "--timeout", "2s"]);
+        assert_eq!(
+            code(&scraped),
+            0,
+            "a scrape during the flood: {}",
+            text(&scraped.stderr)
+        );
+        peak = peak.max(open_files(pid));
+        let evicted = text(&scraped.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("allocdb_metrics_connections_evicted_total "))
+            .and_then(|count| count.trim().parse::<usize>().ok())
+            .expect("the eviction counter is exported");
+        // Every silent connection but the newest 64 (minus the scrapes') has been closed.
+        if evicted >= FLOOD - allocdb_server::metrics::METRICS_CONNECTIONS_MAX {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {evicted} of {FLOOD} evicted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        peak <= before + allocdb_server::metrics::METRICS_CONNECTIONS_MAX + 8,
+        "{peak} files open during a flood of {FLOOD}, {before} before"
+    );
+    // And the probe still answers while the flood's newest connections stay open.
+    health_until(&metrics, "/health", 0);
+    drop(silent);
 }
 
 #[test]

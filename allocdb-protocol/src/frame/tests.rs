@@ -155,17 +155,25 @@ fn tls_bytes_on_a_plaintext_connection_are_named_as_tls() {
         let message = error.to_string();
         assert!(message.contains("TLS record"), "{what}: {message}");
     }
-    // Other foreign bytes are only a bad magic: neither an HTTP request nor noise whose first
-    // byte is a TLS content type but whose version is not 3.x.
+    // HTTP both ways is named as such, and is not TLS.
+    for (bytes, named) in [
+        (&b"HTTP/1.1 404 Not Found"[..], "an HTTP response"),
+        (b"GET /metrics HTTP/1.1", "an HTTP request"),
+    ] {
+        let error = check_header_prefix(bytes).expect_err("bad magic");
+        assert!(!error.is_tls_record(), "{bytes:?}");
+        assert!(error.to_string().contains(named), "{error}");
+    }
+    // Other foreign bytes are only a bad magic: noise whose first byte is a TLS content type
+    // but whose version is not 3.x, a content type beyond 23, zeros.
     for bytes in [
-        &b"GET "[..],
-        b"\x16\x02\x01\x00",
+        &b"\x16\x02\x01\x00"[..],
         b"\x18\x03\x03\x00",
         b"\x00\x00\x00\x00",
     ] {
         let error = check_header_prefix(bytes).expect_err("bad magic");
         assert!(!error.is_tls_record(), "{bytes:?}");
-        assert!(!error.to_string().contains("TLS"), "{bytes:?}");
+        assert!(!error.to_string().contains(": these bytes"), "{error}");
     }
     // A valid header's start is never taken for TLS.
     assert_eq!(
