@@ -86,7 +86,8 @@ impl Client {
     /// `options.call_timeout`) and starts the connection task. Requires a tokio runtime.
     ///
     /// # Errors
-    /// [`ClientError::Invalid`] for unusable options or a replica of another cluster;
+    /// [`ClientError::Invalid`] for unusable options, a replica of another cluster, or a list
+    /// none of whose replicas speaks this client's transport (TLS or plaintext);
     /// [`ClientError::Unavailable`] when no replica answered in time.
     pub async fn connect(options: ClientOptions) -> Result<Client, ClientError> {
         if let Some(reason) = options.problem() {
@@ -859,6 +860,7 @@ async fn open_first(
     let mut last_error = String::new();
     let mut round: u32 = 0;
     loop {
+        let mut mismatch = None;
         for (replica, address) in options.addresses.iter().enumerate() {
             match Session::open(
                 transport,
@@ -892,13 +894,15 @@ async fn open_first(
                         reason: format!("{address}: {error}"),
                     });
                 }
-                Err(SessionError::Security(reason)) => {
-                    return Err(ClientError::Invalid {
-                        reason: format!("{address}: {reason}"),
-                    });
-                }
+                // Not fatal at once: the bytes that say so are unauthenticated, and one
+                // misconfigured replica (or another service at its address) must not keep a
+                // client from the others. Fatal if the whole round finds no replica.
+                Err(SessionError::Security(reason)) => mismatch = Some(reason),
                 Err(error) => last_error = format!("{address}: {error}"),
             }
+        }
+        if let Some(reason) = mismatch {
+            return Err(ClientError::Invalid { reason });
         }
         round += 1;
         let pause = options

@@ -27,7 +27,10 @@ pub(crate) enum SessionError {
     Forbidden(String),
     /// The replica belongs to another cluster: a configuration error, not a fault.
     WrongCluster { expected: u128, found: u128 },
-    /// One side uses TLS and the other does not: a configuration error, not a fault.
+    /// The other side does not speak this client's transport: a TLS record where a plaintext
+    /// frame was expected, or no TLS record where TLS was. Most likely a replica in the other
+    /// mode, but the evidence is a few unauthenticated bytes (any service at the address, or
+    /// anyone on the path, could send them), so it is fatal only when no replica answers.
     Security(String),
     /// The replica at list position `position` says it is replica `found` of
     /// `replica_count`: the address list is in another order than the cluster's, or holds a
@@ -155,7 +158,13 @@ impl Session {
         };
         let (header, body) = tokio::time::timeout(timeout, reader.read_frame())
             .await
-            .map_err(|_| SessionError::Io(format!("welcome from {address}: timed out")))??;
+            .map_err(|_| SessionError::Io(format!("welcome from {address}: timed out")))?
+            .map_err(|error| match error {
+                SessionError::Security(reason) => {
+                    SessionError::Security(format!("{address}: {reason}"))
+                }
+                other => other,
+            })?;
         let welcome = accept_welcome(address, cluster_id, header, &body)?;
         if usize::from(welcome.replica_index) != replica {
             return Err(SessionError::AddressList {
@@ -199,7 +208,8 @@ impl Session {
 }
 
 /// Why connecting to `address` (list position `position`) failed: a genuine certificate of
-/// another replica or cluster is a configuration error, anything else a network one.
+/// another replica or cluster is a configuration error, a peer that is not speaking TLS a
+/// likely one (see [`SessionError::Security`]), anything else a network failure.
 fn connect_error(
     address: &str,
     position: usize,
@@ -207,7 +217,7 @@ fn connect_error(
     error: &std::io::Error,
 ) -> SessionError {
     if tls::is_plaintext_peer(error) {
-        return SessionError::Security(error.to_string());
+        return SessionError::Security(format!("connect to {address}: {error}"));
     }
     match tls::MisplacedReplica::of(error) {
         Some(named) if cluster_id != 0 && named.cluster_id != cluster_id => {
@@ -317,8 +327,9 @@ impl FrameReader {
         let refused = |error: frame::FrameError| {
             if error.is_tls_record() {
                 SessionError::Security(format!(
-                    "welcome frame: {error}; give this client the cluster's certificates \
-                     (--certs and --role, or ALLOCDB_CERTS)"
+                    "welcome frame: {error}; if it is a replica, the cluster runs TLS: give \
+                     this client the cluster's certificates (ClientOptions::security; \
+                     allocdb client: --certs and --role, or ALLOCDB_CERTS)"
                 ))
             } else {
                 SessionError::Protocol(format!("welcome frame: {error}"))

@@ -272,17 +272,16 @@ pub fn is_plaintext_peer(error: &std::io::Error) -> bool {
         })
 }
 
-/// A [`Transport::connect`] over TLS reached a replica that answered in plaintext: the
-/// cluster runs without TLS. A configuration mismatch, reported as such ([`is_plaintext_peer`]
-/// recognises it).
+/// A [`Transport::connect`] over TLS reached something that is not speaking TLS: most likely
+/// a replica run with `--insecure` ([`is_plaintext_peer`] recognises it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlaintextReplica;
 
 impl std::fmt::Display for PlaintextReplica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(
-            "TLS handshake: the replica answered in plaintext, not TLS: the cluster runs \
-             without TLS (--insecure), and so must this client",
+            "TLS handshake: the other side is not speaking TLS: a replica run with --insecure \
+             (then every client and replica of the cluster must be), or not an AllocDB replica",
         )
     }
 }
@@ -427,7 +426,8 @@ impl Transport {
     ///
     /// # Errors
     /// The connection or the handshake failed (a certificate the CA did not sign, or one for
-    /// another name; [`MisplacedReplica::of`] tells when it names another replica).
+    /// another name; [`MisplacedReplica::of`] tells when it names another replica, and
+    /// [`is_plaintext_peer`] when the other side is not speaking TLS at all).
     pub async fn connect(&self, address: &str, server_name: &str) -> std::io::Result<Stream> {
         let stream = net::connect(address).await?;
         match self {

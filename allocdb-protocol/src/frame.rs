@@ -226,6 +226,12 @@ pub enum FrameError {
 }
 
 impl FrameError {
+    /// True when the refused bytes start a TLS record: the other side uses TLS and this
+    /// connection is plaintext (a configuration mismatch, not a network fault).
+    pub fn is_tls_record(&self) -> bool {
+        matches!(self, FrameError::BadMagic { found } if foreign_protocol(*found) == Some(Foreign::Tls))
+    }
+
     /// The code sent back in the error frame.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -512,14 +518,6 @@ fn foreign_protocol(found: u32) -> Option<Foreign> {
         b"HTTP" => Some(Foreign::HttpResponse),
         b"GET " | b"HEAD" | b"POST" | b"PUT " => Some(Foreign::HttpRequest),
         _ => None,
-    }
-}
-
-impl FrameError {
-    /// True when the refused bytes start a TLS record: the other side uses TLS and this
-    /// connection is plaintext (a configuration mismatch, not a network fault).
-    pub fn is_tls_record(&self) -> bool {
-        matches!(self, FrameError::BadMagic { found } if foreign_protocol(*found) == Some(Foreign::Tls))
     }
 }
 

@@ -258,7 +258,8 @@ pub async fn execute(args: &ClientArgs) -> (String, u8) {
 /// The line and exit status when no session could be opened: nothing was sent.
 fn connect_error_line(error: &ClientError) -> (String, u8) {
     match error {
-        // Unusable options or a replica of another cluster: configuration, not an outage.
+        // Unusable options, a replica of another cluster, or no replica speaking this
+        // client's transport: configuration, not an outage.
         ClientError::Invalid { reason } => (failure_line("config", reason), EXIT_SETUP_ERROR),
         _ => error_line(error, None),
     }

@@ -390,6 +390,13 @@ async fn dial(identity: &Identity, peer: u8, address: &str) -> Result<Halves, Di
                 "replica {peer} at {address} belongs to another cluster: {error}"
             )));
         }
+        // A TLS alert in answer to our plaintext: the peer runs with certificates and this
+        // replica with --insecure (the TLS side reports the same through its handshake error).
+        Err(ReadError::Frame(error)) if error.is_tls_record() => {
+            return Err(DialError::Mismatch(format!(
+                "replica {peer} at {address}: {error}"
+            )));
+        }
         Err(error) => return Err(unreachable(&error)),
     };
     match header.kind {

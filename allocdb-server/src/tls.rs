@@ -200,8 +200,8 @@ impl ReplicaTls {
     async fn accept(&self, stream: net::TcpStream) -> Result<(Stream, Principal), String> {
         let stream = self.acceptor.accept(stream).await.map_err(|e| {
             if allocdb_client::tls::is_plaintext_peer(&e) {
-                "TLS handshake: the client spoke plaintext, not TLS (a client of this cluster \
-                     needs its certificates: --certs and --role)"
+                "TLS handshake: the other side spoke plaintext, not TLS (every client and \
+                 replica of this cluster needs its certificates)"
                     .to_string()
             } else {
                 format!("TLS handshake: {e}")

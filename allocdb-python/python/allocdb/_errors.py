@@ -87,7 +87,8 @@ class Timeout(AllocDBError):
 
 class Invalid(AllocDBError, ValueError):
     """The request can never succeed as written (a bundle over the limit, a negative TTL,
-    operation id 0, unusable options, a replica of another cluster). Nothing changed."""
+    operation id 0, unusable options, a replica of another cluster, no replica speaking the
+    client's transport: TLS or plaintext). Nothing changed."""
 
 
 class Forbidden(AllocDBError):
