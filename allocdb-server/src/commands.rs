@@ -520,6 +520,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         .or(args.timeout_ms.map(Duration::from_millis))
         .unwrap_or(Duration::from_secs(1));
     let mut all_answered = true;
+    let mut mismatched = 0_usize;
     let mut misplaced = Vec::new();
     for (index, address) in options.addresses.iter().enumerate() {
         let replica = u8::try_from(index).unwrap_or(u8::MAX);
@@ -551,6 +552,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
             _ => {}
         }
         all_answered &= answer.is_ok();
+        mismatched += usize::from(answer.as_ref().is_err_and(|error| error.transport_mismatch));
         let answer = answer.map_err(|error| error.message);
         crate::outln!("{}", status::json_line(index, address, &answer));
     }
@@ -561,6 +563,27 @@ pub fn status(args: &StatusArgs) -> ExitCode {
                 "the address list does not match the cluster: {}; list every replica's address \
                  in replica-index order (index 0 first)",
                 misplaced.join("; ")
+            ),
+        );
+    }
+    // As for a client: one replica in the other mode is a finding about that replica, but
+    // none speaking this transport is a configuration error of the command.
+    if mismatched == options.addresses.len() {
+        let wanted = if transport.is_tls() {
+            "TLS"
+        } else {
+            "plaintext"
+        };
+        return usage(
+            "config",
+            &format!(
+                "no replica of the list speaks {wanted} (see each line's error): most likely the \
+                 cluster runs {}",
+                if transport.is_tls() {
+                    "without TLS (--insecure)"
+                } else {
+                    "TLS (--certs)"
+                }
             ),
         );
     }

@@ -4,7 +4,7 @@ use allocdb_vsr::frame::{self, ErrorBody, FrameKind, FrameLimits, StatusReply};
 use serde_json::json;
 use tokio::time::Duration;
 
-use crate::frame_io::{self, FrameReader};
+use crate::frame_io::{self, FrameReader, ReadError};
 use allocdb_client::tls::{self, Transport};
 
 /// [`probe_over`] plaintext, for a replica that runs `--insecure` (tests, local tools).
@@ -44,6 +44,9 @@ pub struct ProbeError {
     pub message: String,
     /// The replica the certificate presented names instead of the one dialled.
     pub misplaced: Option<tls::MisplacedReplica>,
+    /// The other side does not speak this probe's transport: a TLS record answered our
+    /// plaintext, or no TLS record our TLS (most likely a replica in the other mode).
+    pub transport_mismatch: bool,
 }
 
 /// [`probe_over`], telling a misplaced replica's certificate apart from other failures.
@@ -60,6 +63,7 @@ pub async fn probe_checked(
     let failed = |message: String| ProbeError {
         message,
         misplaced: None,
+        transport_mismatch: false,
     };
     let server_name = if cluster_id == 0 {
         tls::replica_name_any_cluster(index)
@@ -73,6 +77,7 @@ pub async fn probe_checked(
             .map_err(|e| ProbeError {
                 message: format!("connect: {e}"),
                 misplaced: tls::MisplacedReplica::of(&e),
+                transport_mismatch: tls::is_plaintext_peer(&e),
             })?;
         let (mut read, mut write) = tokio::io::split(stream);
         let mut bytes = Vec::new();
@@ -81,10 +86,10 @@ pub async fn probe_checked(
             .await
             .map_err(|e| failed(format!("send: {e}")))?;
         let mut reader = FrameReader::new(FrameLimits::client(cluster_id));
-        let (header, body) = reader
-            .read_frame(&mut read)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        let (header, body) = reader.read_frame(&mut read).await.map_err(|e| ProbeError {
+            transport_mismatch: matches!(&e, ReadError::Frame(f) if f.is_tls_record()),
+            ..failed(e.to_string())
+        })?;
         match header.kind {
             FrameKind::StatusReply => StatusReply::decode(&body).map_err(|e| failed(e.to_string())),
             FrameKind::Error => Err(failed(ErrorBody::decode(&body).map_or_else(

@@ -161,6 +161,18 @@ async fn a_tls_cluster_serves_roles_and_refuses_plaintext_and_impostors() {
         matches!(&refused, ClientError::Invalid { reason } if reason.contains("not speaking TLS")),
         "{refused:?}"
     );
+    let status = Command::new(binary())
+        .args(["status", "--certs"])
+        .arg(cluster.certs_dir())
+        .args(["--addresses", &plain_cluster.addresses[0]])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("not speaking TLS") && out.contains(r#""result":"config""#),
+        "{out}"
+    );
 
     // An application certificate cannot join as a replica.
     for claimed in [0, 1, 2] {
@@ -244,6 +256,13 @@ async fn the_cli_uses_certificates_and_roles_and_refuses_to_guess() {
     let (code, out, _) = run(&["status", "--certs", &certs, "--addresses", &addresses]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(r#""role":"primary""#), "{out}");
+
+    // `status` in plaintext at this TLS cluster: every line names the TLS record, and the
+    // command ends as a configuration error (exit 2), not as replicas down (exit 1).
+    let (code, out, stderr) = run(&["status", "--insecure", "--addresses", &addresses]);
+    assert_eq!(code, Some(2), "{out}{stderr}");
+    assert_eq!(out.matches("TLS record").count(), 3, "{out}");
+    assert!(out.contains(r#""result":"config""#), "{out}");
 
     // Plaintext at this TLS cluster: a configuration error (exit 2) that says so.
     let (code, line, _) = run(&[
