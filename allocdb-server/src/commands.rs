@@ -569,29 +569,26 @@ pub fn status(args: &StatusArgs) -> ExitCode {
     // As for a client: one replica in the other mode is a finding about that replica, but
     // none speaking this transport is a configuration error of the command.
     if mismatched == options.addresses.len() {
-        let wanted = if transport.is_tls() {
-            "TLS"
-        } else {
-            "plaintext"
-        };
-        return usage(
-            "config",
-            &format!(
-                "no replica of the list speaks {wanted} (see each line's error): most likely the \
-                 cluster runs {}",
-                if transport.is_tls() {
-                    "without TLS (--insecure)"
-                } else {
-                    "TLS (--certs)"
-                }
-            ),
-        );
+        return usage("config", &transport_mismatch_message(&transport));
     }
     if all_answered {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILURE)
     }
+}
+
+/// What `status` says when no replica of its list speaks its transport.
+fn transport_mismatch_message(transport: &Transport) -> String {
+    let (wanted, other) = if transport.is_tls() {
+        ("TLS", "without TLS (--insecure)")
+    } else {
+        ("plaintext", "TLS (--certs)")
+    };
+    format!(
+        "no replica of the list speaks {wanted} (see each line's error): most likely the cluster \
+         runs {other}"
+    )
 }
 
 /// A value drawn from the operating system's randomness once per process: the replica's seed
