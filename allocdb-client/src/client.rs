@@ -87,7 +87,7 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError::Invalid`] for unusable options, a replica of another cluster, or a list
-    /// none of whose replicas speaks this client's transport (TLS or plaintext);
+    /// whose every replica answers in the other transport (TLS or plaintext);
     /// [`ClientError::Unavailable`] when no replica answered in time.
     pub async fn connect(options: ClientOptions) -> Result<Client, ClientError> {
         if let Some(reason) = options.problem() {
@@ -860,7 +860,7 @@ async fn open_first(
     let mut last_error = String::new();
     let mut round: u32 = 0;
     loop {
-        let mut mismatch = None;
+        let mut mismatches = 0_usize;
         for (replica, address) in options.addresses.iter().enumerate() {
             match Session::open(
                 transport,
@@ -896,13 +896,18 @@ async fn open_first(
                 }
                 // Not fatal at once: the bytes that say so are unauthenticated, and one
                 // misconfigured replica (or another service at its address) must not keep a
-                // client from the others. Fatal if the whole round finds no replica.
-                Err(SessionError::Security(reason)) => mismatch = Some(reason),
-                Err(error) => last_error = format!("{address}: {error}"),
+                // client from the others, nor from replicas that are only restarting.
+                Err(SessionError::Security(reason)) => {
+                    mismatches += 1;
+                    last_error = reason;
+                }
+                Err(error) if mismatches == 0 => last_error = format!("{address}: {error}"),
+                Err(_) => {}
             }
         }
-        if let Some(reason) = mismatch {
-            return Err(ClientError::Invalid { reason });
+        // Every replica of the list answered in the other transport: the options are wrong.
+        if mismatches == options.addresses.len() {
+            return Err(ClientError::Invalid { reason: last_error });
         }
         round += 1;
         let pause = options

@@ -19,8 +19,8 @@ pub enum ClientError {
     },
     /// The request can never succeed as written: refused by this client before sending (for
     /// example a bundle over the limit) or answered `invalid` by the cluster; at connect, also
-    /// options that cannot work (a replica of another cluster, or no replica of the list
-    /// answering in this client's transport: TLS against plaintext or the other way round).
+    /// options that cannot work (a replica of another cluster, or every replica of the list
+    /// answering in the other transport: TLS against plaintext or the other way round).
     /// Nothing changed.
     Invalid {
         /// What is wrong.

@@ -30,7 +30,8 @@ pub(crate) enum SessionError {
     /// The other side does not speak this client's transport: a TLS record where a plaintext
     /// frame was expected, or no TLS record where TLS was. Most likely a replica in the other
     /// mode, but the evidence is a few unauthenticated bytes (any service at the address, or
-    /// anyone on the path, could send them), so it is fatal only when no replica answers.
+    /// anyone on the path, could send them), so it is fatal only when every replica of the
+    /// list answers so.
     Security(String),
     /// The replica at list position `position` says it is replica `found` of
     /// `replica_count`: the address list is in another order than the cluster's, or holds a

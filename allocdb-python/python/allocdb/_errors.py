@@ -87,8 +87,8 @@ class Timeout(AllocDBError):
 
 class Invalid(AllocDBError, ValueError):
     """The request can never succeed as written (a bundle over the limit, a negative TTL,
-    operation id 0, unusable options, a replica of another cluster, no replica speaking the
-    client's transport: TLS or plaintext). Nothing changed."""
+    operation id 0, unusable options, a replica of another cluster, every replica of the
+    list answering in the other transport: TLS or plaintext). Nothing changed."""
 
 
 class Forbidden(AllocDBError):
