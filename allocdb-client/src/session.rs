@@ -157,15 +157,9 @@ impl Session {
             filled: 0,
             scratch: Vec::new(),
         };
-        let (header, body) = tokio::time::timeout(timeout, reader.read_frame())
+        let (header, body) = tokio::time::timeout(timeout, reader.read_welcome(address))
             .await
-            .map_err(|_| SessionError::Io(format!("welcome from {address}: timed out")))?
-            .map_err(|error| match error {
-                SessionError::Security(reason) => {
-                    SessionError::Security(format!("{address}: {reason}"))
-                }
-                other => other,
-            })?;
+            .map_err(|_| SessionError::Io(format!("welcome from {address}: timed out")))??;
         let welcome = accept_welcome(address, cluster_id, header, &body)?;
         if usize::from(welcome.replica_index) != replica {
             return Err(SessionError::AddressList {
@@ -322,13 +316,16 @@ impl FrameReader {
         Ok(result)
     }
 
-    /// Reads one whole frame (used for the welcome only). A TLS server's answer to our
+    /// Reads the welcome frame from the replica at `address`. A TLS server's answer to our
     /// plaintext (a few bytes of alert, then the close) is recognised from its first bytes.
-    async fn read_frame(&mut self) -> Result<(FrameHeader, Vec<u8>), SessionError> {
+    async fn read_welcome(
+        &mut self,
+        address: &str,
+    ) -> Result<(FrameHeader, Vec<u8>), SessionError> {
         let refused = |error: frame::FrameError| {
             if error.is_tls_record() {
                 SessionError::Security(format!(
-                    "welcome frame: {error}; if it is a replica, the cluster runs TLS: give \
+                    "{address}: welcome frame: {error}; if it is a replica, the cluster runs TLS: give \
                      this client the cluster's certificates (ClientOptions::security; \
                      allocdb client: --certs and --role, or ALLOCDB_CERTS)"
                 ))

@@ -586,8 +586,8 @@ fn transport_mismatch_message(transport: &Transport) -> String {
         ("plaintext", "TLS (--certs)")
     };
     format!(
-        "no replica of the list speaks {wanted} (see each line's error): most likely the cluster \
-         runs {other}"
+        "every replica of the list answers in another transport than {wanted} (see each line's \
+         error): most likely the cluster runs {other}"
     )
 }
 
